@@ -1,0 +1,59 @@
+//! The admin listener: health, readiness and the module list, on an address of its own so
+//! that none of it is reachable through the public port.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Method, Response, StatusCode};
+use http_body_util::Full;
+use hyper::Request;
+use hyper::body::Incoming;
+
+use crate::listener::ConnInfo;
+use crate::registry::Registry;
+use crate::server::text_response;
+use crate::shutdown::Shutdown;
+
+/// What the admin handler reads.
+pub struct AdminService {
+    pub registry: Arc<Registry>,
+    pub shutdown: Shutdown,
+}
+
+impl AdminService {
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, _conn: ConnInfo) -> Response<Full<Bytes>> {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return text_response(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here");
+        }
+        match req.uri().path() {
+            "/healthz" => text_response(StatusCode::OK, "ok"),
+            "/readyz" => self.readyz(),
+            "/modules" => self.modules(),
+            _ => text_response(StatusCode::NOT_FOUND, "not found"),
+        }
+    }
+
+    fn readyz(&self) -> Response<Full<Bytes>> {
+        if self.shutdown.is_triggered() {
+            text_response(StatusCode::SERVICE_UNAVAILABLE, "draining")
+        } else if self.registry.is_ready() {
+            text_response(StatusCode::OK, "ready")
+        } else {
+            text_response(StatusCode::SERVICE_UNAVAILABLE, "loading modules")
+        }
+    }
+
+    fn modules(&self) -> Response<Full<Bytes>> {
+        match serde_json::to_vec(&self.registry.statuses()) {
+            Ok(json) => {
+                let mut response = Response::new(Full::new(Bytes::from(json)));
+                response
+                    .headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                response
+            }
+            Err(e) => text_response(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Maps one HTTP request to the guest's environment variables.
+//!
+//! The guest sees the seed's lowercase names (`http_path`, ...), the CGI/1.1 meta-variables
+//! and one `HTTP_*` variable per request header, then its module's own `env` from the config,
+//! and nothing of the host's environment. Some headers are withheld on purpose:
+//! `Authorization`/`Proxy-Authorization` (RFC 3875 4.1.18, unless the module opts in),
+//! `Proxy` (the "httpoxy" attack sets `HTTP_PROXY`), `Content-Type`/`Content-Length` (they
+//! have their own variables) and any header whose name has an underscore, since `X-A` and
+//! `X_A` would both become `HTTP_X_A` and one could then smuggle the other's value.
+
+use std::net::SocketAddr;
+
+use http::HeaderMap;
+
+use crate::config::ModuleSettings;
+
+/// What the gateway reports as `SERVER_SOFTWARE`.
+pub const SERVER_SOFTWARE: &str = concat!("wasmgate/", env!("CARGO_PKG_VERSION"));
+
+/// The seed's lowercase names and the CGI/1.1 names: set by the gateway for every request.
+const RESERVED: &[&str] = &[
+    "http_path",
+    "http_method",
+    "http_host",
+    "http_query",
+    "remote_addr",
+    "GATEWAY_INTERFACE",
+    "REQUEST_METHOD",
+    "SCRIPT_NAME",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "CONTENT_TYPE",
+    "CONTENT_LENGTH",
+    "REMOTE_ADDR",
+    "REMOTE_PORT",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "SERVER_PROTOCOL",
+    "SERVER_SOFTWARE",
+];
+
+/// Headers that never become `HTTP_*` variables.
+const WITHHELD_HEADERS: &[&str] = &["proxy", "content-type", "content-length"];
+/// Headers that carry credentials: passed only when the module's config says so.
+const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization"];
+
+/// Whether the gateway sets `name` itself, so a module's config may not.
+pub fn is_reserved_env_name(name: &str) -> bool {
+    RESERVED.contains(&name) || name.starts_with("HTTP_")
+}
+
+/// The parts of a request that the environment is made of.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestMeta<'a> {
+    /// The module's name, already validated.
+    pub module: &'a str,
+    pub method: &'a str,
+    /// The whole path as received (percent-encoded).
+    pub path: &'a str,
+    /// The part of the path after `/NAME`, as received.
+    pub path_info: &'a str,
+    /// The query string as received, without `?`.
+    pub query: &'a str,
+    pub headers: &'a HeaderMap,
+    pub remote: SocketAddr,
+    pub local: SocketAddr,
+    /// `HTTP/1.1` and the like.
+    pub protocol: &'a str,
+    /// The length of the body the guest will read on stdin.
+    pub body_len: usize,
+}
+
+/// A request whose path cannot be given to a guest.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvError {
+    #[error("the path is not valid percent-encoded UTF-8")]
+    BadPathEncoding,
+    #[error("the path contains a NUL byte")]
+    NulInPath,
+}
+
+/// Builds the guest's environment for one request.
+pub fn build_env(
+    req: &RequestMeta<'_>,
+    settings: &ModuleSettings,
+) -> Result<Vec<(String, String)>, EnvError> {
+    let path_info = decode_path_info(req.path_info)?;
+    let host = header_str(req.headers, "host");
+    let server_name = host
+        .map(strip_port)
+        .filter(|h| !h.is_empty())
+        .map(str::to_string)
+        .unwrap_or_else(|| req.local.ip().to_string());
+
+    let mut env = Vec::with_capacity(24 + req.headers.len() + settings.env.len());
+    let mut set = |k: &str, v: String| env.push((k.to_string(), v));
+    set("http_path", req.path.to_string());
+    set("http_method", req.method.to_string());
+    set("http_host", host.unwrap_or_default().to_string());
+    set("http_query", req.query.to_string());
+    set("remote_addr", req.remote.to_string());
+    set("GATEWAY_INTERFACE", "CGI/1.1".to_string());
+    set("REQUEST_METHOD", req.method.to_string());
+    set("SCRIPT_NAME", format!("/{}", req.module));
+    set("PATH_INFO", path_info);
+    set("QUERY_STRING", req.query.to_string());
+    if let Some(ct) = header_str(req.headers, "content-type") {
+        set("CONTENT_TYPE", ct.to_string());
+    }
+    if req.body_len > 0 || req.headers.contains_key(http::header::CONTENT_LENGTH) {
+        set("CONTENT_LENGTH", req.body_len.to_string());
+    }
+    set("REMOTE_ADDR", req.remote.ip().to_string());
+    set("REMOTE_PORT", req.remote.port().to_string());
+    set("SERVER_NAME", server_name);
+    set("SERVER_PORT", req.local.port().to_string());
+    set("SERVER_PROTOCOL", req.protocol.to_string());
+    set("SERVER_SOFTWARE", SERVER_SOFTWARE.to_string());
+    push_header_vars(&mut env, req.headers, settings.pass_authorization);
+    env.extend(settings.env.iter().cloned());
+    Ok(env)
+}
+
+/// One `HTTP_*` variable per header name; repeated headers are joined with ", ".
+fn push_header_vars(env: &mut Vec<(String, String)>, headers: &HeaderMap, pass_auth: bool) {
+    for name in headers.keys() {
+        let lower = name.as_str();
+        if lower.contains('_')
+            || WITHHELD_HEADERS.contains(&lower)
+            || (!pass_auth && CREDENTIAL_HEADERS.contains(&lower))
+        {
+            continue;
+        }
+        let value = headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut key = String::with_capacity(5 + lower.len());
+        key.push_str("HTTP_");
+        key.extend(
+            lower
+                .chars()
+                .map(|c| if c == '-' { '_' } else { c.to_ascii_uppercase() }),
+        );
+        env.push((key, value));
+    }
+}
+
+fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `example.test:8080` → `example.test`; `[::1]:80` → `[::1]`.
+fn strip_port(host: &str) -> &str {
+    match host.rfind(':') {
+        Some(i) if !host[i..].contains(']') => &host[..i],
+        _ => host,
+    }
+}
+
+/// RFC 3875 4.1.5: `PATH_INFO` is not URL-encoded. A path that does not decode to UTF-8
+/// without NUL bytes is refused rather than passed on mangled.
+fn decode_path_info(raw: &str) -> Result<String, EnvError> {
+    let decoded = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| EnvError::BadPathEncoding)?;
+    if decoded.contains('\0') {
+        return Err(EnvError::NulInPath);
+    }
+    Ok(decoded.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn meta<'a>(headers: &'a HeaderMap, path_info: &'a str) -> RequestMeta<'a> {
+        RequestMeta {
+            module: "m",
+            method: "POST",
+            path: "/m/x",
+            path_info,
+            query: "a=1&b=%20",
+            headers,
+            remote: "10.1.2.3:4567".parse().unwrap(),
+            local: "127.0.0.1:8080".parse().unwrap(),
+            protocol: "HTTP/1.1",
+            body_len: 3,
+        }
+    }
+
+    fn lookup<'e>(env: &'e [(String, String)], key: &str) -> Option<&'e str> {
+        env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn cgi_names_are_set() {
+        let mut h = HeaderMap::new();
+        h.insert("host", HeaderValue::from_static("example.test:81"));
+        h.insert("content-type", HeaderValue::from_static("text/plain"));
+        let env = build_env(&meta(&h, "/x%20y"), &ModuleSettings::default()).unwrap();
+        let want = [
+            ("REQUEST_METHOD", "POST"),
+            ("SCRIPT_NAME", "/m"),
+            ("PATH_INFO", "/x y"),
+            ("QUERY_STRING", "a=1&b=%20"),
+            ("CONTENT_TYPE", "text/plain"),
+            ("CONTENT_LENGTH", "3"),
+            ("REMOTE_ADDR", "10.1.2.3"),
+            ("REMOTE_PORT", "4567"),
+            ("SERVER_NAME", "example.test"),
+            ("SERVER_PORT", "8080"),
+            ("SERVER_PROTOCOL", "HTTP/1.1"),
+            ("GATEWAY_INTERFACE", "CGI/1.1"),
+            ("HTTP_HOST", "example.test:81"),
+            ("http_host", "example.test:81"),
+            ("http_path", "/m/x"),
+            ("remote_addr", "10.1.2.3:4567"),
+        ];
+        for (k, v) in want {
+            assert_eq!(lookup(&env, k), Some(v), "{k}");
+        }
+        assert_eq!(lookup(&env, "HTTP_CONTENT_TYPE"), None);
+    }
+
+    #[test]
+    fn credentials_and_smuggling_headers_are_withheld() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("Bearer t"));
+        h.insert("proxy-authorization", HeaderValue::from_static("Basic p"));
+        h.insert("proxy", HeaderValue::from_static("http://evil"));
+        h.insert("x_forwarded_for", HeaderValue::from_static("1.1.1.1"));
+        h.append("x-multi", HeaderValue::from_static("a"));
+        h.append("x-multi", HeaderValue::from_static("b"));
+        let env = build_env(&meta(&h, ""), &ModuleSettings::default()).unwrap();
+        for k in ["HTTP_AUTHORIZATION", "HTTP_PROXY_AUTHORIZATION", "HTTP_PROXY", "HTTP_X_FORWARDED_FOR"] {
+            assert_eq!(lookup(&env, k), None, "{k}");
+        }
+        assert_eq!(lookup(&env, "HTTP_X_MULTI"), Some("a, b"));
+
+        let opted_in = ModuleSettings {
+            pass_authorization: true,
+            ..ModuleSettings::default()
+        };
+        let env = build_env(&meta(&h, ""), &opted_in).unwrap();
+        assert_eq!(lookup(&env, "HTTP_AUTHORIZATION"), Some("Bearer t"));
+    }
+
+    #[test]
+    fn module_env_is_appended() {
+        let settings = ModuleSettings {
+            env: vec![("GREETING".into(), "hi".into())],
+            ..ModuleSettings::default()
+        };
+        let env = build_env(&meta(&HeaderMap::new(), ""), &settings).unwrap();
+        assert_eq!(lookup(&env, "GREETING"), Some("hi"));
+        assert_eq!(lookup(&env, "SERVER_NAME"), Some("127.0.0.1"));
+    }
+
+    #[test]
+    fn undecodable_paths_are_refused() {
+        let h = HeaderMap::new();
+        let s = ModuleSettings::default();
+        assert_eq!(build_env(&meta(&h, "/%00"), &s), Err(EnvError::NulInPath));
+        assert_eq!(build_env(&meta(&h, "/%ff"), &s), Err(EnvError::BadPathEncoding));
+    }
+
+    #[test]
+    fn ports_are_stripped_from_hosts() {
+        assert_eq!(strip_port("a.test:80"), "a.test");
+        assert_eq!(strip_port("a.test"), "a.test");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+        assert_eq!(strip_port("[::1]"), "[::1]");
+    }
+}

@@ -1,0 +1,366 @@
+//! The gateway's configuration: the TOML file of DESIGN.md, built-in defaults, and the
+//! per-module limits that result from them.
+//!
+//! Every table is `deny_unknown_fields`, so a misspelt key is a start-up error that names
+//! it rather than a silently ignored setting. Values are checked once here, so the rest of
+//! the gateway can trust them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::cgi::is_reserved_env_name;
+use crate::error::ConfigError;
+use crate::name::ModuleName;
+
+/// Default public listener: every interface, port 8080.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+/// Default admin listener: loopback only, so metrics and module details stay private.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9180";
+const DEFAULT_MAX_INSTANCES: u32 = 1000;
+const DEFAULT_QUEUE_TIMEOUT_MS: u64 = 1000;
+const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
+const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+const DEFAULT_FUEL: u64 = 10_000_000_000;
+const DEFAULT_MAX_MEMORY_BYTES: u64 = 128 << 20;
+const DEFAULT_MAX_OUTPUT_BYTES: u64 = 16 << 20;
+const DEFAULT_MAX_BODY_BYTES: u64 = 16 << 20;
+/// The largest linear memory a WebAssembly 32-bit module can address.
+const MAX_WASM32_MEMORY_BYTES: u64 = 4 << 30;
+/// A ceiling on buffered request or response bodies, so a typo cannot ask for terabytes.
+const MAX_BUFFER_BYTES: u64 = 1 << 30;
+
+/// The whole configuration, after defaults, file and flags were merged.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub modules_dir: PathBuf,
+    pub cache_dir: PathBuf,
+    /// Pool slots: guests running at once, across all modules.
+    pub max_instances: u32,
+    /// How long a request waits for a free slot before it is answered 503.
+    pub queue_timeout_ms: u64,
+    /// How long requests in flight may take to finish after SIGTERM.
+    pub shutdown_grace_ms: u64,
+    /// The defaults for every module.
+    pub limits: Limits,
+    /// Per-module settings, keyed by module name.
+    pub modules: HashMap<String, ModuleSettings>,
+}
+
+/// The limits one request of a module runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock deadline, enforced with epoch interruption.
+    pub timeout_ms: u64,
+    /// Fuel per request; 0 means unmetered.
+    pub fuel: u64,
+    pub max_memory_bytes: u64,
+    pub max_output_bytes: u64,
+    pub max_body_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            fuel: DEFAULT_FUEL,
+            max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
+            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+/// What one module gets besides the defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModuleSettings {
+    pub limits: Limits,
+    /// Extra environment variables, in a stable order.
+    pub env: Vec<(String, String)>,
+    /// Whether `Authorization` and `Proxy-Authorization` reach the guest as `HTTP_*`.
+    pub pass_authorization: bool,
+}
+
+/// Command-line values that override the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+    pub modules_dir: Option<PathBuf>,
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    admin_listen: Option<String>,
+    modules_dir: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
+    max_instances: Option<u32>,
+    queue_timeout_ms: Option<u64>,
+    shutdown_grace_ms: Option<u64>,
+    #[serde(default)]
+    limits: FileLimits,
+    #[serde(default)]
+    modules: BTreeMap<String, FileModule>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    timeout_ms: Option<u64>,
+    fuel: Option<u64>,
+    max_memory_bytes: Option<u64>,
+    max_output_bytes: Option<u64>,
+    max_body_bytes: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileModule {
+    #[serde(flatten)]
+    limits: FileLimits,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    pass_authorization: bool,
+}
+
+impl Config {
+    /// Reads `path` (when given), applies `overrides`, and checks every value.
+    pub fn load(path: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigError> {
+        let file = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    file: display_name(path),
+                    source,
+                })?;
+                parse_file(&text)?
+            }
+            None => FileConfig::default(),
+        };
+        build(file, overrides)
+    }
+
+    /// Parses a configuration from TOML text, as if it were the config file.
+    pub fn from_toml(text: &str, overrides: Overrides) -> Result<Config, ConfigError> {
+        build(parse_file(text)?, overrides)
+    }
+
+    /// The settings a module runs with: its own section, or the defaults.
+    pub fn module_settings(&self, name: &str) -> ModuleSettings {
+        self.modules.get(name).cloned().unwrap_or(ModuleSettings {
+            limits: self.limits,
+            ..ModuleSettings::default()
+        })
+    }
+
+    /// The largest memory any module may grow to: what each pool slot must reserve.
+    pub fn largest_memory_bytes(&self) -> u64 {
+        self.modules
+            .values()
+            .map(|m| m.limits.max_memory_bytes)
+            .chain(std::iter::once(self.limits.max_memory_bytes))
+            .max()
+            .unwrap_or(DEFAULT_MAX_MEMORY_BYTES)
+    }
+}
+
+/// Only the file's name goes into messages: full host paths stay out of errors.
+fn display_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
+}
+
+fn build(file: FileConfig, overrides: Overrides) -> Result<Config, ConfigError> {
+    let limits = merge_limits(&Limits::default(), &file.limits, "limits")?;
+    let mut modules = HashMap::new();
+    for (name, module) in &file.modules {
+        modules.insert(name.clone(), module_settings(name, module, &limits)?);
+    }
+    let config = Config {
+        listen: pick_addr(overrides.listen, file.listen.as_deref(), "listen", DEFAULT_LISTEN)?,
+        admin_listen: pick_addr(
+            overrides.admin_listen,
+            file.admin_listen.as_deref(),
+            "admin_listen",
+            DEFAULT_ADMIN_LISTEN,
+        )?,
+        modules_dir: overrides
+            .modules_dir
+            .or(file.modules_dir)
+            .unwrap_or_else(|| PathBuf::from("modules")),
+        cache_dir: overrides
+            .cache_dir
+            .or(file.cache_dir)
+            .unwrap_or_else(|| PathBuf::from(".wasmgate-cache")),
+        max_instances: file.max_instances.unwrap_or(DEFAULT_MAX_INSTANCES),
+        queue_timeout_ms: file.queue_timeout_ms.unwrap_or(DEFAULT_QUEUE_TIMEOUT_MS),
+        shutdown_grace_ms: file.shutdown_grace_ms.unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS),
+        limits,
+        modules,
+    };
+    if config.max_instances == 0 {
+        return Err(ConfigError::value("max_instances", 0, "must be at least 1"));
+    }
+    Ok(config)
+}
+
+fn pick_addr(
+    flag: Option<SocketAddr>,
+    file: Option<&str>,
+    key: &str,
+    default: &str,
+) -> Result<SocketAddr, ConfigError> {
+    if let Some(addr) = flag {
+        return Ok(addr);
+    }
+    let text = file.unwrap_or(default);
+    text.parse()
+        .map_err(|_| ConfigError::value(key, text, "is not an address like 127.0.0.1:8080"))
+}
+
+fn module_settings(
+    name: &str,
+    module: &FileModule,
+    defaults: &Limits,
+) -> Result<ModuleSettings, ConfigError> {
+    let section = format!("modules.{name}");
+    if ModuleName::parse(name).is_err() {
+        return Err(ConfigError::value(
+            &section,
+            name,
+            "is not a module name ([A-Za-z0-9_-], 1 to 64 characters)",
+        ));
+    }
+    let limits = merge_limits(defaults, &module.limits, &section)?;
+    for key in module.env.keys() {
+        if key.is_empty() || key.contains('=') || key.contains('\0') {
+            return Err(ConfigError::value(
+                &format!("{section}.env"),
+                key,
+                "is not a valid variable name",
+            ));
+        }
+        if is_reserved_env_name(key) {
+            return Err(ConfigError::value(
+                &format!("{section}.env"),
+                key,
+                "is set by the gateway for every request and cannot be overridden",
+            ));
+        }
+    }
+    Ok(ModuleSettings {
+        limits,
+        env: module
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        pass_authorization: module.pass_authorization,
+    })
+}
+
+fn merge_limits(base: &Limits, file: &FileLimits, section: &str) -> Result<Limits, ConfigError> {
+    let limits = Limits {
+        timeout_ms: file.timeout_ms.unwrap_or(base.timeout_ms),
+        fuel: file.fuel.unwrap_or(base.fuel),
+        max_memory_bytes: file.max_memory_bytes.unwrap_or(base.max_memory_bytes),
+        max_output_bytes: file.max_output_bytes.unwrap_or(base.max_output_bytes),
+        max_body_bytes: file.max_body_bytes.unwrap_or(base.max_body_bytes),
+    };
+    let key = |k: &str| format!("{section}.{k}");
+    if limits.timeout_ms == 0 {
+        return Err(ConfigError::value(&key("timeout_ms"), 0, "must be at least 1"));
+    }
+    if limits.max_memory_bytes < crate::engine::WASM_PAGE_BYTES
+        || limits.max_memory_bytes > MAX_WASM32_MEMORY_BYTES
+    {
+        return Err(ConfigError::value(
+            &key("max_memory_bytes"),
+            limits.max_memory_bytes,
+            "must be between 65536 (one page) and 4 GiB",
+        ));
+    }
+    for (name, value) in [
+        ("max_output_bytes", limits.max_output_bytes),
+        ("max_body_bytes", limits.max_body_bytes),
+    ] {
+        if value > MAX_BUFFER_BYTES {
+            return Err(ConfigError::value(&key(name), value, "must be at most 1 GiB"));
+        }
+    }
+    Ok(limits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Overrides::default())
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let c = parse("").unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.admin_listen.to_string(), DEFAULT_ADMIN_LISTEN);
+        assert_eq!(c.modules_dir, PathBuf::from("modules"));
+        assert_eq!(c.max_instances, 1000);
+        assert_eq!(c.limits.fuel, 10_000_000_000);
+        assert_eq!(c.limits.max_memory_bytes, 134_217_728);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = parse("listn = \"x\"").unwrap_err().to_string();
+        assert!(err.contains("listn"), "{err}");
+        let err = parse("[limits]\ntimeout = 5").unwrap_err().to_string();
+        assert!(err.contains("timeout"), "{err}");
+        let err = parse("[modules.a]\nfule = 5").unwrap_err().to_string();
+        assert!(err.contains("fule"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_key_and_value() {
+        let err = parse("listen = \"nowhere\"").unwrap_err().to_string();
+        assert!(err.contains("listen") && err.contains("nowhere"), "{err}");
+        let err = parse("[limits]\nmax_memory_bytes = 5").unwrap_err().to_string();
+        assert!(err.contains("limits.max_memory_bytes") && err.contains('5'), "{err}");
+        let err = parse("[modules.\"a.b\"]").unwrap_err().to_string();
+        assert!(err.contains("a.b"), "{err}");
+        let err = parse("[modules.a]\nenv = { REQUEST_METHOD = \"x\" }").unwrap_err().to_string();
+        assert!(err.contains("REQUEST_METHOD"), "{err}");
+    }
+
+    #[test]
+    fn module_sections_override_the_defaults() {
+        let c = parse("[limits]\nfuel = 7\ntimeout_ms = 9\n[modules.a]\nfuel = 3\nenv = { G = \"hi\" }")
+            .unwrap();
+        let a = c.module_settings("a");
+        assert_eq!((a.limits.fuel, a.limits.timeout_ms), (3, 9));
+        assert_eq!(a.env, vec![("G".to_string(), "hi".to_string())]);
+        assert_eq!(c.module_settings("b").limits.fuel, 7);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let flags = Overrides {
+            listen: Some("127.0.0.1:1".parse().unwrap()),
+            ..Overrides::default()
+        };
+        let c = Config::from_toml("listen = \"127.0.0.1:2\"", flags).unwrap();
+        assert_eq!(c.listen.port(), 1);
+    }
+}

@@ -1,0 +1,172 @@
+//! The one `wasmtime::Engine` of the process, and the epoch ticker that drives deadlines.
+//!
+//! The engine compiles with Cranelift, meters fuel, checks epochs (so a deadline can stop a
+//! guest that never calls the host), and instantiates from the pooling allocator with
+//! copy-on-write memory images: a request's instance reuses a pre-reserved slot instead of
+//! paying for `mmap`/`munmap` each time. Pool slots keep their first 64 KiB of memory and
+//! table resident between uses, which saves a page fault and a TLB-flushing `madvise` per
+//! request (the largest single cost measured in PERFORMANCE-NOTES.md). Where the pool's
+//! address space cannot be reserved (a tight `ulimit -v`, a small container), the engine
+//! falls back to on-demand allocation and says so in the log.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::{Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+
+use crate::config::Config;
+use crate::error::EngineError;
+
+/// The size of a WebAssembly page.
+pub const WASM_PAGE_BYTES: u64 = 64 * 1024;
+/// How often the epoch advances. Deadlines are checked, and guests yield to the scheduler,
+/// once per tick, so this bounds both a timeout's overshoot and how long a spinning guest
+/// can hold a worker thread.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// Memory and table bytes a pool slot keeps resident between instances.
+const KEEP_RESIDENT_BYTES: usize = 64 * 1024;
+/// Tables per instance (WASI command modules use one).
+const MAX_TABLES_PER_MODULE: u32 = 4;
+/// Table elements per table: generous for C++/Go function tables.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// Size of the native stack each running guest gets for its fiber.
+const ASYNC_STACK_BYTES: usize = 2 << 20;
+
+/// Which instance allocator the engine ended up with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocator {
+    Pooling { slots: u32 },
+    OnDemand,
+}
+
+impl fmt::Display for Allocator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Allocator::Pooling { slots } => write!(f, "pooling ({slots} slots)"),
+            Allocator::OnDemand => f.write_str("on-demand"),
+        }
+    }
+}
+
+/// The engine and how it allocates instances.
+#[derive(Clone)]
+pub struct GatewayEngine {
+    pub engine: Engine,
+    pub allocator: Allocator,
+}
+
+/// Which allocator to ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllocatorChoice {
+    /// The pool, falling back to on-demand when it cannot be reserved.
+    PoolingWithFallback,
+    /// On-demand only (for the one-shot `run` command and for comparisons).
+    OnDemand,
+}
+
+impl GatewayEngine {
+    /// Builds the engine for `config`.
+    pub fn new(config: &Config, choice: AllocatorChoice) -> Result<Self, EngineError> {
+        if choice == AllocatorChoice::PoolingWithFallback {
+            match Engine::new(&base_config(Some(pooling(config)))) {
+                Ok(engine) => {
+                    let allocator = Allocator::Pooling {
+                        slots: config.max_instances,
+                    };
+                    tracing::info!(%allocator, "instance allocator");
+                    return Ok(GatewayEngine { engine, allocator });
+                }
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "the pooling allocator's address space could not be reserved; \
+                     falling back to on-demand allocation (slower per request)"
+                ),
+            }
+        }
+        let engine =
+            Engine::new(&base_config(None)).map_err(|e| EngineError(format!("{e:#}")))?;
+        tracing::info!(allocator = %Allocator::OnDemand, "instance allocator");
+        Ok(GatewayEngine {
+            engine,
+            allocator: Allocator::OnDemand,
+        })
+    }
+}
+
+fn base_config(pool: Option<PoolingAllocationConfig>) -> wasmtime::Config {
+    let mut c = wasmtime::Config::new();
+    c.strategy(wasmtime::Strategy::Cranelift)
+        .cranelift_opt_level(OptLevel::Speed)
+        .parallel_compilation(true)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .memory_init_cow(true)
+        .async_stack_size(ASYNC_STACK_BYTES)
+        // Component-model features are not needed for WASI preview1 command modules.
+        .wasm_component_model(false);
+    if let Some(pool) = pool {
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    c
+}
+
+fn pooling(config: &Config) -> PoolingAllocationConfig {
+    let slots = config.max_instances;
+    let mut p = PoolingAllocationConfig::new();
+    p.total_core_instances(slots)
+        .total_memories(slots)
+        .total_tables(slots)
+        .total_stacks(slots)
+        .total_component_instances(0)
+        .max_memories_per_module(1)
+        .max_tables_per_module(MAX_TABLES_PER_MODULE)
+        .table_elements(MAX_TABLE_ELEMENTS)
+        .max_memory_size(config.largest_memory_bytes() as usize)
+        .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+        .table_keep_resident(KEEP_RESIDENT_BYTES);
+    p
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] on a thread of its own, until dropped.
+///
+/// A plain thread rather than a tokio task: it must keep ticking even when every runtime
+/// worker is busy running guests, since the ticks are what make those guests yield.
+pub struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    pub fn start(engine: &Engine) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let engine = engine.weak();
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("wasmgate-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match engine.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })?;
+        Ok(EpochTicker {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Puts the pieces together: engine and epoch ticker, registry, loader, and the two
+//! listeners, started in an order that surfaces every error before anything is served.
+//!
+//! Both addresses are bound first, so a port in use fails start-up at once. The admin
+//! listener then answers (with `/readyz` at 503) while the first scan compiles; the public
+//! listener starts accepting once the scan is done, so no request sees a half-loaded
+//! modules directory.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use crate::admin::AdminService;
+use crate::compile::Compiler;
+use crate::config::Config;
+use crate::engine::{AllocatorChoice, EpochTicker, GatewayEngine};
+use crate::error::EngineError;
+use crate::host;
+use crate::listener::{self, ConnInfo};
+use crate::loader::Loader;
+use crate::registry::Registry;
+use crate::server::PublicService;
+use crate::shutdown::Shutdown;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot read the modules directory: {0}")]
+    ModulesDir(std::io::Error),
+    #[error("cannot start the epoch ticker: {0}")]
+    Ticker(std::io::Error),
+}
+
+/// A gateway that is running.
+pub struct RunningGateway {
+    pub public_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub registry: Arc<Registry>,
+    pub shutdown: Shutdown,
+    task: JoinHandle<()>,
+}
+
+impl RunningGateway {
+    /// Starts the gateway described by `config`, and returns once both listeners are bound
+    /// (the first scan of the modules directory goes on in the background).
+    pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
+        let config = Arc::new(config);
+        let engine = GatewayEngine::new(&config, AllocatorChoice::PoolingWithFallback)?;
+        let ticker = EpochTicker::start(&engine.engine).map_err(StartError::Ticker)?;
+        let linker = host::linker(&engine.engine).map_err(|e| EngineError(format!("{e:#}")))?;
+        let compiler = Compiler::new(engine.engine.clone(), linker, config.clone());
+        let registry = Arc::new(Registry::new());
+        let loader = Loader::new(compiler, registry.clone(), config.modules_dir.clone());
+        // Fail now, not in the background, if the directory cannot be listed.
+        crate::loader::module_files(&config.modules_dir).map_err(StartError::ModulesDir)?;
+
+        let public = bind("public", config.listen).await?;
+        let admin = bind("admin", config.admin_listen).await?;
+        let public_addr = local_addr("public", &public, config.listen)?;
+        let admin_addr = local_addr("admin", &admin, config.admin_listen)?;
+        let shutdown = Shutdown::new();
+        let grace = Duration::from_millis(config.shutdown_grace_ms);
+
+        let admin_service = Arc::new(AdminService {
+            registry: registry.clone(),
+            shutdown: shutdown.clone(),
+        });
+        let admin_task = tokio::spawn(listener::serve(
+            admin,
+            move |req, conn: ConnInfo| admin_service.clone().handle(req, conn),
+            shutdown.clone(),
+            grace,
+        ));
+        let public_service = Arc::new(PublicService {
+            registry: registry.clone(),
+            slots: Arc::new(Semaphore::new(config.max_instances as usize)),
+            queue_timeout: Duration::from_millis(config.queue_timeout_ms),
+        });
+        let reg = registry.clone();
+        let down = shutdown.clone();
+        let task = tokio::spawn(async move {
+            let _ticker = ticker;
+            if let Err(e) = loader.load_all().await {
+                tracing::error!(error = %e, "cannot scan the modules directory");
+            }
+            reg.set_ready(true);
+            tracing::info!(modules = reg.serving_count(), %public_addr, "serving");
+            listener::serve(
+                public,
+                move |req, conn: ConnInfo| public_service.clone().handle(req, conn),
+                down,
+                grace,
+            )
+            .await;
+            let _ = admin_task.await;
+        });
+        Ok(RunningGateway {
+            public_addr,
+            admin_addr,
+            registry,
+            shutdown,
+            task,
+        })
+    }
+
+    /// Drains and stops the gateway, and waits until it has.
+    pub async fn stop(self) {
+        self.shutdown.trigger();
+        self.wait().await;
+    }
+
+    /// Waits until the gateway has stopped (after its shutdown was triggered).
+    pub async fn wait(self) {
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "the gateway task failed");
+        }
+    }
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+fn local_addr(what: &'static str, l: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, StartError> {
+    l.local_addr().map_err(|source| StartError::Bind { what, addr, source })
+}

@@ -1,0 +1,193 @@
+//! Runs one request's guest: a fresh instance from the module's `InstancePre`, with its own
+//! store, fuel, deadline, memory limit, stdin and bounded stdout, dropped afterwards.
+//!
+//! Guests run as async calls on the tokio runtime, not on a separate thread pool. The
+//! store's epoch deadline makes a guest yield back to the scheduler every
+//! [`EPOCH_TICK`](crate::engine::EPOCH_TICK), so a spinning guest shares its worker with
+//! other requests instead of stalling them, and a guest sleeping in `poll_oneoff` is just
+//! a parked future (forty of them cost forty futures, not forty threads). The wall-clock
+//! deadline is a `tokio::time::timeout` around the whole call: it covers guest code (which
+//! yields at every tick, so the timeout gets its chance to fire) and host calls alike, and
+//! dropping the call's future tears the instance down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use wasmtime::{Store, Trap};
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+
+use crate::compile::LoadedModule;
+use crate::host::{GuestLimiter, Host};
+use crate::outcome::Outcome;
+use crate::stdio::{BoundedOutput, GuestLog, GuestStream};
+
+/// What a guest that finished produced.
+#[derive(Debug)]
+pub struct GuestRun {
+    pub stdout: Bytes,
+    pub fuel_consumed: u64,
+}
+
+/// Why a guest did not finish well. Messages name the module and the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    #[error("module '{module}' trapped: {reason}")]
+    Trap { module: Arc<str>, reason: String },
+    #[error("module '{module}' exited with status {code}")]
+    Exit { module: Arc<str>, code: i32 },
+    #[error("module '{module}' ran out of its fuel budget ({fuel} units)")]
+    FuelExhausted { module: Arc<str>, fuel: u64 },
+    #[error("module '{module}' went past its memory limit of {limit} bytes")]
+    MemoryExceeded { module: Arc<str>, limit: u64 },
+    #[error("module '{module}' wrote more than its output limit of {limit} bytes")]
+    OutputTooLarge { module: Arc<str>, limit: u64 },
+    #[error("module '{module}' did not finish within its deadline of {ms} ms")]
+    Timeout { module: Arc<str>, ms: u64 },
+    #[error("module '{module}' could not be instantiated: {reason}")]
+    Instantiate { module: Arc<str>, reason: String },
+}
+
+impl InvokeError {
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            InvokeError::Trap { .. } => Outcome::Trap,
+            InvokeError::Exit { .. } => Outcome::ExitError,
+            InvokeError::FuelExhausted { .. } => Outcome::FuelExhausted,
+            InvokeError::MemoryExceeded { .. } => Outcome::MemoryExceeded,
+            InvokeError::OutputTooLarge { .. } => Outcome::OutputTooLarge,
+            InvokeError::Timeout { .. } => Outcome::Timeout,
+            InvokeError::Instantiate { .. } => Outcome::Unavailable,
+        }
+    }
+}
+
+/// Runs `module` once with environment `env` and `stdin` as its standard input.
+pub async fn invoke(
+    module: &LoadedModule,
+    env: &[(String, String)],
+    stdin: Bytes,
+) -> Result<GuestRun, InvokeError> {
+    let limits = module.settings.limits;
+    let stdout = BoundedOutput::new(limits.max_output_bytes as usize);
+    let wasi = WasiCtxBuilder::new()
+        .args(&[&*module.name])
+        .envs(env)
+        .stdin(MemoryInputPipe::new(stdin))
+        .stdout(GuestStream(stdout.clone()))
+        .stderr(GuestStream(GuestLog::new(module.name.clone())))
+        .build_p1();
+    let host = Host {
+        wasi,
+        limits: GuestLimiter::new(limits.max_memory_bytes as usize),
+        module: module.name.clone(),
+    };
+    let mut store = Store::new(module.pre.module().engine(), host);
+    store.limiter(|h| &mut h.limits);
+    let fuel = if limits.fuel == 0 { u64::MAX } else { limits.fuel };
+    // Fuel metering is on in the engine, so a store always has a budget; setting it only
+    // fails when metering is off, which the engine never is.
+    let _ = store.set_fuel(fuel);
+    store.epoch_deadline_async_yield_and_update(1);
+
+    let deadline = Duration::from_millis(limits.timeout_ms);
+    let result = tokio::time::timeout(deadline, run_start(&mut store, module)).await;
+    let fuel_consumed = fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+    let failed = |error| classify(module, &store, &stdout, error);
+    match result {
+        Err(_elapsed) => Err(InvokeError::Timeout {
+            module: module.name.clone(),
+            ms: limits.timeout_ms,
+        }),
+        Ok(Err(Failure::Instantiate(e))) => Err(instantiate_error(module, &store, e)),
+        Ok(Err(Failure::Run(e))) => match failed(e) {
+            Ok(()) => Ok(GuestRun {
+                stdout: stdout.take(),
+                fuel_consumed,
+            }),
+            Err(e) => Err(e),
+        },
+        Ok(Ok(())) => Ok(GuestRun {
+            stdout: stdout.take(),
+            fuel_consumed,
+        }),
+    }
+}
+
+enum Failure {
+    Instantiate(wasmtime::Error),
+    Run(wasmtime::Error),
+}
+
+async fn run_start(store: &mut Store<Host>, module: &LoadedModule) -> Result<(), Failure> {
+    let instance = module
+        .pre
+        .instantiate_async(&mut *store)
+        .await
+        .map_err(Failure::Instantiate)?;
+    let start = instance
+        .get_module_export(&mut *store, &module.start)
+        .and_then(|e| e.into_func())
+        .ok_or_else(|| Failure::Instantiate(wasmtime::format_err!("`_start` is not a function")))?;
+    start
+        .call_async(&mut *store, &[], &mut [])
+        .await
+        .map_err(Failure::Run)
+}
+
+fn instantiate_error(module: &LoadedModule, store: &Store<Host>, error: wasmtime::Error) -> InvokeError {
+    if store.data().limits.memory_exceeded {
+        return InvokeError::MemoryExceeded {
+            module: module.name.clone(),
+            limit: module.settings.limits.max_memory_bytes,
+        };
+    }
+    tracing::warn!(module = %module.name, error = ?error, "instantiation failed");
+    InvokeError::Instantiate {
+        module: module.name.clone(),
+        reason: error.root_cause().to_string(),
+    }
+}
+
+/// Names what stopped a guest. `Ok(())` for a `proc_exit(0)`, which is a clean finish.
+fn classify(
+    module: &LoadedModule,
+    store: &Store<Host>,
+    stdout: &BoundedOutput,
+    error: wasmtime::Error,
+) -> Result<(), InvokeError> {
+    let name = module.name.clone();
+    let limits = module.settings.limits;
+    if stdout.overflowed() {
+        return Err(InvokeError::OutputTooLarge {
+            module: name,
+            limit: limits.max_output_bytes,
+        });
+    }
+    if let Some(exit) = error.downcast_ref::<I32Exit>() {
+        return match exit.0 {
+            0 => Ok(()),
+            code => Err(InvokeError::Exit { module: name, code }),
+        };
+    }
+    let trap = error.downcast_ref::<Trap>().copied();
+    if trap == Some(Trap::OutOfFuel) {
+        return Err(InvokeError::FuelExhausted {
+            module: name,
+            fuel: limits.fuel,
+        });
+    }
+    if store.data().limits.memory_exceeded {
+        return Err(InvokeError::MemoryExceeded {
+            module: name,
+            limit: limits.max_memory_bytes,
+        });
+    }
+    tracing::debug!(module = %name, error = ?error, "guest trapped");
+    let reason = match trap {
+        Some(trap) => trap.to_string(),
+        None => error.root_cause().to_string(),
+    };
+    Err(InvokeError::Trap { module: name, reason })
+}

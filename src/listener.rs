@@ -1,0 +1,87 @@
+//! The accept loop shared by the public and the admin listener: HTTP/1.1 with keep-alive on
+//! hyper, bounded header reads, and a graceful drain when shutdown is triggered.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::shutdown::Shutdown;
+
+/// A client that has not sent its whole request head by then is disconnected.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Request headers beyond this count are answered 431.
+pub const MAX_HEADERS: usize = 100;
+/// The request head may not be larger than this (431 otherwise).
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// How long to wait before accepting again after an accept error (such as EMFILE).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The two ends of a connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub remote: SocketAddr,
+    pub local: SocketAddr,
+}
+
+/// Serves `listener` with `handle` until `shutdown` triggers, then lets open connections
+/// finish their requests for up to `grace`.
+pub async fn serve<F, Fut>(listener: TcpListener, handle: F, shutdown: Shutdown, grace: Duration)
+where
+    F: Fn(Request<Incoming>, ConnInfo) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_headers(MAX_HEADERS)
+        .max_buf_size(MAX_HEAD_BYTES);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+            () = shutdown.triggered() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(local) = stream.local_addr() else {
+            continue;
+        };
+        let info = ConnInfo { remote, local };
+        let handle = handle.clone();
+        let service = service_fn(move |req| {
+            let response = handle(req, info);
+            async move { Ok::<_, Infallible>(response.await) }
+        });
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, %remote, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!("grace period over: closing the connections still open");
+        }
+    }
+}

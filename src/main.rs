@@ -1,0 +1,167 @@
+//! The `wasmgate` command: argument parsing and start-up over the library.
+
+use std::io::{IsTerminal, Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use wasmgate::config::{Config, Overrides};
+use wasmgate::gateway::RunningGateway;
+use wasmgate::run::{RunRequest, run_once};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Serve WebAssembly functions over HTTP, CGI-style.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve every NAME.wasm in the modules directory at /NAME.
+    Serve {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Public listener address.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Admin listener address (/metrics, /healthz, /readyz, /modules).
+        #[arg(long)]
+        admin_listen: Option<SocketAddr>,
+    },
+    /// Run one module once: the request body is read from stdin, the response body is
+    /// written to stdout.
+    Run {
+        /// The module file.
+        file: PathBuf,
+        /// An environment variable for the guest (repeatable).
+        #[arg(long = "env", value_name = "K=V", value_parser = parse_key_value)]
+        env: Vec<(String, String)>,
+        /// The path after /NAME (the guest's PATH_INFO).
+        #[arg(long, default_value = "")]
+        path: String,
+        /// The query string, without '?'.
+        #[arg(long, default_value = "")]
+        query: String,
+        /// The request method [default: POST with a body on stdin, GET otherwise].
+        #[arg(long)]
+        method: Option<String>,
+        /// Print the status line and headers before the body, like `curl -i`.
+        #[arg(short, long)]
+        include: bool,
+        /// Config file whose [limits] apply.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+struct CommonArgs {
+    /// Config file (TOML).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Directory of NAME.wasm modules.
+    #[arg(long = "modules")]
+    modules: Option<PathBuf>,
+    /// Directory for compiled artifacts.
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("'{s}' is not K=V"))
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Serve {
+            common,
+            listen,
+            admin_listen,
+        } => {
+            let overrides = Overrides {
+                listen,
+                admin_listen,
+                modules_dir: common.modules,
+                cache_dir: common.cache_dir,
+            };
+            let config = Config::load(common.config.as_deref(), overrides)?;
+            runtime.block_on(serve(config))
+        }
+        Command::Run {
+            file,
+            env,
+            path,
+            query,
+            method,
+            include,
+            config,
+        } => {
+            let config = Config::load(config.as_deref(), Overrides::default())?;
+            let body = read_stdin()?;
+            let method = method.unwrap_or_else(|| if body.is_empty() { "GET" } else { "POST" }.into());
+            let request = RunRequest {
+                method,
+                path,
+                query,
+                env,
+                body: body.into(),
+            };
+            let response = runtime.block_on(run_once(&file, config, request))?;
+            write_response(&response, include)
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<()> {
+    let gateway = RunningGateway::start(config).await?;
+    tracing::info!(public = %gateway.public_addr, admin = %gateway.admin_addr, "listening");
+    wasmgate::shutdown::signal()
+        .await
+        .context("cannot wait for signals")?;
+    gateway.stop().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn read_stdin() -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        stdin.lock().read_to_end(&mut body).context("cannot read stdin")?;
+    }
+    Ok(body)
+}
+
+fn write_response(response: &wasmgate::cgi::CgiResponse, include: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if include {
+        writeln!(out, "HTTP/1.1 {}", response.status)?;
+        for (name, value) in &response.headers {
+            writeln!(out, "{name}: {}", String::from_utf8_lossy(value.as_bytes()))?;
+        }
+        writeln!(out)?;
+    }
+    out.write_all(&response.body)?;
+    out.flush()?;
+    Ok(())
+}

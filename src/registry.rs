@@ -1,0 +1,149 @@
+//! The registry: which modules exist and which version of each is being served.
+//!
+//! A `DashMap` keyed by module name, read on every request and written only when a module
+//! file is loaded, replaced or removed. A request takes an `Arc` of the version it found, so
+//! a reload swaps the entry atomically while requests in flight finish on the version they
+//! started with. A failed load never replaces a good version: it is recorded beside it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
+
+use dashmap::DashMap;
+use serde::Serialize;
+
+use crate::compile::{LoadFailure, LoadedModule, Source};
+
+/// One module file's state.
+#[derive(Clone, Default)]
+struct Entry {
+    /// The version requests run, if any version ever loaded.
+    serving: Option<Arc<LoadedModule>>,
+    /// The latest load failure, when the file on disk is not the version being served.
+    failure: Option<Arc<LoadFailure>>,
+}
+
+/// What a request finds under a name.
+pub enum Lookup {
+    Ready(Arc<LoadedModule>),
+    /// The file exists but no version of it could be loaded.
+    Unavailable(Arc<LoadFailure>),
+    NotFound,
+}
+
+/// All modules, by name.
+#[derive(Default)]
+pub struct Registry {
+    modules: DashMap<String, Entry>,
+    ready: AtomicBool,
+}
+
+/// A module as `/modules` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModuleStatus {
+    pub name: String,
+    pub digest: Option<String>,
+    pub size_bytes: Option<u64>,
+    pub state: &'static str,
+    pub error: Option<String>,
+    pub source: Option<Source>,
+    pub compile_ms: Option<f64>,
+    pub loaded_at: Option<u64>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Finds the module a request should run.
+    pub fn lookup(&self, name: &str) -> Lookup {
+        match self.modules.get(name) {
+            None => Lookup::NotFound,
+            Some(entry) => match (&entry.serving, &entry.failure) {
+                (Some(module), _) => Lookup::Ready(module.clone()),
+                (None, Some(failure)) => Lookup::Unavailable(failure.clone()),
+                (None, None) => Lookup::NotFound,
+            },
+        }
+    }
+
+    /// Serves `module` from now on, in place of any earlier version or failure.
+    pub fn install(&self, module: LoadedModule) -> Option<Arc<LoadedModule>> {
+        let name = module.name.to_string();
+        let mut entry = self.modules.entry(name).or_default();
+        entry.failure = None;
+        entry.serving.replace(Arc::new(module))
+    }
+
+    /// Records that the file `name` failed to load; a version already serving stays.
+    pub fn record_failure(&self, name: &str, failure: LoadFailure) {
+        self.modules.entry(name.to_string()).or_default().failure = Some(Arc::new(failure));
+    }
+
+    /// Stops serving `name`; returns whether it was known.
+    pub fn remove(&self, name: &str) -> bool {
+        self.modules.remove(name).is_some()
+    }
+
+    /// Whether a module file named `name` is known (served or failed).
+    pub fn contains(&self, name: &str) -> bool {
+        self.modules.contains_key(name)
+    }
+
+    /// The names of every known module file.
+    pub fn names(&self) -> Vec<String> {
+        self.modules.iter().map(|e| e.key().clone()).collect()
+    }
+
+    /// How many modules are serving.
+    pub fn serving_count(&self) -> usize {
+        self.modules.iter().filter(|e| e.serving.is_some()).count()
+    }
+
+    /// Marks the first scan of the modules directory as done.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Every module's status, sorted by name.
+    pub fn statuses(&self) -> Vec<ModuleStatus> {
+        let mut all: Vec<ModuleStatus> = self
+            .modules
+            .iter()
+            .map(|e| status(e.key(), e.value()))
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+}
+
+fn status(name: &str, entry: &Entry) -> ModuleStatus {
+    let serving = entry.serving.as_deref();
+    let failure = entry.failure.as_deref();
+    // The digest and size describe the file on disk: the failed one when the latest load
+    // failed, otherwise the version being served.
+    let facts = failure
+        .and_then(|f| f.facts.as_ref())
+        .or(serving.map(|m| &m.facts));
+    ModuleStatus {
+        name: name.to_string(),
+        digest: facts.map(|f| f.digest.to_string()),
+        size_bytes: facts.map(|f| f.size_bytes),
+        state: if serving.is_some() { "ready" } else { "failed" },
+        error: failure.map(|f| f.error.to_string()),
+        source: serving.map(|m| m.source),
+        compile_ms: serving.map(|m| m.compile_ms),
+        loaded_at: serving.map(|m| unix_seconds(m.loaded_at)),
+    }
+}
+
+fn unix_seconds(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}

@@ -1,0 +1,194 @@
+//! The public HTTP side: routes `/NAME/rest` to module NAME, reads the body within its
+//! limit, waits for a pool slot, runs the guest and turns what it wrote into a response.
+//!
+//! The module name is validated as received (no percent-decoding) before the registry is
+//! consulted, and the registry is the only thing consulted: a request never touches the
+//! filesystem.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::Request;
+use hyper::body::Incoming;
+use tokio::sync::Semaphore;
+
+use crate::cgi::{self, RequestMeta};
+use crate::compile::LoadedModule;
+use crate::invoke::invoke;
+use crate::listener::ConnInfo;
+use crate::name::ModuleName;
+use crate::outcome::Outcome;
+use crate::registry::{Lookup, Registry};
+
+/// A slow client must send its whole body within this time.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// What an overloaded gateway suggests in `Retry-After`, in seconds.
+const RETRY_AFTER_SECONDS: &str = "1";
+const TEXT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
+
+/// Everything the public handler needs, shared by all connections.
+pub struct PublicService {
+    pub registry: Arc<Registry>,
+    /// One permit per pool slot: guests running at once.
+    pub slots: Arc<Semaphore>,
+    pub queue_timeout: Duration,
+}
+
+/// A response that ends a request early, with its outcome.
+struct Early(Outcome, String);
+
+impl PublicService {
+    /// Answers one request; never fails, every problem becomes an error response.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Response<Full<Bytes>> {
+        match self.run(req, conn).await {
+            Ok(response) => response,
+            Err(Early(outcome, message)) => error_response(outcome, &message),
+        }
+    }
+
+    async fn run(&self, req: Request<Incoming>, conn: ConnInfo) -> Result<Response<Full<Bytes>>, Early> {
+        let path = req.uri().path().to_string();
+        let (raw_name, path_info) = split_path(&path);
+        let name = ModuleName::parse(raw_name).map_err(|e| match raw_name {
+            "" => Early(Outcome::NotFound, "no module named in the path".into()),
+            _ => Early(Outcome::BadRequest, format!("invalid module name: {e}")),
+        })?;
+        let module = match self.registry.lookup(name.as_str()) {
+            Lookup::Ready(module) => module,
+            Lookup::NotFound => {
+                return Err(Early(Outcome::NotFound, format!("no module named '{name}'")));
+            }
+            Lookup::Unavailable(failure) => {
+                return Err(Early(
+                    Outcome::Unavailable,
+                    format!("module '{name}' is unavailable: {}", failure.error),
+                ));
+            }
+        };
+        let (parts, body) = req.into_parts();
+        let body = read_body(&module, &parts.headers, body).await?;
+        let meta = RequestMeta {
+            module: &module.name,
+            method: parts.method.as_str(),
+            path: &path,
+            path_info,
+            query: parts.uri.query().unwrap_or_default(),
+            headers: &parts.headers,
+            remote: conn.remote,
+            local: conn.local,
+            protocol: protocol_name(parts.version),
+            body_len: body.len(),
+        };
+        let env = cgi::build_env(&meta, &module.settings)
+            .map_err(|e| Early(Outcome::BadRequest, format!("module '{name}': {e}")))?;
+        let _slot = self.acquire_slot(&module).await?;
+        let run = invoke(&module, &env, body)
+            .await
+            .map_err(|e| Early(e.outcome(), e.to_string()))?;
+        let out = cgi::parse_output(run.stdout)
+            .map_err(|e| Early(Outcome::BadOutput, format!("module '{name}': {e}")))?;
+        let mut response = Response::new(Full::new(out.body));
+        *response.status_mut() = out.status;
+        *response.headers_mut() = out.headers;
+        Ok(response)
+    }
+
+    /// Waits up to the queue timeout for a pool slot.
+    async fn acquire_slot(&self, module: &LoadedModule) -> Result<tokio::sync::SemaphorePermit<'_>, Early> {
+        match tokio::time::timeout(self.queue_timeout, self.slots.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(Early(
+                Outcome::Overloaded,
+                format!("module '{}': every instance slot is busy, try again shortly", module.name),
+            )),
+        }
+    }
+}
+
+/// `/name/rest?q` → (`name`, `/rest`).
+fn split_path(path: &str) -> (&str, &str) {
+    let trimmed = path.strip_prefix('/').unwrap_or(path);
+    match trimmed.find('/') {
+        Some(i) => (&trimmed[..i], &trimmed[i..]),
+        None => (trimmed, ""),
+    }
+}
+
+fn protocol_name(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// Reads the whole body, refusing it with 413 as soon as it passes the module's limit:
+/// a declared `Content-Length` is checked before reading, a chunked body as it streams.
+async fn read_body(module: &LoadedModule, headers: &http::HeaderMap, body: Incoming) -> Result<Bytes, Early> {
+    let limit = module.settings.limits.max_body_bytes as usize;
+    let too_large = || {
+        Early(
+            Outcome::BodyTooLarge,
+            format!("module '{}': request body larger than {limit} bytes", module.name),
+        )
+    };
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(too_large());
+    }
+    let collected = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect()).await;
+    match collected {
+        Ok(Ok(body)) => Ok(body.to_bytes()),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(too_large()),
+        Ok(Err(_)) => Err(Early(
+            Outcome::BadRequest,
+            format!("module '{}': the request body could not be read", module.name),
+        )),
+        Err(_) => Err(Early(
+            Outcome::BadRequest,
+            format!("module '{}': the request body was not received in time", module.name),
+        )),
+    }
+}
+
+/// A short plain-text error naming the module and the reason.
+pub fn error_response(outcome: Outcome, message: &str) -> Response<Full<Bytes>> {
+    let mut response = text_response(outcome.status(), message);
+    if outcome == Outcome::Overloaded {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+    }
+    response
+}
+
+/// A plain-text response with `status` (for the admin listener's simple answers).
+pub fn text_response(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(format!("{text}\n"))));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(TEXT_CONTENT_TYPE));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_split_into_name_and_rest() {
+        assert_eq!(split_path("/hello"), ("hello", ""));
+        assert_eq!(split_path("/hello/"), ("hello", "/"));
+        assert_eq!(split_path("/hello/a/b"), ("hello", "/a/b"));
+        assert_eq!(split_path("/"), ("", ""));
+        assert_eq!(split_path("/../x"), ("..", "/x"));
+    }
+}

@@ -22,7 +22,11 @@ pub struct AdminService {
 }
 
 impl AdminService {
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, _conn: ConnInfo) -> Response<Full<Bytes>> {
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        _conn: ConnInfo,
+    ) -> Response<Full<Bytes>> {
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return text_response(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here");
         }

@@ -50,6 +50,15 @@ pub enum Source {
     Cache,
 }
 
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Source::Compiled => "compiled",
+            Source::Cache => "cache",
+        })
+    }
+}
+
 /// What a module file is, independent of whether it could be loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileFacts {
@@ -134,7 +143,10 @@ impl Compiler {
             })
     }
 
-    fn compile_and_link(&self, bytes: &[u8]) -> Result<(InstancePre<Host>, ModuleExport), LoadError> {
+    fn compile_and_link(
+        &self,
+        bytes: &[u8],
+    ) -> Result<(InstancePre<Host>, ModuleExport), LoadError> {
         let module = Module::from_binary(&self.engine, bytes)
             .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         self.link(&module)
@@ -144,7 +156,11 @@ impl Compiler {
     pub fn link(&self, module: &Module) -> Result<(InstancePre<Host>, ModuleExport), LoadError> {
         let start = module
             .get_export_index(START_EXPORT)
-            .filter(|_| module.get_export(START_EXPORT).is_some_and(|e| e.func().is_some()))
+            .filter(|_| {
+                module
+                    .get_export(START_EXPORT)
+                    .is_some_and(|e| e.func().is_some())
+            })
             .ok_or(LoadError::NoStart)?;
         let pre = self
             .linker

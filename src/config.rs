@@ -189,7 +189,12 @@ fn build(file: FileConfig, overrides: Overrides) -> Result<Config, ConfigError> 
         modules.insert(name.clone(), module_settings(name, module, &limits)?);
     }
     let config = Config {
-        listen: pick_addr(overrides.listen, file.listen.as_deref(), "listen", DEFAULT_LISTEN)?,
+        listen: pick_addr(
+            overrides.listen,
+            file.listen.as_deref(),
+            "listen",
+            DEFAULT_LISTEN,
+        )?,
         admin_listen: pick_addr(
             overrides.admin_listen,
             file.admin_listen.as_deref(),
@@ -281,7 +286,11 @@ fn merge_limits(base: &Limits, file: &FileLimits, section: &str) -> Result<Limit
     };
     let key = |k: &str| format!("{section}.{k}");
     if limits.timeout_ms == 0 {
-        return Err(ConfigError::value(&key("timeout_ms"), 0, "must be at least 1"));
+        return Err(ConfigError::value(
+            &key("timeout_ms"),
+            0,
+            "must be at least 1",
+        ));
     }
     if limits.max_memory_bytes < crate::engine::WASM_PAGE_BYTES
         || limits.max_memory_bytes > MAX_WASM32_MEMORY_BYTES
@@ -297,7 +306,11 @@ fn merge_limits(base: &Limits, file: &FileLimits, section: &str) -> Result<Limit
         ("max_body_bytes", limits.max_body_bytes),
     ] {
         if value > MAX_BUFFER_BYTES {
-            return Err(ConfigError::value(&key(name), value, "must be at most 1 GiB"));
+            return Err(ConfigError::value(
+                &key(name),
+                value,
+                "must be at most 1 GiB",
+            ));
         }
     }
     Ok(limits)
@@ -336,18 +349,27 @@ mod tests {
     fn bad_values_name_key_and_value() {
         let err = parse("listen = \"nowhere\"").unwrap_err().to_string();
         assert!(err.contains("listen") && err.contains("nowhere"), "{err}");
-        let err = parse("[limits]\nmax_memory_bytes = 5").unwrap_err().to_string();
-        assert!(err.contains("limits.max_memory_bytes") && err.contains('5'), "{err}");
+        let err = parse("[limits]\nmax_memory_bytes = 5")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("limits.max_memory_bytes") && err.contains('5'),
+            "{err}"
+        );
         let err = parse("[modules.\"a.b\"]").unwrap_err().to_string();
         assert!(err.contains("a.b"), "{err}");
-        let err = parse("[modules.a]\nenv = { REQUEST_METHOD = \"x\" }").unwrap_err().to_string();
+        let err = parse("[modules.a]\nenv = { REQUEST_METHOD = \"x\" }")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("REQUEST_METHOD"), "{err}");
     }
 
     #[test]
     fn module_sections_override_the_defaults() {
-        let c = parse("[limits]\nfuel = 7\ntimeout_ms = 9\n[modules.a]\nfuel = 3\nenv = { G = \"hi\" }")
-            .unwrap();
+        let c = parse(
+            "[limits]\nfuel = 7\ntimeout_ms = 9\n[modules.a]\nfuel = 3\nenv = { G = \"hi\" }",
+        )
+        .unwrap();
         let a = c.module_settings("a");
         assert_eq!((a.limits.fuel, a.limits.timeout_ms), (3, 9));
         assert_eq!(a.env, vec![("G".to_string(), "hi".to_string())]);

@@ -86,8 +86,7 @@ impl GatewayEngine {
                 ),
             }
         }
-        let engine =
-            Engine::new(&base_config(None)).map_err(|e| EngineError(format!("{e:#}")))?;
+        let engine = Engine::new(&base_config(None)).map_err(|e| EngineError(format!("{e:#}")))?;
         tracing::info!(allocator = %Allocator::OnDemand, "instance allocator");
         Ok(GatewayEngine {
             engine,

@@ -36,7 +36,7 @@ impl ConfigError {
 pub enum LoadError {
     #[error("cannot read the module file: {0}")]
     Read(String),
-    #[error("not a valid WebAssembly module: {0}")]
+    #[error("cannot compile the module: {0}")]
     Compile(String),
     #[error("cannot link: {0}")]
     Link(String),

@@ -77,10 +77,13 @@ impl RunningGateway {
             registry: registry.clone(),
             shutdown: shutdown.clone(),
         });
+        // The admin listener outlives the public drain, so load balancers and Prometheus
+        // see `/readyz` answer 503 (rather than a refused connection) until the end.
+        let admin_down = Shutdown::new();
         let admin_task = tokio::spawn(listener::serve(
             admin,
             move |req, conn: ConnInfo| admin_service.clone().handle(req, conn),
-            shutdown.clone(),
+            admin_down.clone(),
             grace,
         ));
         let public_service = Arc::new(PublicService {
@@ -104,6 +107,7 @@ impl RunningGateway {
                 grace,
             )
             .await;
+            admin_down.trigger();
             let _ = admin_task.await;
         });
         Ok(RunningGateway {
@@ -135,6 +139,11 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Start
         .map_err(|source| StartError::Bind { what, addr, source })
 }
 
-fn local_addr(what: &'static str, l: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, StartError> {
-    l.local_addr().map_err(|source| StartError::Bind { what, addr, source })
+fn local_addr(
+    what: &'static str,
+    l: &TcpListener,
+    addr: SocketAddr,
+) -> Result<SocketAddr, StartError> {
+    l.local_addr()
+        .map_err(|source| StartError::Bind { what, addr, source })
 }

@@ -85,7 +85,11 @@ pub async fn invoke(
     };
     let mut store = Store::new(module.pre.module().engine(), host);
     store.limiter(|h| &mut h.limits);
-    let fuel = if limits.fuel == 0 { u64::MAX } else { limits.fuel };
+    let fuel = if limits.fuel == 0 {
+        u64::MAX
+    } else {
+        limits.fuel
+    };
     // Fuel metering is on in the engine, so a store always has a budget; setting it only
     // fails when metering is off, which the engine never is.
     let _ = store.set_fuel(fuel);
@@ -136,7 +140,11 @@ async fn run_start(store: &mut Store<Host>, module: &LoadedModule) -> Result<(),
         .map_err(Failure::Run)
 }
 
-fn instantiate_error(module: &LoadedModule, store: &Store<Host>, error: wasmtime::Error) -> InvokeError {
+fn instantiate_error(
+    module: &LoadedModule,
+    store: &Store<Host>,
+    error: wasmtime::Error,
+) -> InvokeError {
     if store.data().limits.memory_exceeded {
         return InvokeError::MemoryExceeded {
             module: module.name.clone(),
@@ -189,5 +197,8 @@ fn classify(
         Some(trap) => trap.to_string(),
         None => error.root_cause().to_string(),
     };
-    Err(InvokeError::Trap { module: name, reason })
+    Err(InvokeError::Trap {
+        module: name,
+        reason,
+    })
 }

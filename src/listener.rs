@@ -1,5 +1,8 @@
 //! The accept loop shared by the public and the admin listener: HTTP/1.1 with keep-alive on
 //! hyper, bounded header reads, and a graceful drain when shutdown is triggered.
+//!
+//! Requests with more than 100 headers get a 431 from hyper's default, which keeps the
+//! header array on the stack (an explicit `max_headers` would move it to the heap).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -20,8 +23,6 @@ use crate::shutdown::Shutdown;
 
 /// A client that has not sent its whole request head by then is disconnected.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Request headers beyond this count are answered 431.
-pub const MAX_HEADERS: usize = 100;
 /// The request head may not be larger than this (431 otherwise).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// How long to wait before accepting again after an accept error (such as EMFILE).
@@ -45,8 +46,7 @@ where
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_headers(MAX_HEADERS)
-        .max_buf_size(MAX_HEAD_BYTES);
+        .max_header_size(MAX_HEAD_BYTES);
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, remote) = tokio::select! {

@@ -69,7 +69,7 @@ impl Loader {
                     module = name,
                     digest = %module.facts.digest,
                     compile_ms = format_args!("{:.1}", module.compile_ms),
-                    source = ?module.source,
+                    source = %module.source,
                     "module loaded"
                 );
                 self.registry.install(module);
@@ -101,7 +101,10 @@ pub fn module_files(dir: &Path) -> io::Result<Vec<String>> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
-        if !entry.file_type().is_ok_and(|t| t.is_file() || t.is_symlink()) {
+        if !entry
+            .file_type()
+            .is_ok_and(|t| t.is_file() || t.is_symlink())
+        {
             continue;
         }
         if let Some(name) = entry.file_name().to_str().and_then(name::from_file_name) {

@@ -83,10 +83,10 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -118,7 +118,8 @@ fn main() -> Result<()> {
         } => {
             let config = Config::load(config.as_deref(), Overrides::default())?;
             let body = read_stdin()?;
-            let method = method.unwrap_or_else(|| if body.is_empty() { "GET" } else { "POST" }.into());
+            let method =
+                method.unwrap_or_else(|| if body.is_empty() { "GET" } else { "POST" }.into());
             let request = RunRequest {
                 method,
                 path,
@@ -147,7 +148,10 @@ fn read_stdin() -> Result<Vec<u8>> {
     let mut body = Vec::new();
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
-        stdin.lock().read_to_end(&mut body).context("cannot read stdin")?;
+        stdin
+            .lock()
+            .read_to_end(&mut body)
+            .context("cannot read stdin")?;
     }
     Ok(body)
 }

@@ -71,14 +71,29 @@ mod tests {
 
     #[test]
     fn refuses_anything_path_like() {
-        for bad in ["", "..", ".", "a.b", "a/b", "%2f", "a%00b", "a\0b", "é", " a", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "..",
+            ".",
+            "a.b",
+            "a/b",
+            "%2f",
+            "a%00b",
+            "a\0b",
+            "é",
+            " a",
+            &"x".repeat(65),
+        ] {
             assert!(ModuleName::parse(bad).is_err(), "{bad:?}");
         }
     }
 
     #[test]
     fn file_names_map_to_modules() {
-        assert_eq!(from_file_name("hello.wasm").map(|n| n.as_str()), Some("hello"));
+        assert_eq!(
+            from_file_name("hello.wasm").map(|n| n.as_str()),
+            Some("hello")
+        );
         assert_eq!(from_file_name("hello.wasm.tmp"), None);
         assert_eq!(from_file_name(".hello.wasm"), None);
         assert_eq!(from_file_name("a b.wasm"), None);

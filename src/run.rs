@@ -46,13 +46,22 @@ pub enum RunError {
 }
 
 /// Loads `file` and runs it once with `request`; returns the response it made.
-pub async fn run_once(file: &Path, config: Config, request: RunRequest) -> Result<CgiResponse, RunError> {
+pub async fn run_once(
+    file: &Path,
+    config: Config,
+    request: RunRequest,
+) -> Result<CgiResponse, RunError> {
     let module_name = file
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "module".into());
     let mut config = config;
-    config.modules.entry(module_name.clone()).or_default().env.extend(request.env.clone());
+    config
+        .modules
+        .entry(module_name.clone())
+        .or_default()
+        .env
+        .extend(request.env.clone());
     if let Some(settings) = config.modules.get_mut(&module_name) {
         settings.limits = config.limits;
     }

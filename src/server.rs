@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::Request;
@@ -43,14 +43,22 @@ struct Early(Outcome, String);
 
 impl PublicService {
     /// Answers one request; never fails, every problem becomes an error response.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Response<Full<Bytes>> {
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+    ) -> Response<Full<Bytes>> {
         match self.run(req, conn).await {
             Ok(response) => response,
             Err(Early(outcome, message)) => error_response(outcome, &message),
         }
     }
 
-    async fn run(&self, req: Request<Incoming>, conn: ConnInfo) -> Result<Response<Full<Bytes>>, Early> {
+    async fn run(
+        &self,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+    ) -> Result<Response<Full<Bytes>>, Early> {
         let path = req.uri().path().to_string();
         let (raw_name, path_info) = split_path(&path);
         let name = ModuleName::parse(raw_name).map_err(|e| match raw_name {
@@ -60,7 +68,10 @@ impl PublicService {
         let module = match self.registry.lookup(name.as_str()) {
             Lookup::Ready(module) => module,
             Lookup::NotFound => {
-                return Err(Early(Outcome::NotFound, format!("no module named '{name}'")));
+                return Err(Early(
+                    Outcome::NotFound,
+                    format!("no module named '{name}'"),
+                ));
             }
             Lookup::Unavailable(failure) => {
                 return Err(Early(
@@ -70,6 +81,13 @@ impl PublicService {
             }
         };
         let (parts, body) = req.into_parts();
+        if parts.headers.get_all(HOST).iter().count() > 1 {
+            // RFC 9112 3.2: a request with more than one Host is invalid.
+            return Err(Early(
+                Outcome::BadRequest,
+                "more than one Host header".into(),
+            ));
+        }
         let body = read_body(&module, &parts.headers, body).await?;
         let meta = RequestMeta {
             module: &module.name,
@@ -98,12 +116,18 @@ impl PublicService {
     }
 
     /// Waits up to the queue timeout for a pool slot.
-    async fn acquire_slot(&self, module: &LoadedModule) -> Result<tokio::sync::SemaphorePermit<'_>, Early> {
+    async fn acquire_slot(
+        &self,
+        module: &LoadedModule,
+    ) -> Result<tokio::sync::SemaphorePermit<'_>, Early> {
         match tokio::time::timeout(self.queue_timeout, self.slots.acquire()).await {
             Ok(Ok(permit)) => Ok(permit),
             _ => Err(Early(
                 Outcome::Overloaded,
-                format!("module '{}': every instance slot is busy, try again shortly", module.name),
+                format!(
+                    "module '{}': every instance slot is busy, try again shortly",
+                    module.name
+                ),
             )),
         }
     }
@@ -128,12 +152,19 @@ fn protocol_name(version: http::Version) -> &'static str {
 
 /// Reads the whole body, refusing it with 413 as soon as it passes the module's limit:
 /// a declared `Content-Length` is checked before reading, a chunked body as it streams.
-async fn read_body(module: &LoadedModule, headers: &http::HeaderMap, body: Incoming) -> Result<Bytes, Early> {
+async fn read_body(
+    module: &LoadedModule,
+    headers: &http::HeaderMap,
+    body: Incoming,
+) -> Result<Bytes, Early> {
     let limit = module.settings.limits.max_body_bytes as usize;
     let too_large = || {
         Early(
             Outcome::BodyTooLarge,
-            format!("module '{}': request body larger than {limit} bytes", module.name),
+            format!(
+                "module '{}': request body larger than {limit} bytes",
+                module.name
+            ),
         )
     };
     let declared = headers
@@ -143,17 +174,24 @@ async fn read_body(module: &LoadedModule, headers: &http::HeaderMap, body: Incom
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
-    let collected = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect()).await;
+    let collected =
+        tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect()).await;
     match collected {
         Ok(Ok(body)) => Ok(body.to_bytes()),
         Ok(Err(e)) if e.is::<LengthLimitError>() => Err(too_large()),
         Ok(Err(_)) => Err(Early(
             Outcome::BadRequest,
-            format!("module '{}': the request body could not be read", module.name),
+            format!(
+                "module '{}': the request body could not be read",
+                module.name
+            ),
         )),
         Err(_) => Err(Early(
             Outcome::BadRequest,
-            format!("module '{}': the request body was not received in time", module.name),
+            format!(
+                "module '{}': the request body was not received in time",
+                module.name
+            ),
         )),
     }
 }

@@ -6,8 +6,8 @@
 //! guest tries to write. stderr goes to the gateway's log one line at a time, tagged with
 //! the module, and is capped per request so a chatty guest cannot flood the log.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 

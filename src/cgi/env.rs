@@ -139,11 +139,13 @@ fn push_header_vars(env: &mut Vec<(String, String)>, headers: &HeaderMap, pass_a
             .join(", ");
         let mut key = String::with_capacity(5 + lower.len());
         key.push_str("HTTP_");
-        key.extend(
-            lower
-                .chars()
-                .map(|c| if c == '-' { '_' } else { c.to_ascii_uppercase() }),
-        );
+        key.extend(lower.chars().map(|c| {
+            if c == '-' {
+                '_'
+            } else {
+                c.to_ascii_uppercase()
+            }
+        }));
         env.push((key, value));
     }
 }
@@ -236,7 +238,12 @@ mod tests {
         h.append("x-multi", HeaderValue::from_static("a"));
         h.append("x-multi", HeaderValue::from_static("b"));
         let env = build_env(&meta(&h, ""), &ModuleSettings::default()).unwrap();
-        for k in ["HTTP_AUTHORIZATION", "HTTP_PROXY_AUTHORIZATION", "HTTP_PROXY", "HTTP_X_FORWARDED_FOR"] {
+        for k in [
+            "HTTP_AUTHORIZATION",
+            "HTTP_PROXY_AUTHORIZATION",
+            "HTTP_PROXY",
+            "HTTP_X_FORWARDED_FOR",
+        ] {
             assert_eq!(lookup(&env, k), None, "{k}");
         }
         assert_eq!(lookup(&env, "HTTP_X_MULTI"), Some("a, b"));
@@ -265,7 +272,10 @@ mod tests {
         let h = HeaderMap::new();
         let s = ModuleSettings::default();
         assert_eq!(build_env(&meta(&h, "/%00"), &s), Err(EnvError::NulInPath));
-        assert_eq!(build_env(&meta(&h, "/%ff"), &s), Err(EnvError::BadPathEncoding));
+        assert_eq!(
+            build_env(&meta(&h, "/%ff"), &s),
+            Err(EnvError::BadPathEncoding)
+        );
     }
 
     #[test]

@@ -145,7 +145,13 @@ mod tests {
 
     #[test]
     fn plain_output_is_the_body() {
-        for s in [&b"hello, world\n"[..], b"", b"no newline", b"a: b", b"\n\nx"] {
+        for s in [
+            &b"hello, world\n"[..],
+            b"",
+            b"no newline",
+            b"a: b",
+            b"\n\nx",
+        ] {
             let r = parse_output(Bytes::copy_from_slice(s)).unwrap();
             assert_eq!((r.status, &r.body[..]), (StatusCode::OK, s));
             assert_eq!(r.headers[CONTENT_TYPE], DEFAULT_CONTENT_TYPE);
@@ -154,7 +160,8 @@ mod tests {
 
     #[test]
     fn headers_and_status_are_applied() {
-        let r = parse(b"Status: 201 Created\nContent-Type: application/json\nX-A: yes\n\n{}").unwrap();
+        let r =
+            parse(b"Status: 201 Created\nContent-Type: application/json\nX-A: yes\n\n{}").unwrap();
         assert_eq!(r.status, StatusCode::CREATED);
         assert_eq!(r.headers[CONTENT_TYPE], "application/json");
         assert_eq!(r.headers["x-a"], "yes");
@@ -179,15 +186,28 @@ mod tests {
 
     #[test]
     fn framing_headers_are_dropped() {
-        let r = parse(b"Content-Length: 99\nTransfer-Encoding: chunked\nConnection: close\n\nx").unwrap();
+        let r = parse(b"Content-Length: 99\nTransfer-Encoding: chunked\nConnection: close\n\nx")
+            .unwrap();
         assert!(r.headers.is_empty(), "{:?}", r.headers);
     }
 
     #[test]
     fn impossible_headers_are_bad_output() {
-        assert!(matches!(parse(b"Status: abc\n\n"), Err(OutputError::BadStatus(_))));
-        assert!(matches!(parse(b"Status: 99\n\n"), Err(OutputError::BadStatus(_))));
-        assert!(matches!(parse(b"Status: 1000\n\n"), Err(OutputError::BadStatus(_))));
-        assert!(matches!(parse(b"X-A: a\x01b\n\n"), Err(OutputError::BadHeader(_))));
+        assert!(matches!(
+            parse(b"Status: abc\n\n"),
+            Err(OutputError::BadStatus(_))
+        ));
+        assert!(matches!(
+            parse(b"Status: 99\n\n"),
+            Err(OutputError::BadStatus(_))
+        ));
+        assert!(matches!(
+            parse(b"Status: 1000\n\n"),
+            Err(OutputError::BadStatus(_))
+        ));
+        assert!(matches!(
+            parse(b"X-A: a\x01b\n\n"),
+            Err(OutputError::BadHeader(_))
+        ));
     }
 }

@@ -1,0 +1,249 @@
+//! The `wasmgate` binary as users run it: `serve` in a child process (its log, its
+//! environment, its signals, its start-up errors) and `run` for one invocation.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::fixture;
+
+const BIN: &str = env!("CARGO_BIN_EXE_wasmgate");
+
+/// A `wasmgate serve` child process whose log is collected as it runs.
+struct Served {
+    child: Child,
+    log: Arc<Mutex<String>>,
+    public: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Served {
+    fn start(modules: &[(&str, &str)], env: &[(&str, &str)]) -> Served {
+        let dir = tempfile::tempdir().unwrap();
+        let modules_dir = dir.path().join("modules");
+        std::fs::create_dir(&modules_dir).unwrap();
+        for (name, fx) in modules {
+            std::fs::write(modules_dir.join(format!("{name}.wasm")), fixture(fx)).unwrap();
+        }
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--modules",
+            ])
+            .arg(&modules_dir)
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
+            .envs(env.iter().copied())
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let mut served = Served {
+            child,
+            log,
+            public: String::new(),
+            _dir: dir,
+        };
+        served.public = served
+            .wait_for_log("serving")
+            .and_then(|l| field(&l, "public_addr"))
+            .expect("serving line");
+        served
+    }
+
+    fn wait_for_log(&self, needle: &str) -> Option<String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(line) = self
+                .log
+                .lock()
+                .unwrap()
+                .lines()
+                .find(|l| l.contains(needle))
+            {
+                return Some(line.to_string());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        let mut stream = std::net::TcpStream::connect(&self.public).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut out).unwrap();
+        let status = common::raw_status(&out).unwrap_or(0);
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+/// `public_addr=127.0.0.1:1234` → `127.0.0.1:1234`, from a log line.
+fn field(line: &str, name: &str) -> Option<String> {
+    let start = line.find(&format!("{name}="))? + name.len() + 1;
+    Some(line[start..].split_whitespace().next()?.to_string())
+}
+
+#[test]
+fn serve_logs_guest_output_keeps_the_host_env_private_and_exits_cleanly() {
+    let gw = Served::start(
+        &[("envdump", "envdump"), ("stderr", "stderr")],
+        &[("WASMGATE_TEST_SECRET", "s3cr3t-host-value")],
+    );
+    let (status, body) = gw.get("/envdump");
+    assert_eq!(status, 200);
+    assert!(!body.contains("s3cr3t"), "host environment leaked: {body}");
+    assert!(!body.contains("PATH=/"), "host PATH leaked: {body}");
+    assert!(
+        gw.wait_for_log("[envdump]: envdump says hello to the log")
+            .is_some()
+    );
+    assert!(gw.wait_for_log("[envdump]: ").is_some(), "log_i32");
+    let (status, body) = gw.get("/stderr");
+    assert_eq!((status, body.as_str()), (200, "done\n"));
+    let line = gw
+        .wait_for_log("stderr line from the guest")
+        .expect("guest stderr in the log");
+    assert!(line.contains("[stderr]"), "{line}");
+    let exit = gw.terminate();
+    assert!(exit.success(), "{exit:?}");
+}
+
+#[test]
+fn a_bad_config_fails_start_up_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wasmgate.toml");
+    for (text, needle) in [
+        ("listne = \"127.0.0.1:0\"\n", "listne"),
+        ("[limits]\ntimeout_ms = \"soon\"\n", "timeout_ms"),
+        (
+            "[limits]\nmax_memory_bytes = 12\n",
+            "limits.max_memory_bytes",
+        ),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        let out = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{text}");
+        assert!(stderr.contains(needle), "{text}: {stderr}");
+        assert!(
+            !stderr.contains(dir.path().to_str().unwrap()),
+            "host path in: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_port_in_use_fails_start_up() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            &addr,
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--modules",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&addr));
+}
+
+fn run(file_fixture: &str, args: &[&str], stdin: &[u8]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(format!("{file_fixture}.wasm"));
+    std::fs::write(&file, fixture(file_fixture)).unwrap();
+    let mut child = Command::new(BIN)
+        .arg("run")
+        .arg(&file)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn run_invokes_a_module_once() {
+    let out = run("hello", &[], b"");
+    assert!(out.status.success());
+    assert_eq!(out.stdout, b"hello, world\n");
+
+    let out = run("echo", &[], b"from stdin");
+    assert_eq!(out.stdout, b"from stdin");
+
+    let out = run(
+        "envdump",
+        &["--env", "GREETING=hi", "--path", "/a/b", "--query", "x=1"],
+        b"",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "GREETING=hi",
+        "PATH_INFO=/a/b",
+        "QUERY_STRING=x=1",
+        "SCRIPT_NAME=/envdump",
+        "REQUEST_METHOD=GET",
+    ] {
+        assert!(text.lines().any(|l| l == want), "{want} in {text}");
+    }
+
+    let out = run("cgi", &["--include"], b"");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("HTTP/1.1 201 Created\n"), "{text}");
+    assert!(text.contains("content-type: application/json\n"), "{text}");
+}
+
+#[test]
+fn run_reports_a_failing_module() {
+    let out = run("trap", &[], b"");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("'trap'") && stderr.contains("trapped"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,174 @@
+//! Shared by the integration tests: a real gateway on ephemeral ports serving modules
+//! compiled from the WAT fixtures, and a real HTTP/1.1 client.
+
+#![allow(dead_code)] // each test binary uses its own subset of these helpers
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use wasmgate::config::{Config, Overrides};
+use wasmgate::gateway::RunningGateway;
+
+/// Pool slots for test gateways: enough for the concurrency tests, small enough that
+/// many gateways in one test process do not reserve terabytes of address space.
+pub const TEST_SLOTS: u32 = 64;
+
+/// The WebAssembly binary of fixture `tests/fixtures/NAME.wat`.
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/{name}.wat"));
+    wat::parse_file(&path).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}
+
+/// A gateway under test, with its own temporary directories.
+pub struct TestGateway {
+    pub gateway: Option<RunningGateway>,
+    pub public: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestGateway {
+    /// Serves `modules` (module name, fixture name) with `extra` appended to the config.
+    pub async fn start(modules: &[(&str, &str)], extra: &str) -> TestGateway {
+        let dir = tempfile::tempdir().unwrap();
+        let modules_dir = dir.path().join("modules");
+        std::fs::create_dir(&modules_dir).unwrap();
+        for (name, fixture_name) in modules {
+            std::fs::write(
+                modules_dir.join(format!("{name}.wasm")),
+                fixture(fixture_name),
+            )
+            .unwrap();
+        }
+        Self::start_in(dir, extra).await
+    }
+
+    /// Serves whatever `dir/modules` holds.
+    pub async fn start_in(dir: tempfile::TempDir, extra: &str) -> TestGateway {
+        let toml = format!(
+            "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nmodules_dir = {:?}\n\
+             cache_dir = {:?}\nmax_instances = {TEST_SLOTS}\n{extra}",
+            dir.path().join("modules"),
+            dir.path().join("cache"),
+        );
+        let config = Config::from_toml(&toml, Overrides::default()).expect("test config");
+        let gateway = RunningGateway::start(config).await.expect("gateway starts");
+        let (public, admin) = (gateway.public_addr, gateway.admin_addr);
+        let gw = TestGateway {
+            gateway: Some(gateway),
+            public,
+            admin,
+            dir,
+        };
+        gw.wait_ready().await;
+        gw
+    }
+
+    pub fn modules_dir(&self) -> PathBuf {
+        self.dir.path().join("modules")
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..600 {
+            if let Ok(r) = get(self.admin, "/readyz").await
+                && r.status == StatusCode::OK
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("gateway not ready in 12 s");
+    }
+
+    /// GET on the public port; panics on a transport error.
+    pub async fn get(&self, path: &str) -> Reply {
+        get(self.public, path).await.expect("request")
+    }
+
+    /// The admin listener's `/modules`, as JSON.
+    pub async fn modules(&self) -> serde_json::Value {
+        let reply = get(self.admin, "/modules").await.expect("admin request");
+        serde_json::from_slice(&reply.body).expect("/modules is JSON")
+    }
+
+    /// Drains and stops the gateway.
+    pub async fn stop(&mut self) {
+        if let Some(gateway) = self.gateway.take() {
+            gateway.stop().await;
+        }
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One request on a fresh connection.
+pub async fn request(addr: SocketAddr, req: Request<Full<Bytes>>) -> hyper::Result<Reply> {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let response = sender.send_request(req).await?;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await?.to_bytes();
+    Ok(Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
+}
+
+pub async fn get(addr: SocketAddr, path: &str) -> hyper::Result<Reply> {
+    request(addr, build("GET", path, &[], Bytes::new())).await
+}
+
+/// A request with a Host header, the given headers and body.
+pub fn build(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Request<Full<Bytes>> {
+    let mut req = Request::builder().method(method).uri(path);
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req = req.header("host", "localhost");
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.body(Full::new(body)).expect("request")
+}
+
+/// Sends raw bytes and returns whatever comes back until the server closes or 5 s pass.
+pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(bytes).await.expect("write");
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut out),
+    );
+    let _ = read.await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status code of a raw HTTP/1.1 response.
+pub fn raw_status(response: &str) -> Option<u16> {
+    response.split_whitespace().nth(1)?.parse().ok()
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every test of wasmgate: the unit and integration tests (release profile, so the
+# wasmtime build is shared with the binary they start), then, when ../shared is beside
+# the repository, the acceptance checks of the public contract against the same binary.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+cargo test --release --all-targets
+
+contract=../shared/acceptance/contract.py
+if [[ -f $contract ]]; then
+  WASMGATE_BIN="$PWD/target/release/wasmgate" python3 "$contract" core limits ops
+else
+  echo "note: $contract not found; acceptance checks not run"
+fi

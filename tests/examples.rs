@@ -24,7 +24,10 @@ fn the_example_config_parses_and_keeps_the_defaults() {
     assert_eq!(config.queue_timeout_ms, defaults.queue_timeout_ms);
     assert_eq!(config.shutdown_grace_ms, defaults.shutdown_grace_ms);
     let envdump = config.module_settings("envdump");
-    assert_eq!(envdump.env, [("GREETING".to_string(), "hello from the config".to_string())]);
+    assert_eq!(
+        envdump.env,
+        [("GREETING".to_string(), "hello from the config".to_string())]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,7 +44,8 @@ async fn every_example_module_serves_its_response() {
         }
     }
     served.sort();
-    let mut gw = TestGateway::start_in(dir, "[modules.envdump]\nenv = { GREETING = \"hi\" }\n").await;
+    let mut gw =
+        TestGateway::start_in(dir, "[modules.envdump]\nenv = { GREETING = \"hi\" }\n").await;
     for name in &served {
         let r = gw.get(&format!("/{name}/x?y=1")).await;
         assert_eq!(r.status, StatusCode::OK, "{name}: {}", r.text());
@@ -50,7 +54,12 @@ async fn every_example_module_serves_its_response() {
             "hello" => assert_eq!(text, "hello, world\n"),
             "envdump" => {
                 assert!(text.starts_with("envdump environment:\n"), "{text}");
-                for want in ["GREETING=hi", "PATH_INFO=/x", "QUERY_STRING=y=1", "http_path=/envdump/x"] {
+                for want in [
+                    "GREETING=hi",
+                    "PATH_INFO=/x",
+                    "QUERY_STRING=y=1",
+                    "http_path=/envdump/x",
+                ] {
                     assert!(text.lines().any(|l| l == want), "{want} in {text}");
                 }
             }

@@ -1,0 +1,108 @@
+//! The per-request cost of the invoke path: one hello request through a fresh store,
+//! `instantiate_pre`, `_start` and teardown, with the pooling allocator and with on-demand
+//! allocation; plus the pieces around it (building the CGI environment, parsing the output).
+//!
+//! `cargo bench --bench invoke`; results and their meaning are in BENCHMARKS.md.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{HeaderMap, HeaderValue};
+use wasmgate::cgi::{RequestMeta, build_env, parse_output};
+use wasmgate::compile::{Compiler, LoadedModule};
+use wasmgate::config::{Config, ModuleSettings, Overrides};
+use wasmgate::engine::{AllocatorChoice, EpochTicker, GatewayEngine};
+use wasmgate::invoke::invoke;
+
+// The same allocator as the wasmgate binary, so the figures are the server's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const HELLO: &str = include_str!("../tests/fixtures/hello.wat");
+/// Pool slots for the bench: plenty for one thread.
+const BENCH_CONFIG: &str = "max_instances = 16\n";
+
+/// A request like the load tests send: a handful of typical headers.
+fn sample_headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in [
+        ("host", "localhost:8080"),
+        ("user-agent", "oha/1.4.0"),
+        ("accept", "*/*"),
+        ("accept-encoding", "gzip, br"),
+    ] {
+        h.insert(k, HeaderValue::from_static(v));
+    }
+    h
+}
+
+fn sample_env(headers: &HeaderMap) -> Vec<(String, String)> {
+    let meta = RequestMeta {
+        module: "hello",
+        method: "GET",
+        path: "/hello/some/path",
+        path_info: "/some/path",
+        query: "a=1&b=2",
+        headers,
+        remote: "127.0.0.1:50000".parse().unwrap(),
+        local: "127.0.0.1:8080".parse().unwrap(),
+        protocol: "HTTP/1.1",
+        body_len: 0,
+    };
+    build_env(&meta, &ModuleSettings::default()).unwrap()
+}
+
+fn load_hello(choice: AllocatorChoice) -> (LoadedModule, EpochTicker) {
+    let config = Config::from_toml(BENCH_CONFIG, Overrides::default()).unwrap();
+    let engine = GatewayEngine::new(&config, choice).unwrap();
+    let ticker = EpochTicker::start(&engine.engine).unwrap();
+    let linker = wasmgate::host::linker(&engine.engine).unwrap();
+    let compiler = Compiler::new(engine.engine.clone(), linker, Arc::new(config));
+    let wasm = wat::parse_str(HELLO).unwrap();
+    let module = compiler
+        .load_bytes("hello", &wasm)
+        .map_err(|f| f.error)
+        .unwrap();
+    (module, ticker)
+}
+
+fn bench_invoke(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let headers = sample_headers();
+    let env = sample_env(&headers);
+    let mut group = c.benchmark_group("hello_invoke");
+    for (label, choice) in [
+        ("pooling", AllocatorChoice::PoolingWithFallback),
+        ("on_demand", AllocatorChoice::OnDemand),
+    ] {
+        let (module, _ticker) = load_hello(choice);
+        group.bench_function(label, |b| {
+            b.to_async(&runtime).iter(|| async {
+                let run = invoke(&module, &env, Bytes::new()).await.unwrap();
+                assert_eq!(run.stdout.len(), 13);
+            })
+        });
+    }
+    group.finish();
+}
+
+fn bench_cgi(c: &mut Criterion) {
+    let headers = sample_headers();
+    c.bench_function("cgi_build_env", |b| b.iter(|| sample_env(&headers)));
+    let plain = Bytes::from_static(b"hello, world\n");
+    c.bench_function("cgi_parse_plain", |b| {
+        b.iter(|| parse_output(plain.clone()).unwrap())
+    });
+    let with_headers =
+        Bytes::from_static(b"Status: 201 Created\nContent-Type: application/json\nX-A: b\n\n{}");
+    c.bench_function("cgi_parse_headers", |b| {
+        b.iter(|| parse_output(with_headers.clone()).unwrap())
+    });
+}
+
+criterion_group!(benches, bench_invoke, bench_cgi);
+criterion_main!(benches);

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue};
 use wasmgate::cgi::{RequestMeta, build_env, parse_output};
-use wasmgate::compile::{Compiler, LoadedModule};
+use wasmgate::compile::{Compiler, FileFacts, LoadedModule};
 use wasmgate::config::{Config, ModuleSettings, Overrides};
 use wasmgate::engine::{AllocatorChoice, EpochTicker, GatewayEngine};
 use wasmgate::invoke::invoke;
@@ -61,7 +61,7 @@ fn load_hello(choice: AllocatorChoice) -> (LoadedModule, EpochTicker) {
     let compiler = Compiler::new(engine.engine.clone(), linker, Arc::new(config));
     let wasm = wat::parse_str(HELLO).unwrap();
     let module = compiler
-        .load_bytes("hello", &wasm)
+        .load_bytes("hello", &wasm, FileFacts::of(&wasm))
         .map_err(|f| f.error)
         .unwrap();
     (module, ticker)

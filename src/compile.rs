@@ -13,6 +13,7 @@ use std::time::{Instant, SystemTime};
 use sha2::{Digest as _, Sha256};
 use wasmtime::{Engine, InstancePre, Linker, Module, ModuleExport};
 
+use crate::cache::ArtifactCache;
 use crate::config::{Config, ModuleSettings};
 use crate::error::LoadError;
 use crate::host::Host;
@@ -66,6 +67,24 @@ pub struct FileFacts {
     pub size_bytes: u64,
 }
 
+impl FileFacts {
+    pub fn of(bytes: &[u8]) -> Self {
+        FileFacts {
+            digest: Digest::of(bytes),
+            size_bytes: bytes.len() as u64,
+        }
+    }
+}
+
+/// Reads a module file; the error names the reason, never the path.
+pub fn read_module_file(path: &Path) -> Result<Vec<u8>, LoadFailure> {
+    std::fs::read(path).map_err(|e| LoadFailure {
+        facts: None,
+        error: LoadError::Read(e.kind().to_string()),
+        at: SystemTime::now(),
+    })
+}
+
 /// A module ready to serve.
 pub struct LoadedModule {
     pub name: Arc<str>,
@@ -86,12 +105,14 @@ pub struct LoadFailure {
     pub at: SystemTime,
 }
 
-/// Compiles and links modules for one engine and configuration.
+/// Compiles and links modules for one engine and configuration, through the artifact
+/// cache when there is one.
 #[derive(Clone)]
 pub struct Compiler {
     engine: Engine,
     linker: Arc<Linker<Host>>,
     config: Arc<Config>,
+    cache: Option<Arc<ArtifactCache>>,
 }
 
 impl Compiler {
@@ -100,7 +121,18 @@ impl Compiler {
             engine,
             linker: Arc::new(linker),
             config,
+            cache: None,
         }
+    }
+
+    /// Loads from, and stores into, `cache`.
+    pub fn with_cache(mut self, cache: Arc<ArtifactCache>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    pub fn cache(&self) -> Option<&ArtifactCache> {
+        self.cache.as_deref()
     }
 
     pub fn engine(&self) -> &Engine {
@@ -110,46 +142,65 @@ impl Compiler {
     /// Reads, compiles and links the file `path` as module `name`. Blocking: call it off
     /// the async runtime.
     pub fn load_file(&self, name: &str, path: &Path) -> Result<LoadedModule, LoadFailure> {
-        let bytes = std::fs::read(path).map_err(|e| LoadFailure {
-            facts: None,
-            error: LoadError::Read(e.kind().to_string()),
-            at: SystemTime::now(),
-        })?;
-        self.load_bytes(name, &bytes)
+        let bytes = read_module_file(path)?;
+        self.load_bytes(name, &bytes, FileFacts::of(&bytes))
     }
 
-    /// Compiles and links `bytes` as module `name`.
-    pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<LoadedModule, LoadFailure> {
-        let facts = FileFacts {
-            digest: Digest::of(bytes),
-            size_bytes: bytes.len() as u64,
-        };
+    /// Compiles and links `bytes` (whose `facts` the caller computed) as module `name`.
+    pub fn load_bytes(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        facts: FileFacts,
+    ) -> Result<LoadedModule, LoadFailure> {
         let started = Instant::now();
-        self.compile_and_link(bytes)
-            .map(|(pre, start)| LoadedModule {
+        match self.compile_and_link(&facts.digest, bytes) {
+            Ok((pre, start, source)) => Ok(LoadedModule {
                 name: Arc::from(name),
-                facts: facts.clone(),
+                facts,
                 pre,
                 start,
                 settings: self.config.module_settings(name),
-                source: Source::Compiled,
+                source,
                 compile_ms: started.elapsed().as_secs_f64() * 1000.0,
                 loaded_at: SystemTime::now(),
-            })
-            .map_err(|error| LoadFailure {
+            }),
+            Err(error) => Err(LoadFailure {
                 facts: Some(facts),
                 error,
                 at: SystemTime::now(),
-            })
+            }),
+        }
     }
 
     fn compile_and_link(
         &self,
+        digest: &Digest,
         bytes: &[u8],
-    ) -> Result<(InstancePre<Host>, ModuleExport), LoadError> {
+    ) -> Result<(InstancePre<Host>, ModuleExport, Source), LoadError> {
+        let (module, source) = self.compile(digest, bytes)?;
+        let (pre, start) = self.link(&module)?;
+        Ok((pre, start, source))
+    }
+
+    /// The module's machine code: from the cache when a sound artifact is there, compiled
+    /// (and then cached) otherwise.
+    fn compile(&self, digest: &Digest, bytes: &[u8]) -> Result<(Module, Source), LoadError> {
+        if let Some(module) = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(&self.engine, digest))
+        {
+            return Ok((module, Source::Cache));
+        }
         let module = Module::from_binary(&self.engine, bytes)
             .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
-        self.link(&module)
+        if let Some(cache) = &self.cache
+            && let Err(e) = cache.put(digest, &module)
+        {
+            tracing::warn!(module_digest = %digest, error = %e, "cannot write the compiled artifact to the cache");
+        }
+        Ok((module, Source::Compiled))
     }
 
     /// Links a compiled module and finds its `_start`.

@@ -21,6 +21,7 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9180";
 const DEFAULT_MAX_INSTANCES: u32 = 1000;
 const DEFAULT_QUEUE_TIMEOUT_MS: u64 = 1000;
+const DEFAULT_CACHE_MAX_BYTES: u64 = 1 << 30;
 const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
 const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 const DEFAULT_FUEL: u64 = 10_000_000_000;
@@ -43,6 +44,8 @@ pub struct Config {
     pub max_instances: u32,
     /// How long a request waits for a free slot before it is answered 503.
     pub queue_timeout_ms: u64,
+    /// The compiled-artifact cache's size cap; least recently used artifacts go first.
+    pub cache_max_bytes: u64,
     /// How long requests in flight may take to finish after SIGTERM.
     pub shutdown_grace_ms: u64,
     /// The defaults for every module.
@@ -104,6 +107,7 @@ struct FileConfig {
     max_instances: Option<u32>,
     queue_timeout_ms: Option<u64>,
     shutdown_grace_ms: Option<u64>,
+    cache_max_bytes: Option<u64>,
     #[serde(default)]
     limits: FileLimits,
     #[serde(default)]
@@ -212,6 +216,7 @@ fn build(file: FileConfig, overrides: Overrides) -> Result<Config, ConfigError> 
         max_instances: file.max_instances.unwrap_or(DEFAULT_MAX_INSTANCES),
         queue_timeout_ms: file.queue_timeout_ms.unwrap_or(DEFAULT_QUEUE_TIMEOUT_MS),
         shutdown_grace_ms: file.shutdown_grace_ms.unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS),
+        cache_max_bytes: file.cache_max_bytes.unwrap_or(DEFAULT_CACHE_MAX_BYTES),
         limits,
         modules,
     };

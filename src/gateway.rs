@@ -15,6 +15,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::admin::AdminService;
+use crate::cache::ArtifactCache;
 use crate::compile::Compiler;
 use crate::config::Config;
 use crate::engine::{AllocatorChoice, EpochTicker, GatewayEngine};
@@ -25,6 +26,7 @@ use crate::loader::Loader;
 use crate::registry::Registry;
 use crate::server::PublicService;
 use crate::shutdown::Shutdown;
+use crate::watch::ModuleWatcher;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +41,8 @@ pub enum StartError {
     },
     #[error("cannot read the modules directory: {0}")]
     ModulesDir(std::io::Error),
+    #[error("cannot watch the modules directory: {0}")]
+    Watch(String),
     #[error("cannot start the epoch ticker: {0}")]
     Ticker(std::io::Error),
 }
@@ -60,11 +64,19 @@ impl RunningGateway {
         let engine = GatewayEngine::new(&config, AllocatorChoice::PoolingWithFallback)?;
         let ticker = EpochTicker::start(&engine.engine).map_err(StartError::Ticker)?;
         let linker = host::linker(&engine.engine).map_err(|e| EngineError(format!("{e:#}")))?;
-        let compiler = Compiler::new(engine.engine.clone(), linker, config.clone());
+        let mut compiler = Compiler::new(engine.engine.clone(), linker, config.clone());
+        match ArtifactCache::open(&config.cache_dir, &engine.engine, config.cache_max_bytes) {
+            Ok(cache) => compiler = compiler.with_cache(Arc::new(cache)),
+            Err(e) => {
+                tracing::warn!(error = %e, "the compiled-module cache cannot be used; every start compiles")
+            }
+        }
         let registry = Arc::new(Registry::new());
         let loader = Loader::new(compiler, registry.clone(), config.modules_dir.clone());
         // Fail now, not in the background, if the directory cannot be listed.
         crate::loader::module_files(&config.modules_dir).map_err(StartError::ModulesDir)?;
+        let (watcher, events) = ModuleWatcher::start(&loader)
+            .map_err(|e| StartError::Watch(format!("{:?}", e.kind)))?;
 
         let public = bind("public", config.listen).await?;
         let admin = bind("admin", config.admin_listen).await?;
@@ -95,9 +107,11 @@ impl RunningGateway {
         let down = shutdown.clone();
         let task = tokio::spawn(async move {
             let _ticker = ticker;
+            let _watcher = watcher;
             if let Err(e) = loader.load_all().await {
                 tracing::error!(error = %e, "cannot scan the modules directory");
             }
+            tokio::spawn(events.serve(loader, down.clone()));
             reg.set_ready(true);
             tracing::info!(modules = reg.serving_count(), %public_addr, "serving");
             listener::serve(

@@ -6,13 +6,16 @@
 //!
 //! - [`config`]: the TOML file and flags;
 //! - [`engine`]: the one wasmtime engine (pooling allocator, fuel, epochs) and its ticker;
-//! - [`compile`]: module file → `InstancePre`, checked ahead of any request;
-//! - [`loader`] and [`registry`]: which version of each module is served;
+//! - [`compile`]: module file → `InstancePre`, checked ahead of any request, through the
+//!   on-disk artifact [`cache`];
+//! - [`watch`], [`loader`] and [`registry`]: which version of each module is served, kept
+//!   in step with the modules directory;
 //! - [`server`], [`cgi`], [`invoke`], [`stdio`], [`host`]: one request, end to end;
 //! - [`admin`]: health, readiness and the module list;
 //! - [`gateway`]: starts and stops it all; [`run`]: one invocation from the command line.
 
 pub mod admin;
+pub mod cache;
 pub mod cgi;
 pub mod compile;
 pub mod config;
@@ -30,3 +33,4 @@ pub mod run;
 pub mod server;
 pub mod shutdown;
 pub mod stdio;
+pub mod watch;

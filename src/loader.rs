@@ -1,27 +1,56 @@
-//! Loads module files into the registry: the first scan of the modules directory at
-//! start-up, and one file at a time afterwards (the hot-reload path).
+//! Keeps the registry in step with the modules directory: the first scan at start-up, then
+//! one module at a time whenever the watcher reports a change.
 //!
-//! Compilation is CPU-bound and blocking, so it runs on tokio's blocking pool, never on a
-//! worker that serves requests, with at most one compile per core at once.
+//! [`Loader::sync`] is the single way a module's state changes: it looks at the file as it
+//! is now — gone (stop serving), unchanged (nothing to do), or new bytes (compile, then
+//! serve or record the failure) — so it is safe to call for any event, any number of times.
+//! Syncs of one module are serialised by a per-name lock; syncs of different modules run in
+//! parallel. Compilation is CPU-bound and blocking, so it runs on tokio's blocking pool,
+//! never on a worker that serves requests, with bounded parallelism: every core at start-up,
+//! when nothing is being served yet, and one core fewer afterwards, so that a storm of
+//! reloads leaves a core for requests.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
-use tokio::sync::Semaphore;
+use dashmap::DashMap;
+use tokio::sync::{Mutex, Semaphore};
 
-use crate::compile::{Compiler, LoadFailure};
+use crate::compile::{Compiler, FileFacts, LoadFailure, LoadedModule, read_module_file};
 use crate::error::LoadError;
 use crate::name;
 use crate::registry::Registry;
 
-/// Loads the module files of one directory.
+/// When a sync happens: it decides how many compiles may run at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The first scan, before the public listener accepts.
+    Startup,
+    /// A change while serving.
+    Reload,
+}
+
+/// What one sync did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncResult {
+    Loaded,
+    Failed,
+    Unchanged,
+    Removed,
+    Absent,
+}
+
+/// Loads the module files of one directory into a registry.
 #[derive(Clone)]
 pub struct Loader {
     compiler: Compiler,
     registry: Arc<Registry>,
     dir: PathBuf,
-    compiles: Arc<Semaphore>,
+    startup_compiles: Arc<Semaphore>,
+    reload_compiles: Arc<Semaphore>,
+    locks: Arc<DashMap<String, Arc<Mutex<()>>>>,
 }
 
 impl Loader {
@@ -31,68 +60,158 @@ impl Loader {
             compiler,
             registry,
             dir,
-            compiles: Arc::new(Semaphore::new(cores)),
+            startup_compiles: Arc::new(Semaphore::new(cores)),
+            reload_compiles: Arc::new(Semaphore::new(cores.saturating_sub(1).max(1))),
+            locks: Arc::new(DashMap::new()),
         }
     }
 
-    /// Loads every module file in the directory, in parallel, and waits for all of them.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Syncs every module file in the directory, in parallel, and waits for all of them.
     pub async fn load_all(&self) -> io::Result<()> {
-        let names = module_files(&self.dir)?;
+        self.sync_all(module_files(&self.dir)?, Phase::Startup)
+            .await;
+        Ok(())
+    }
+
+    /// Syncs every module file in the directory and every module in the registry: what a
+    /// watcher does when it may have missed events.
+    pub async fn rescan(&self) {
+        let mut names = module_files(&self.dir).unwrap_or_default();
+        names.extend(self.registry.names());
+        names.sort();
+        names.dedup();
+        self.sync_all(names, Phase::Reload).await;
+    }
+
+    async fn sync_all(&self, names: Vec<String>, phase: Phase) {
         let tasks: Vec<_> = names
             .into_iter()
             .map(|name| {
                 let loader = self.clone();
-                tokio::spawn(async move { loader.load(&name).await })
+                tokio::spawn(async move { loader.sync(&name, phase).await })
             })
             .collect();
         for task in tasks {
             if let Err(e) = task.await {
-                tracing::error!(error = %e, "a module load task failed");
+                tracing::error!(error = %e, "a module sync task failed");
             }
         }
-        Ok(())
     }
 
-    /// (Re)loads the file of module `name`: serves it if it loads, records the failure
-    /// beside the version being served if it does not.
-    pub async fn load(&self, name: &str) {
-        let Ok(_permit) = self.compiles.acquire().await else {
-            return;
+    /// Brings module `name` in line with its file.
+    pub async fn sync(&self, name: &str, phase: Phase) -> SyncResult {
+        let lock = self.locks.entry(name.to_string()).or_default().clone();
+        let _guard = lock.lock().await;
+        let permits = match phase {
+            Phase::Startup => &self.startup_compiles,
+            Phase::Reload => &self.reload_compiles,
         };
+        let Ok(_permit) = permits.acquire().await else {
+            return SyncResult::Absent;
+        };
+        let current = self.registry.current_digest(name);
         let compiler = self.compiler.clone();
         let path = self.path_of(name);
         let owned = name.to_string();
-        let result = tokio::task::spawn_blocking(move || compiler.load_file(&owned, &path)).await;
-        match result {
-            Ok(Ok(module)) => {
-                tracing::info!(
-                    module = name,
-                    digest = %module.facts.digest,
-                    compile_ms = format_args!("{:.1}", module.compile_ms),
-                    source = %module.source,
-                    "module loaded"
-                );
-                self.registry.install(module);
-            }
-            Ok(Err(failure)) => self.fail(name, failure),
-            Err(join) => self.fail(
-                name,
-                LoadFailure {
-                    facts: None,
-                    error: LoadError::Compile(format!("the compiler stopped: {join}")),
-                    at: std::time::SystemTime::now(),
-                },
-            ),
-        }
+        let job =
+            tokio::task::spawn_blocking(move || load_if_changed(&compiler, &owned, &path, current));
+        let outcome = job.await.unwrap_or_else(|join| {
+            Step::Failed(LoadFailure {
+                facts: None,
+                error: LoadError::Compile(format!("the compiler stopped: {join}")),
+                at: SystemTime::now(),
+            })
+        });
+        self.apply(name, outcome)
     }
 
-    fn fail(&self, name: &str, failure: LoadFailure) {
-        tracing::warn!(module = name, error = %failure.error, "module failed to load");
-        self.registry.record_failure(name, failure);
+    fn apply(&self, name: &str, step: Step) -> SyncResult {
+        match step {
+            Step::Gone => {
+                if self.registry.remove(name) {
+                    tracing::info!(module = name, "module removed");
+                    SyncResult::Removed
+                } else {
+                    SyncResult::Absent
+                }
+            }
+            Step::Unchanged => SyncResult::Unchanged,
+            Step::Loaded(module) => {
+                let module = Arc::new(*module);
+                let old = self.registry.install(module.clone());
+                log_loaded(&module, old.as_deref());
+                SyncResult::Loaded
+            }
+            Step::Failed(failure) => {
+                tracing::warn!(
+                    module = name,
+                    error = %failure.error,
+                    digest = %failure.facts.as_ref().map(|f| f.digest.to_string()).unwrap_or_default(),
+                    "module failed to load; the last good version, if any, keeps serving"
+                );
+                self.registry.record_failure(name, failure);
+                SyncResult::Failed
+            }
+        }
     }
 
     fn path_of(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.wasm"))
+    }
+}
+
+/// What the blocking half of a sync found.
+enum Step {
+    Gone,
+    Unchanged,
+    Loaded(Box<LoadedModule>),
+    Failed(LoadFailure),
+}
+
+fn load_if_changed(
+    compiler: &Compiler,
+    name: &str,
+    path: &Path,
+    current: Option<crate::compile::Digest>,
+) -> Step {
+    let bytes = match read_module_file(path) {
+        Ok(bytes) => bytes,
+        Err(_) if !path.exists() => return Step::Gone,
+        Err(failure) => return Step::Failed(failure),
+    };
+    let facts = FileFacts::of(&bytes);
+    if current == Some(facts.digest) {
+        return Step::Unchanged;
+    }
+    match compiler.load_bytes(name, &bytes, facts) {
+        Ok(module) => Step::Loaded(Box::new(module)),
+        Err(failure) => Step::Failed(failure),
+    }
+}
+
+/// One log line per load: module, old → new digest, compile time, and where it came from.
+fn log_loaded(module: &LoadedModule, old: Option<&LoadedModule>) {
+    let compile_ms = format_args!("{:.1}", module.compile_ms);
+    match old {
+        Some(old) => tracing::info!(
+            module = %module.name,
+            old = %old.facts.digest,
+            new = %module.facts.digest,
+            compile_ms = %compile_ms,
+            source = %module.source,
+            "module reloaded"
+        ),
+        None => tracing::info!(
+            module = %module.name,
+            digest = %module.facts.digest,
+            compile_ms = %compile_ms,
+            source = %module.source,
+            "module loaded"
+        ),
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use dashmap::DashMap;
 use serde::Serialize;
 
-use crate::compile::{LoadFailure, LoadedModule, Source};
+use crate::compile::{Digest, LoadFailure, LoadedModule, Source};
 
 /// One module file's state.
 #[derive(Clone, Default)]
@@ -69,11 +69,11 @@ impl Registry {
     }
 
     /// Serves `module` from now on, in place of any earlier version or failure.
-    pub fn install(&self, module: LoadedModule) -> Option<Arc<LoadedModule>> {
+    pub fn install(&self, module: Arc<LoadedModule>) -> Option<Arc<LoadedModule>> {
         let name = module.name.to_string();
         let mut entry = self.modules.entry(name).or_default();
         entry.failure = None;
-        entry.serving.replace(Arc::new(module))
+        entry.serving.replace(module)
     }
 
     /// Records that the file `name` failed to load; a version already serving stays.
@@ -84,6 +84,17 @@ impl Registry {
     /// Stops serving `name`; returns whether it was known.
     pub fn remove(&self, name: &str) -> bool {
         self.modules.remove(name).is_some()
+    }
+
+    /// The digest of the file the registry last saw for `name` (served or failed), so that
+    /// an unchanged file is not compiled again.
+    pub fn current_digest(&self, name: &str) -> Option<Digest> {
+        let entry = self.modules.get(name)?;
+        match (&entry.failure, &entry.serving) {
+            (Some(failure), _) => failure.facts.as_ref().map(|f| f.digest),
+            (None, Some(module)) => Some(module.facts.digest),
+            (None, None) => None,
+        }
     }
 
     /// Whether a module file named `name` is known (served or failed).

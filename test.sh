@@ -9,7 +9,7 @@ cargo test --release --all-targets
 
 contract=../shared/acceptance/contract.py
 if [[ -f $contract ]]; then
-  WASMGATE_BIN="$PWD/target/release/wasmgate" python3 "$contract" core limits ops
+  WASMGATE_BIN="$PWD/target/release/wasmgate" python3 "$contract" core reload limits ops
 else
   echo "note: $contract not found; acceptance checks not run"
 fi

@@ -53,7 +53,7 @@ pub enum Source {
 
 impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Source::Compiled => "compiled",
             Source::Cache => "cache",
         })
@@ -194,7 +194,7 @@ impl Compiler {
             return Ok((module, Source::Cache));
         }
         let module = Module::from_binary(&self.engine, bytes)
-            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+            .map_err(|e| LoadError::Compile(one_line(&format!("{e:#}"))))?;
         if let Some(cache) = &self.cache
             && let Err(e) = cache.put(digest, &module)
         {
@@ -216,7 +216,12 @@ impl Compiler {
         let pre = self
             .linker
             .instantiate_pre(module)
-            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+            .map_err(|e| LoadError::Link(one_line(&format!("{e:#}"))))?;
         Ok((pre, start))
     }
+}
+
+/// wasmtime's messages can span lines; a load error is shown on one (log, JSON, HTTP).
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

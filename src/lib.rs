@@ -12,7 +12,8 @@
 //!   in step with the modules directory;
 //! - [`server`], [`cgi`], [`invoke`], [`stdio`], [`host`]: one request, end to end;
 //! - [`admin`]: health, readiness and the module list;
-//! - [`gateway`]: starts and stops it all; [`run`]: one invocation from the command line.
+//! - [`gateway`]: starts and stops it all; [`run`]: one invocation from the command line;
+//!   [`precompile`]: fills the cache and exits.
 
 pub mod admin;
 pub mod cache;
@@ -28,6 +29,7 @@ pub mod listener;
 pub mod loader;
 pub mod name;
 pub mod outcome;
+pub mod precompile;
 pub mod registry;
 pub mod run;
 pub mod server;

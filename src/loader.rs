@@ -133,7 +133,7 @@ impl Loader {
         match step {
             Step::Gone => {
                 if self.registry.remove(name) {
-                    tracing::info!(module = name, "module removed");
+                    tracing::info!(module = %name, "module removed");
                     SyncResult::Removed
                 } else {
                     SyncResult::Absent
@@ -148,7 +148,7 @@ impl Loader {
             }
             Step::Failed(failure) => {
                 tracing::warn!(
-                    module = name,
+                    module = %name,
                     error = %failure.error,
                     digest = %failure.facts.as_ref().map(|f| f.digest.to_string()).unwrap_or_default(),
                     "module failed to load; the last good version, if any, keeps serving"

@@ -6,8 +6,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 use wasmgate::config::{Config, Overrides};
 use wasmgate::gateway::RunningGateway;
+use wasmgate::precompile::Precompiler;
 use wasmgate::run::{RunRequest, run_once};
 
 #[global_allocator]
@@ -33,6 +35,12 @@ enum Command {
         /// Admin listener address (/metrics, /healthz, /readyz, /modules).
         #[arg(long)]
         admin_listen: Option<SocketAddr>,
+    },
+    /// Compile every module into the cache and exit (for image builds and CI); fails if
+    /// any module is invalid.
+    Compile {
+        #[command(flatten)]
+        common: CommonArgs,
     },
     /// Run one module once: the request body is read from stdin, the response body is
     /// written to stdout.
@@ -73,6 +81,16 @@ struct CommonArgs {
     cache_dir: Option<PathBuf>,
 }
 
+impl CommonArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            modules_dir: self.modules.clone(),
+            cache_dir: self.cache_dir.clone(),
+            ..Overrides::default()
+        }
+    }
+}
+
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -101,11 +119,14 @@ fn main() -> Result<()> {
             let overrides = Overrides {
                 listen,
                 admin_listen,
-                modules_dir: common.modules,
-                cache_dir: common.cache_dir,
+                ..common.overrides()
             };
             let config = Config::load(common.config.as_deref(), overrides)?;
             runtime.block_on(serve(config))
+        }
+        Command::Compile { common } => {
+            let config = Config::load(common.config.as_deref(), common.overrides())?;
+            compile(&config)
         }
         Command::Run {
             file,
@@ -141,6 +162,46 @@ async fn serve(config: Config) -> Result<()> {
         .context("cannot wait for signals")?;
     gateway.stop().await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Compiles every module into the cache: a progress bar on a terminal, one line per module
+/// otherwise. Fails if any module is invalid.
+fn compile(config: &Config) -> Result<()> {
+    let precompiler = Precompiler::new(config)?;
+    let names = precompiler.names().to_vec();
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(names.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut failed = 0;
+    for name in &names {
+        bar.set_message(name.clone());
+        let report = precompiler.compile(name);
+        let line = match &report.result {
+            Ok(c) => format!("{:<8} {name} {} {:.1} ms", c.source, c.digest, c.millis),
+            Err(e) => {
+                failed += 1;
+                format!("failed   {name}: {e}")
+            }
+        };
+        bar.println(&line);
+        if bar.is_hidden() {
+            println!("{line}");
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    println!("{} modules, {} failed", names.len(), failed);
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} modules failed to compile", names.len());
+    }
     Ok(())
 }
 

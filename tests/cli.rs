@@ -4,6 +4,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,7 +18,7 @@ struct Served {
     child: Child,
     log: Arc<Mutex<String>>,
     public: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Served {
@@ -59,7 +60,7 @@ impl Served {
             child,
             log,
             public: String::new(),
-            _dir: dir,
+            dir,
         };
         served.public = served
             .wait_for_log("serving")
@@ -246,4 +247,105 @@ fn run_reports_a_failing_module() {
         stderr.contains("'trap'") && stderr.contains("trapped"),
         "{stderr}"
     );
+}
+
+#[test]
+fn every_reload_is_one_log_line_with_both_digests() {
+    let gw = Served::start(&[("hello", "hello")], &[]);
+    let digest = |fx: &str| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(fixture(fx)));
+    std::fs::write(gw.dir.path().join("modules/hello.wasm"), fixture("hello2")).unwrap();
+    let line = gw.wait_for_log("module reloaded").expect("a reload line");
+    for want in [
+        "module=hello",
+        &format!("old=sha256:{}", digest("hello")),
+        &format!("new=sha256:{}", digest("hello2")),
+        "compile_ms=",
+        "source=",
+    ] {
+        assert!(line.contains(want), "{want} in {line}");
+    }
+    std::fs::write(gw.dir.path().join("modules/hello.wasm"), b"broken").unwrap();
+    let line = gw
+        .wait_for_log("module failed to load")
+        .expect("a failure line");
+    assert!(
+        line.contains("module=hello") && line.contains("cannot compile"),
+        "{line}"
+    );
+    assert_eq!(gw.get("/hello"), (200, "hello, v2\n".to_string()));
+    assert_eq!(gw.log.lock().unwrap().matches("module reloaded").count(), 1);
+    assert!(gw.terminate().success());
+}
+
+fn compile_cmd(dir: &Path) -> std::process::Output {
+    Command::new(BIN)
+        .args(["compile", "--modules"])
+        .arg(dir.join("modules"))
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn compile_fills_the_cache_and_serve_starts_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let modules = dir.path().join("modules");
+    std::fs::create_dir(&modules).unwrap();
+    for fx in ["hello", "echo", "cgi"] {
+        std::fs::write(modules.join(format!("{fx}.wasm")), fixture(fx)).unwrap();
+    }
+    let out = compile_cmd(dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for fx in ["hello", "echo", "cgi"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("compiled") && l.contains(&format!(" {fx} sha256:"))),
+            "{stdout}"
+        );
+    }
+    assert!(stdout.contains("3 modules, 0 failed"), "{stdout}");
+    // A second run finds everything cached.
+    let again = String::from_utf8_lossy(&compile_cmd(dir.path()).stdout).into_owned();
+    assert_eq!(
+        again.lines().filter(|l| l.starts_with("cache")).count(),
+        3,
+        "{again}"
+    );
+
+    // A gateway on that cache compiles nothing.
+    let gw = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut gw = common::TestGateway::start_in(dir, "").await;
+        let list = gw.modules().await;
+        gw.stop().await;
+        list
+    });
+    assert!(
+        gw.as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["source"] == "cache"),
+        "{gw}"
+    );
+}
+
+#[test]
+fn compile_fails_on_an_invalid_module_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let modules = dir.path().join("modules");
+    std::fs::create_dir(&modules).unwrap();
+    std::fs::write(modules.join("hello.wasm"), fixture("hello")).unwrap();
+    std::fs::write(modules.join("broken.wasm"), b"nope").unwrap();
+    let out = compile_cmd(dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        stdout.lines().any(|l| l.starts_with("failed")
+            && l.contains("broken")
+            && l.contains("cannot compile")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2 modules, 1 failed"), "{stdout}");
 }

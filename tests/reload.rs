@@ -1,0 +1,341 @@
+//! Hot reload and the compiled-module cache: deploying is a file copy, nothing half-written
+//! or broken is ever served, restarts load from the cache, and a tampered cache is caught.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::{TestGateway, fixture};
+use http::StatusCode;
+
+/// Polls `check` every 10 ms for up to 5 s.
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..500 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("not within 5 s: {what}");
+}
+
+async fn body(gw: &TestGateway, path: &str) -> (StatusCode, String) {
+    let r = gw.get(path).await;
+    (r.status, r.text())
+}
+
+/// Replaces `path` by a plain overwrite, as `cp` does.
+fn overwrite(path: &Path, bytes: &[u8]) {
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Replaces `path` atomically, as `cp tmp && mv tmp path` does.
+fn rename_into(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("incoming");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// A distinct hello module answering `text`.
+fn hello_saying(text: &str) -> Vec<u8> {
+    let len = text.len() + 1;
+    wat::parse_str(format!(
+        r#"(module
+          (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 16) "{text}\n")
+          (func (export "_start")
+            (i32.store (i32.const 0) (i32.const 16))
+            (i32.store (i32.const 4) (i32.const {len}))
+            (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#
+    ))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copied_file_replaces_the_module() {
+    let mut gw = TestGateway::start(&[("hello", "hello")], "").await;
+    let file = gw.modules_dir().join("hello.wasm");
+    overwrite(&file, &fixture("hello2"));
+    eventually("cp serves v2", async || {
+        body(&gw, "/hello").await.1 == "hello, v2\n"
+    })
+    .await;
+    rename_into(&file, &fixture("hello"));
+    eventually("rename serves v1", async || {
+        body(&gw, "/hello").await.1 == "hello, world\n"
+    })
+    .await;
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(fixture("hello")));
+    let list = gw.modules().await;
+    assert_eq!(list[0]["digest"], format!("sha256:{digest}"));
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_replacement_never_replaces_the_good_version() {
+    let mut gw = TestGateway::start(&[("hello", "hello")], "").await;
+    let file = gw.modules_dir().join("hello.wasm");
+    overwrite(&file, b"\0asm garbage");
+    eventually("the failure shows in /modules", async || {
+        !gw.modules().await[0]["error"].is_null()
+    })
+    .await;
+    let status = &gw.modules().await[0];
+    assert_eq!(
+        status["state"], "ready",
+        "the old version still serves: {status}"
+    );
+    assert!(
+        status["error"].as_str().unwrap().contains("cannot compile"),
+        "{status}"
+    );
+    assert_eq!(
+        body(&gw, "/hello").await,
+        (StatusCode::OK, "hello, world\n".into())
+    );
+    // A module that links badly is refused the same way.
+    overwrite(&file, &fixture("unknown_import"));
+    eventually("link failure shows", async || {
+        gw.modules().await[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("nosuch"))
+    })
+    .await;
+    assert_eq!(body(&gw, "/hello").await.1, "hello, world\n");
+    // The next good write is served and clears the error.
+    overwrite(&file, &fixture("hello2"));
+    eventually("fixed", async || {
+        body(&gw, "/hello").await.1 == "hello, v2\n"
+    })
+    .await;
+    assert!(gw.modules().await[0]["error"].is_null());
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_written_file_is_never_served() {
+    let mut gw = TestGateway::start(&[("hello", "hello")], "").await;
+    let next = hello_saying("the complete new version");
+    let (first, rest) = next.split_at(next.len() / 2);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(gw.modules_dir().join("hello.wasm"))
+        .unwrap();
+    file.write_all(first).unwrap();
+    file.flush().unwrap();
+    // Stalled mid-copy for longer than the watcher's patience.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    for _ in 0..10 {
+        assert_eq!(
+            body(&gw, "/hello").await,
+            (StatusCode::OK, "hello, world\n".into())
+        );
+    }
+    file.write_all(rest).unwrap();
+    drop(file);
+    eventually("the completed file", async || {
+        body(&gw, "/hello").await.1 == "the complete new version\n"
+    })
+    .await;
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_and_rename_move_the_route() {
+    let mut gw = TestGateway::start(&[("hello", "hello"), ("other", "counter")], "").await;
+    let dir = gw.modules_dir();
+    std::fs::rename(dir.join("hello.wasm"), dir.join("greeting.wasm")).unwrap();
+    eventually("renamed route", async || {
+        body(&gw, "/greeting").await.1 == "hello, world\n"
+    })
+    .await;
+    eventually("old route gone", async || {
+        body(&gw, "/hello").await.0 == StatusCode::NOT_FOUND
+    })
+    .await;
+    std::fs::remove_file(dir.join("other.wasm")).unwrap();
+    eventually("deleted", async || {
+        body(&gw, "/other").await.0 == StatusCode::NOT_FOUND
+    })
+    .await;
+    let names: Vec<String> = gw
+        .modules()
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap().into())
+        .collect();
+    assert_eq!(names, ["greeting"]);
+    // A new file appears.
+    std::fs::write(dir.join("fresh.wasm"), fixture("counter")).unwrap();
+    eventually("new module", async || {
+        body(&gw, "/fresh").await.1 == "g=1 m=1\n"
+    })
+    .await;
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_finish_on_the_version_they_started_with() {
+    let mut gw = TestGateway::start(&[("svc", "sleepy")], "").await;
+    let addr = gw.public;
+    let in_flight = tokio::spawn(async move { common::get(addr, "/svc").await.unwrap().text() });
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    rename_into(&gw.modules_dir().join("svc.wasm"), &fixture("hello2"));
+    eventually("new version", async || {
+        body(&gw, "/svc").await.1 == "hello, v2\n"
+    })
+    .await;
+    assert_eq!(in_flight.await.unwrap(), "awake\n");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloading_under_load_fails_no_request() {
+    let mut gw = TestGateway::start(&[("hello", "hello")], "").await;
+    let addr = gw.public;
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let r = common::get(addr, "/hello").await.unwrap();
+                    seen.push((r.status, r.text()));
+                }
+                seen
+            })
+        })
+        .collect();
+    let file = gw.modules_dir().join("hello.wasm");
+    for i in 0..20 {
+        let version = if i % 2 == 0 {
+            fixture("hello2")
+        } else {
+            fixture("hello")
+        };
+        if i % 4 < 2 {
+            rename_into(&file, &version)
+        } else {
+            overwrite(&file, &version)
+        }
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for c in clients {
+        for (status, text) in c.await.unwrap() {
+            total += 1;
+            assert_eq!(status, StatusCode::OK);
+            assert!(
+                text == "hello, world\n" || text == "hello, v2\n",
+                "{text:?}"
+            );
+        }
+    }
+    assert!(total > 100, "only {total} requests");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compile_storm_loads_everything_while_others_keep_serving() {
+    let mut gw = TestGateway::start(&[("hello", "hello")], "").await;
+    let dir = gw.modules_dir();
+    for i in 0..100 {
+        std::fs::write(
+            dir.join(format!("m{i:03}.wasm")),
+            hello_saying(&format!("module {i}")),
+        )
+        .unwrap();
+    }
+    let mut hellos = 0;
+    eventually("all 100 served", async || {
+        assert_eq!(body(&gw, "/hello").await.0, StatusCode::OK);
+        hellos += 1;
+        gw.modules().await.as_array().unwrap().len() == 101
+    })
+    .await;
+    for i in (0..100).step_by(7) {
+        assert_eq!(
+            body(&gw, &format!("/m{i:03}")).await.1,
+            format!("module {i}\n")
+        );
+    }
+    assert!(hellos > 0);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_loads_from_the_cache_and_a_tampered_cache_is_recompiled() {
+    let modules = [("hello", "hello"), ("cgi", "cgi"), ("echo", "echo")];
+    let mut gw = TestGateway::start(&modules, "").await;
+    assert!(
+        gw.modules()
+            .await
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["source"] == "compiled")
+    );
+    gw.stop().await;
+
+    let mut gw = TestGateway::start_in(gw.dir, "").await;
+    let list = gw.modules().await;
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["source"] == "cache"),
+        "{list}"
+    );
+    assert_eq!(body(&gw, "/hello").await.1, "hello, world\n");
+    gw.stop().await;
+
+    // Flip bytes in the middle of every artifact.
+    let mut tampered = 0;
+    for entry in walk(&gw.dir.path().join("cache")) {
+        if entry.extension().is_some_and(|e| e == "cwasm") {
+            let mut bytes = std::fs::read(&entry).unwrap();
+            let mid = bytes.len() / 2;
+            for b in &mut bytes[mid..mid + 32] {
+                *b ^= 0xff;
+            }
+            std::fs::write(&entry, bytes).unwrap();
+            tampered += 1;
+        }
+    }
+    assert_eq!(tampered, 3);
+    let mut gw = TestGateway::start_in(gw.dir, "").await;
+    let list = gw.modules().await;
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["source"] == "compiled"),
+        "{list}"
+    );
+    assert_eq!(body(&gw, "/hello").await.1, "hello, world\n");
+    assert_eq!(gw.get("/cgi").await.status, StatusCode::CREATED);
+    gw.stop().await;
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

@@ -41,6 +41,8 @@ pub enum StartError {
     },
     #[error("cannot read the modules directory: {0}")]
     ModulesDir(std::io::Error),
+    #[error("cannot start the compile threads: {0}")]
+    Threads(String),
     #[error("cannot watch the modules directory: {0}")]
     Watch(String),
     #[error("cannot start the epoch ticker: {0}")]
@@ -72,7 +74,8 @@ impl RunningGateway {
             }
         }
         let registry = Arc::new(Registry::new());
-        let loader = Loader::new(compiler, registry.clone(), config.modules_dir.clone());
+        let loader = Loader::new(compiler, registry.clone(), config.modules_dir.clone())
+            .map_err(|e| StartError::Threads(e.to_string()))?;
         // Fail now, not in the background, if the directory cannot be listed.
         crate::loader::module_files(&config.modules_dir).map_err(StartError::ModulesDir)?;
         let (watcher, events) = ModuleWatcher::start(&loader)

@@ -1,0 +1,132 @@
+"""Shared by the load-test scripts: build and start wasmgate, install tools, make modules.
+
+Stdlib only. Every server runs on 127.0.0.1 with ephemeral ports, and every load is bounded
+in time.
+"""
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "wasmgate")
+
+
+def sh(*cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def ensure_apt(binary, package):
+    """Installs a Debian package when its binary is missing."""
+    if shutil.which(binary):
+        return
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    sh(*sudo, "apt-get", "update", "-qq")
+    sh(*sudo, "apt-get", "install", "-y", "-qq", package)
+
+
+def build_release():
+    sh("cargo", "build", "--release", "--quiet", cwd=ROOT)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wat_to_wasm(text, out_path):
+    ensure_apt("wat2wasm", "wabt")
+    with tempfile.NamedTemporaryFile("w", suffix=".wat", delete=False) as f:
+        f.write(text)
+    try:
+        sh("wat2wasm", f.name, "-o", out_path)
+    finally:
+        os.unlink(f.name)
+
+
+def hello_wat(text, extra_functions=0):
+    """A hello module answering `text`, padded with `extra_functions` functions of real code."""
+    funcs = "".join(
+        f"(func $f{i} (param i32) (result i32) (local.get 0) (i32.const {i}) (i32.mul) "
+        f"(i32.const 7) (i32.add) (i32.const {i + 1}) (i32.xor))\n"
+        for i in range(extra_functions)
+    )
+    data = text.replace("\\", "\\\\").replace('"', '\\"') + "\\n"
+    return f"""(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "{data}")
+  {funcs}
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const {len(text) + 1}))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))
+"""
+
+
+class Gateway:
+    """A wasmgate process serving `modules_dir` on fresh ports."""
+
+    def __init__(self, modules_dir, cache_dir, extra=""):
+        self.port, self.admin = free_port(), free_port()
+        self.config = os.path.join(os.path.dirname(modules_dir), f"wasmgate-{self.port}.toml")
+        with open(self.config, "w") as f:
+            f.write(f'listen = "127.0.0.1:{self.port}"\nadmin_listen = "127.0.0.1:{self.admin}"\n'
+                    f'modules_dir = "{modules_dir}"\ncache_dir = "{cache_dir}"\n{extra}')
+        self.proc = None
+
+    def start(self, log_path=os.devnull):
+        """Starts the process; returns seconds until /readyz said 200."""
+        t0 = time.monotonic()
+        self.log = open(log_path, "ab")
+        self.proc = subprocess.Popen([BIN, "serve", "--config", self.config], stdout=self.log, stderr=self.log)
+        while time.monotonic() - t0 < 120:
+            if self.proc.poll() is not None:
+                raise RuntimeError("wasmgate exited during start-up")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/readyz", timeout=1) as r:
+                    if r.status == 200:
+                        return time.monotonic() - t0
+            except OSError:
+                pass
+            time.sleep(0.002)
+        raise RuntimeError("not ready in 120 s")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url, seconds, connections=32, threads=1):
+    """Runs wrk; returns (requests per second, p50 ms, p99 ms, non-2xx count, requests)."""
+    ensure_apt("wrk", "wrk")
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+                         check=True, capture_output=True, text=True).stdout
+    def ms(label):
+        for line in out.splitlines():
+            parts = line.split()
+            if parts[:1] == [label]:
+                return to_ms(parts[1])
+        return float("nan")
+    rps = next(float(l.split()[1]) for l in out.splitlines() if l.startswith("Requests/sec"))
+    total = next(int(l.split()[0]) for l in out.splitlines() if "requests in" in l)
+    non2xx = next((int(l.split()[-1]) for l in out.splitlines() if "Non-2xx" in l), 0)
+    errors = next((l for l in out.splitlines() if "Socket errors" in l), "")
+    return rps, ms("50%"), ms("99%"), non2xx, total, errors
+
+
+def to_ms(text):
+    for unit, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * factor
+    return float(text)

@@ -1,7 +1,8 @@
-//! The admin listener: health, readiness and the module list, on an address of its own so
-//! that none of it is reachable through the public port.
+//! The admin listener: health, readiness, the module list and the Prometheus metrics, on
+//! an address of its own so that none of it is reachable through the public port.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
@@ -10,15 +11,22 @@ use http_body_util::Full;
 use hyper::Request;
 use hyper::body::Incoming;
 
+use crate::cache::ArtifactCache;
 use crate::listener::ConnInfo;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::server::text_response;
 use crate::shutdown::Shutdown;
+
+/// The content type of the Prometheus text format.
+const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// What the admin handler reads.
 pub struct AdminService {
     pub registry: Arc<Registry>,
     pub shutdown: Shutdown,
+    pub metrics: Metrics,
+    pub cache: Option<Arc<ArtifactCache>>,
 }
 
 impl AdminService {
@@ -34,6 +42,7 @@ impl AdminService {
             "/healthz" => text_response(StatusCode::OK, "ok"),
             "/readyz" => self.readyz(),
             "/modules" => self.modules(),
+            "/metrics" => self.metrics(),
             _ => text_response(StatusCode::NOT_FOUND, "not found"),
         }
     }
@@ -46,6 +55,25 @@ impl AdminService {
         } else {
             text_response(StatusCode::SERVICE_UNAVAILABLE, "loading modules")
         }
+    }
+
+    fn metrics(&self) -> Response<Full<Bytes>> {
+        if let Some(cache) = &self.cache {
+            let s = &cache.stats;
+            let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+            self.metrics.cache_totals(
+                load(&s.hits),
+                load(&s.misses),
+                load(&s.discarded),
+                load(&s.evicted),
+            );
+        }
+        let mut response = Response::new(Full::new(Bytes::from(self.metrics.render())));
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(PROMETHEUS_CONTENT_TYPE),
+        );
+        response
     }
 
     fn modules(&self) -> Response<Full<Bytes>> {

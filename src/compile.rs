@@ -17,6 +17,7 @@ use crate::cache::ArtifactCache;
 use crate::config::{Config, ModuleSettings};
 use crate::error::LoadError;
 use crate::host::Host;
+use crate::metrics::{Metrics, ModuleMetrics};
 
 /// The entry point of a WASI command module.
 pub const START_EXPORT: &str = "_start";
@@ -92,6 +93,8 @@ pub struct LoadedModule {
     pub pre: InstancePre<Host>,
     pub start: ModuleExport,
     pub settings: ModuleSettings,
+    /// The module's metric series, registered when it was loaded.
+    pub metrics: Arc<ModuleMetrics>,
     pub source: Source,
     pub compile_ms: f64,
     pub loaded_at: SystemTime,
@@ -113,6 +116,7 @@ pub struct Compiler {
     linker: Arc<Linker<Host>>,
     config: Arc<Config>,
     cache: Option<Arc<ArtifactCache>>,
+    metrics: Metrics,
 }
 
 impl Compiler {
@@ -122,7 +126,14 @@ impl Compiler {
             linker: Arc::new(linker),
             config,
             cache: None,
+            metrics: Metrics::disabled(),
         }
+    }
+
+    /// Registers each loaded module's series with `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Loads from, and stores into, `cache`.
@@ -161,6 +172,7 @@ impl Compiler {
                 pre,
                 start,
                 settings: self.config.module_settings(name),
+                metrics: self.metrics.module(name),
                 source,
                 compile_ms: started.elapsed().as_secs_f64() * 1000.0,
                 loaded_at: SystemTime::now(),

@@ -23,6 +23,7 @@ use crate::error::EngineError;
 use crate::host;
 use crate::listener::{self, ConnInfo};
 use crate::loader::Loader;
+use crate::metrics::{Metrics, UPKEEP_INTERVAL};
 use crate::registry::Registry;
 use crate::server::PublicService;
 use crate::shutdown::Shutdown;
@@ -66,16 +67,32 @@ impl RunningGateway {
         let engine = GatewayEngine::new(&config, AllocatorChoice::PoolingWithFallback)?;
         let ticker = EpochTicker::start(&engine.engine).map_err(StartError::Ticker)?;
         let linker = host::linker(&engine.engine).map_err(|e| EngineError(format!("{e:#}")))?;
-        let mut compiler = Compiler::new(engine.engine.clone(), linker, config.clone());
-        match ArtifactCache::open(&config.cache_dir, &engine.engine, config.cache_max_bytes) {
-            Ok(cache) => compiler = compiler.with_cache(Arc::new(cache)),
+        let metrics = Metrics::new();
+        metrics.set_pool_slots(config.max_instances);
+        let mut compiler = Compiler::new(engine.engine.clone(), linker, config.clone())
+            .with_metrics(metrics.clone());
+        let cache = match ArtifactCache::open(
+            &config.cache_dir,
+            &engine.engine,
+            config.cache_max_bytes,
+        ) {
+            Ok(cache) => Some(Arc::new(cache)),
             Err(e) => {
-                tracing::warn!(error = %e, "the compiled-module cache cannot be used; every start compiles")
+                tracing::warn!(error = %e, "the compiled-module cache cannot be used; every start compiles");
+                None
             }
+        };
+        if let Some(cache) = &cache {
+            compiler = compiler.with_cache(cache.clone());
         }
         let registry = Arc::new(Registry::new());
-        let loader = Loader::new(compiler, registry.clone(), config.modules_dir.clone())
-            .map_err(|e| StartError::Threads(e.to_string()))?;
+        let loader = Loader::new(
+            compiler,
+            registry.clone(),
+            config.modules_dir.clone(),
+            metrics.clone(),
+        )
+        .map_err(|e| StartError::Threads(e.to_string()))?;
         // Fail now, not in the background, if the directory cannot be listed.
         crate::loader::module_files(&config.modules_dir).map_err(StartError::ModulesDir)?;
         let (watcher, events) = ModuleWatcher::start(&loader)
@@ -91,7 +108,10 @@ impl RunningGateway {
         let admin_service = Arc::new(AdminService {
             registry: registry.clone(),
             shutdown: shutdown.clone(),
+            metrics: metrics.clone(),
+            cache,
         });
+        tokio::spawn(upkeep(metrics.clone(), shutdown.clone()));
         // The admin listener outlives the public drain, so load balancers and Prometheus
         // see `/readyz` answer 503 (rather than a refused connection) until the end.
         let admin_down = Shutdown::new();
@@ -105,6 +125,7 @@ impl RunningGateway {
             registry: registry.clone(),
             slots: Arc::new(Semaphore::new(config.max_instances as usize)),
             queue_timeout: Duration::from_millis(config.queue_timeout_ms),
+            metrics,
         });
         let reg = registry.clone();
         let down = shutdown.clone();
@@ -146,6 +167,17 @@ impl RunningGateway {
     pub async fn wait(self) {
         if let Err(e) = self.task.await {
             tracing::error!(error = %e, "the gateway task failed");
+        }
+    }
+}
+
+/// Folds histogram samples into buckets every few seconds, until shutdown.
+async fn upkeep(metrics: Metrics, shutdown: Shutdown) {
+    let mut every = tokio::time::interval(UPKEEP_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = every.tick() => metrics.upkeep(),
+            () = shutdown.triggered() => break,
         }
     }
 }

@@ -11,7 +11,7 @@
 //! dropping the call's future tears the instance down.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use wasmtime::{Store, Trap};
@@ -98,6 +98,7 @@ pub async fn invoke(
     let deadline = Duration::from_millis(limits.timeout_ms);
     let result = tokio::time::timeout(deadline, run_start(&mut store, module)).await;
     let fuel_consumed = fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+    module.metrics.fuel_consumed(fuel_consumed);
     let failed = |error| classify(module, &store, &stdout, error);
     match result {
         Err(_elapsed) => Err(InvokeError::Timeout {
@@ -125,11 +126,13 @@ enum Failure {
 }
 
 async fn run_start(store: &mut Store<Host>, module: &LoadedModule) -> Result<(), Failure> {
+    let started = Instant::now();
     let instance = module
         .pre
         .instantiate_async(&mut *store)
         .await
         .map_err(Failure::Instantiate)?;
+    module.metrics.instantiated(started.elapsed());
     let start = instance
         .get_module_export(&mut *store, &module.start)
         .and_then(|e| e.into_func())

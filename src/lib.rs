@@ -11,7 +11,7 @@
 //! - [`watch`], [`loader`] and [`registry`]: which version of each module is served, kept
 //!   in step with the modules directory;
 //! - [`server`], [`cgi`], [`invoke`], [`stdio`], [`host`]: one request, end to end;
-//! - [`admin`]: health, readiness and the module list;
+//! - [`admin`] and [`metrics`]: health, readiness, the module list and Prometheus;
 //! - [`gateway`]: starts and stops it all; [`run`]: one invocation from the command line;
 //!   [`precompile`]: fills the cache and exits.
 
@@ -27,6 +27,7 @@ pub mod host;
 pub mod invoke;
 pub mod listener;
 pub mod loader;
+pub mod metrics;
 pub mod name;
 pub mod outcome;
 pub mod precompile;

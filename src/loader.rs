@@ -18,13 +18,14 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use dashmap::DashMap;
 use tokio::sync::{Mutex, Semaphore};
 
-use crate::compile::{Compiler, FileFacts, LoadFailure, LoadedModule, read_module_file};
+use crate::compile::{Compiler, FileFacts, LoadFailure, LoadedModule, Source, read_module_file};
 use crate::error::LoadError;
+use crate::metrics::{LoadResult, Metrics};
 use crate::name;
 use crate::registry::Registry;
 
@@ -56,6 +57,7 @@ pub struct Loader {
     startup_compiles: Arc<Semaphore>,
     reload_pool: Arc<rayon::ThreadPool>,
     locks: Arc<DashMap<String, Arc<Mutex<()>>>>,
+    metrics: Metrics,
 }
 
 impl Loader {
@@ -64,6 +66,7 @@ impl Loader {
         compiler: Compiler,
         registry: Arc<Registry>,
         dir: PathBuf,
+        metrics: Metrics,
     ) -> Result<Self, rayon::ThreadPoolBuildError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(Loader {
@@ -73,6 +76,7 @@ impl Loader {
             startup_compiles: Arc::new(Semaphore::new(cores)),
             reload_pool: Arc::new(reload_pool(cores.saturating_sub(1).max(1))?),
             locks: Arc::new(DashMap::new()),
+            metrics,
         })
     }
 
@@ -143,7 +147,10 @@ impl Loader {
                 at: SystemTime::now(),
             })
         });
-        self.apply(name, outcome)
+        let result = self.apply(name, outcome);
+        self.metrics
+            .set_modules_loaded(self.registry.serving_count());
+        result
     }
 
     fn apply(&self, name: &str, step: Step) -> SyncResult {
@@ -151,6 +158,7 @@ impl Loader {
             Step::Gone => {
                 if self.registry.remove(name) {
                     tracing::info!(module = %name, "module removed");
+                    self.metrics.module_load(name, LoadResult::Removed, None);
                     SyncResult::Removed
                 } else {
                     SyncResult::Absent
@@ -159,6 +167,14 @@ impl Loader {
             Step::Unchanged => SyncResult::Unchanged,
             Step::Loaded(module) => {
                 let module = Arc::new(*module);
+                let (result, compile) = match module.source {
+                    Source::Compiled => (
+                        LoadResult::Compiled,
+                        Some(Duration::from_secs_f64(module.compile_ms / 1000.0)),
+                    ),
+                    Source::Cache => (LoadResult::CacheHit, None),
+                };
+                self.metrics.module_load(name, result, compile);
                 let old = self.registry.install(module.clone());
                 log_loaded(&module, old.as_deref());
                 SyncResult::Loaded
@@ -171,6 +187,7 @@ impl Loader {
                     "module failed to load; the last good version, if any, keeps serving"
                 );
                 self.registry.record_failure(name, failure);
+                self.metrics.module_load(name, LoadResult::Failed, None);
                 SyncResult::Failed
             }
         }

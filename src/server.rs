@@ -6,7 +6,7 @@
 //! filesystem.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER};
@@ -20,6 +20,7 @@ use crate::cgi::{self, RequestMeta};
 use crate::compile::LoadedModule;
 use crate::invoke::invoke;
 use crate::listener::ConnInfo;
+use crate::metrics::{Metrics, ModuleMetrics};
 use crate::name::ModuleName;
 use crate::outcome::Outcome;
 use crate::registry::{Lookup, Registry};
@@ -36,6 +37,7 @@ pub struct PublicService {
     /// One permit per pool slot: guests running at once.
     pub slots: Arc<Semaphore>,
     pub queue_timeout: Duration,
+    pub metrics: Metrics,
 }
 
 /// A response that ends a request early, with its outcome.
@@ -48,16 +50,23 @@ impl PublicService {
         req: Request<Incoming>,
         conn: ConnInfo,
     ) -> Response<Full<Bytes>> {
-        match self.run(req, conn).await {
-            Ok(response) => response,
-            Err(Early(outcome, message)) => error_response(outcome, &message),
-        }
+        let started = Instant::now();
+        // Requests are counted under `_unknown` until they name a module file that exists.
+        let mut metrics = None;
+        let (outcome, response) = match self.run(req, conn, &mut metrics).await {
+            Ok(response) => (Outcome::Ok, response),
+            Err(Early(outcome, message)) => (outcome, error_response(outcome, &message)),
+        };
+        let metrics = metrics.unwrap_or_else(|| self.metrics.unknown());
+        metrics.request(outcome, started.elapsed());
+        response
     }
 
     async fn run(
         &self,
         req: Request<Incoming>,
         conn: ConnInfo,
+        metrics: &mut Option<Arc<ModuleMetrics>>,
     ) -> Result<Response<Full<Bytes>>, Early> {
         let path = req.uri().path().to_string();
         let (raw_name, path_info) = split_path(&path);
@@ -74,12 +83,15 @@ impl PublicService {
                 ));
             }
             Lookup::Unavailable(failure) => {
+                *metrics = Some(self.metrics.module(name.as_str()));
                 return Err(Early(
                     Outcome::Unavailable,
                     format!("module '{name}' is unavailable: {}", failure.error),
                 ));
             }
         };
+        *metrics = Some(module.metrics.clone());
+        let _in_flight = module.metrics.in_flight();
         let (parts, body) = req.into_parts();
         if parts.headers.get_all(HOST).iter().count() > 1 {
             // RFC 9112 3.2: a request with more than one Host is invalid.
@@ -104,9 +116,16 @@ impl PublicService {
         let env = cgi::build_env(&meta, &module.settings)
             .map_err(|e| Early(Outcome::BadRequest, format!("module '{name}': {e}")))?;
         let _slot = self.acquire_slot(&module).await?;
-        let run = invoke(&module, &env, body)
-            .await
-            .map_err(|e| Early(e.outcome(), e.to_string()))?;
+        let _slot_in_use = self.metrics.slot_in_use();
+        let invoked = Instant::now();
+        let run = invoke(&module, &env, body).await.map_err(|e| {
+            if e.outcome() == Outcome::Timeout {
+                let deadline = Duration::from_millis(module.settings.limits.timeout_ms);
+                self.metrics
+                    .timeout_overshoot(invoked.elapsed().saturating_sub(deadline));
+            }
+            Early(e.outcome(), e.to_string())
+        })?;
         let out = cgi::parse_output(run.stdout)
             .map_err(|e| Early(Outcome::BadOutput, format!("module '{name}': {e}")))?;
         let mut response = Response::new(Full::new(out.body));
@@ -120,6 +139,10 @@ impl PublicService {
         &self,
         module: &LoadedModule,
     ) -> Result<tokio::sync::SemaphorePermit<'_>, Early> {
+        if let Ok(permit) = self.slots.try_acquire() {
+            return Ok(permit);
+        }
+        let _waiting = self.metrics.waiting_for_slot();
         match tokio::time::timeout(self.queue_timeout, self.slots.acquire()).await {
             Ok(Ok(permit)) => Ok(permit),
             _ => Err(Early(

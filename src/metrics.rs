@@ -1,0 +1,461 @@
+//! Prometheus metrics: the names of DESIGN.md and the handles that record them.
+//!
+//! Each gateway has a recorder of its own (not the process-global one), so that two
+//! gateways in one process — as in the tests — never mix their counts. Every series a
+//! request touches is registered ahead of time, when its module is loaded, into a
+//! [`ModuleMetrics`] kept beside the module: recording a request is then a few atomic
+//! operations, with no label formatting, hashing or map lookup on the request path.
+//!
+//! The `module` label only ever takes the names of module files that exist; every request
+//! for anything else is counted under [`UNKNOWN_MODULE`], so a scan of random paths cannot
+//! grow the label set.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+use crate::outcome::Outcome;
+
+/// The `module` label of requests for names that are not module files.
+pub const UNKNOWN_MODULE: &str = "_unknown";
+
+pub const REQUESTS: &str = "wasmgate_requests_total";
+pub const REQUEST_DURATION: &str = "wasmgate_request_duration_seconds";
+pub const INSTANTIATE_DURATION: &str = "wasmgate_instantiate_duration_seconds";
+pub const FUEL_CONSUMED: &str = "wasmgate_fuel_consumed";
+pub const COMPILE_DURATION: &str = "wasmgate_module_compile_duration_seconds";
+pub const MODULE_LOADS: &str = "wasmgate_module_loads_total";
+pub const MODULES_LOADED: &str = "wasmgate_modules_loaded";
+pub const INFLIGHT: &str = "wasmgate_inflight_requests";
+pub const POOL_SLOTS: &str = "wasmgate_pool_slots";
+pub const POOL_SLOTS_IN_USE: &str = "wasmgate_pool_slots_in_use";
+pub const QUEUE_WAITING: &str = "wasmgate_requests_waiting_for_slot";
+pub const CACHE_LOOKUPS: &str = "wasmgate_cache_lookups_total";
+pub const CACHE_EVICTIONS: &str = "wasmgate_cache_evictions_total";
+pub const TIMEOUT_OVERSHOOT: &str = "wasmgate_timeout_overshoot_seconds";
+
+/// What each series means: the `# HELP` lines of `/metrics`.
+const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
+    (REQUESTS, Kind::Counter, "Requests, by module and outcome."),
+    (
+        REQUEST_DURATION,
+        Kind::Histogram,
+        "Time from a request's arrival to its response, by module.",
+    ),
+    (
+        INSTANTIATE_DURATION,
+        Kind::Histogram,
+        "Time to instantiate a module for one request.",
+    ),
+    (
+        FUEL_CONSUMED,
+        Kind::Histogram,
+        "Fuel one request consumed, by module.",
+    ),
+    (
+        COMPILE_DURATION,
+        Kind::Histogram,
+        "Time to compile and link a module (not counting cache hits).",
+    ),
+    (
+        MODULE_LOADS,
+        Kind::Counter,
+        "Module file loads, by module and result (compiled, cache_hit, failed, removed).",
+    ),
+    (MODULES_LOADED, Kind::Gauge, "Modules being served."),
+    (INFLIGHT, Kind::Gauge, "Requests being handled, by module."),
+    (
+        POOL_SLOTS,
+        Kind::Gauge,
+        "Instance slots: guests that may run at once.",
+    ),
+    (
+        POOL_SLOTS_IN_USE,
+        Kind::Gauge,
+        "Instance slots running a guest now.",
+    ),
+    (
+        QUEUE_WAITING,
+        Kind::Gauge,
+        "Requests waiting for a free instance slot.",
+    ),
+    (
+        CACHE_LOOKUPS,
+        Kind::Counter,
+        "Compiled-artifact cache lookups, by result (hit, miss, discarded).",
+    ),
+    (
+        CACHE_EVICTIONS,
+        Kind::Counter,
+        "Compiled artifacts evicted to keep the cache under its cap.",
+    ),
+    (
+        TIMEOUT_OVERSHOOT,
+        Kind::Histogram,
+        "How far past its deadline a timed-out request was stopped.",
+    ),
+];
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Latency buckets, 10 µs to 30 s: 1-2.5-5 steps per decade.
+const DURATION_BUCKETS: &[f64] = &[
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Fuel buckets: a decade apart, from a trivial function to the default budget.
+const FUEL_BUCKETS: &[f64] = &[1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10];
+/// How often histogram samples are folded into their buckets between scrapes, which keeps
+/// the recorder's memory bounded even when nobody scrapes.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How a module file's load ended (the `result` label of [`MODULE_LOADS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadResult {
+    Compiled,
+    CacheHit,
+    Failed,
+    Removed,
+}
+
+impl LoadResult {
+    pub fn label(self) -> &'static str {
+        match self {
+            LoadResult::Compiled => "compiled",
+            LoadResult::CacheHit => "cache_hit",
+            LoadResult::Failed => "failed",
+            LoadResult::Removed => "removed",
+        }
+    }
+}
+
+/// A gateway's recorder and its gateway-wide series.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Option<Arc<Inner>>,
+}
+
+struct Inner {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    unknown: Arc<ModuleMetrics>,
+    modules_loaded: Gauge,
+    pool_slots: Gauge,
+    pool_in_use: Gauge,
+    queue_waiting: Gauge,
+    timeout_overshoot: Histogram,
+}
+
+/// The series of one module, registered once.
+pub struct ModuleMetrics {
+    requests: Vec<Counter>,
+    duration: Histogram,
+    instantiate: Histogram,
+    fuel: Histogram,
+    inflight: Gauge,
+}
+
+impl Metrics {
+    /// A recorder for one gateway.
+    pub fn new() -> Metrics {
+        let builder = PrometheusBuilder::new();
+        let builder = [
+            REQUEST_DURATION,
+            INSTANTIATE_DURATION,
+            COMPILE_DURATION,
+            TIMEOUT_OVERSHOOT,
+        ]
+        .into_iter()
+        .try_fold(builder, |b, name| {
+            b.set_buckets_for_metric(Matcher::Full(name.into()), DURATION_BUCKETS)
+        })
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(FUEL_CONSUMED.into()), FUEL_BUCKETS));
+        let recorder = match builder {
+            Ok(b) => b.build_recorder(),
+            // Only an empty bucket list is refused, and the lists above are constants.
+            Err(_) => PrometheusBuilder::new().build_recorder(),
+        };
+        for &(name, kind, help) in DESCRIPTIONS {
+            let (name, help) = (KeyName::from_const_str(name), SharedString::const_str(help));
+            match kind {
+                Kind::Counter => recorder.describe_counter(name, None, help),
+                Kind::Gauge => recorder.describe_gauge(name, None, help),
+                Kind::Histogram => recorder.describe_histogram(name, None, help),
+            }
+        }
+        let handle = recorder.handle();
+        let gauge =
+            |name: &'static str| recorder.register_gauge(&Key::from_static_name(name), &META);
+        let inner = Inner {
+            unknown: Arc::new(ModuleMetrics::register(&recorder, UNKNOWN_MODULE)),
+            modules_loaded: gauge(MODULES_LOADED),
+            pool_slots: gauge(POOL_SLOTS),
+            pool_in_use: gauge(POOL_SLOTS_IN_USE),
+            queue_waiting: gauge(QUEUE_WAITING),
+            timeout_overshoot: recorder
+                .register_histogram(&Key::from_static_name(TIMEOUT_OVERSHOOT), &META),
+            recorder,
+            handle,
+        };
+        Metrics {
+            inner: Some(Arc::new(inner)),
+        }
+    }
+
+    /// Metrics that record nothing (for `run` and `compile`).
+    pub fn disabled() -> Metrics {
+        Metrics { inner: None }
+    }
+
+    /// Registers the series of module `name`.
+    pub fn module(&self, name: &str) -> Arc<ModuleMetrics> {
+        match &self.inner {
+            Some(inner) => Arc::new(ModuleMetrics::register(&inner.recorder, name)),
+            None => Arc::new(ModuleMetrics::noop()),
+        }
+    }
+
+    /// The series requests for unknown modules are counted in.
+    pub fn unknown(&self) -> Arc<ModuleMetrics> {
+        match &self.inner {
+            Some(inner) => inner.unknown.clone(),
+            None => Arc::new(ModuleMetrics::noop()),
+        }
+    }
+
+    /// Counts a load of module `name` that ended with `result`.
+    pub fn module_load(&self, name: &str, result: LoadResult, compile: Option<Duration>) {
+        let Some(inner) = &self.inner else { return };
+        let labels = [
+            label("module", name),
+            Label::from_static_parts("result", result.label()),
+        ];
+        let key = Key::from_parts(MODULE_LOADS, labels.to_vec());
+        inner.recorder.register_counter(&key, &META).increment(1);
+        if let Some(compile) = compile {
+            let key = Key::from_parts(COMPILE_DURATION, vec![label("module", name)]);
+            inner
+                .recorder
+                .register_histogram(&key, &META)
+                .record(compile.as_secs_f64());
+        }
+    }
+
+    pub fn set_modules_loaded(&self, count: usize) {
+        if let Some(inner) = &self.inner {
+            inner.modules_loaded.set(count as f64);
+        }
+    }
+
+    pub fn set_pool_slots(&self, slots: u32) {
+        if let Some(inner) = &self.inner {
+            inner.pool_slots.set(slots);
+        }
+    }
+
+    /// Marks one request as waiting for a pool slot until the guard is dropped.
+    pub fn waiting_for_slot(&self) -> GaugeGuard {
+        GaugeGuard::new(self.inner.as_ref().map(|i| i.queue_waiting.clone()))
+    }
+
+    /// Marks one pool slot as used until the guard is dropped.
+    pub fn slot_in_use(&self) -> GaugeGuard {
+        GaugeGuard::new(self.inner.as_ref().map(|i| i.pool_in_use.clone()))
+    }
+
+    /// Records how far past its deadline a timed-out request was stopped.
+    pub fn timeout_overshoot(&self, overshoot: Duration) {
+        if let Some(inner) = &self.inner {
+            inner.timeout_overshoot.record(overshoot.as_secs_f64());
+        }
+    }
+
+    /// Sets the cache's lookup and eviction counters to the cache's own totals.
+    pub fn cache_totals(&self, hits: u64, misses: u64, discarded: u64, evicted: u64) {
+        let Some(inner) = &self.inner else { return };
+        for (result, value) in [("hit", hits), ("miss", misses), ("discarded", discarded)] {
+            let key = Key::from_parts(
+                CACHE_LOOKUPS,
+                vec![Label::from_static_parts("result", result)],
+            );
+            inner.recorder.register_counter(&key, &META).absolute(value);
+        }
+        inner
+            .recorder
+            .register_counter(&Key::from_static_name(CACHE_EVICTIONS), &META)
+            .absolute(evicted);
+    }
+
+    /// The Prometheus text exposition of everything recorded.
+    pub fn render(&self) -> String {
+        self.inner
+            .as_ref()
+            .map(|i| i.handle.render())
+            .unwrap_or_default()
+    }
+
+    /// Folds histogram samples into buckets; call every [`UPKEEP_INTERVAL`].
+    pub fn upkeep(&self) {
+        if let Some(inner) = &self.inner {
+            inner.handle.run_upkeep();
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+static META: Metadata<'static> =
+    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+fn label(key: &'static str, value: &str) -> Label {
+    Label::new(key, value.to_string())
+}
+
+impl ModuleMetrics {
+    fn register(recorder: &PrometheusRecorder, name: &str) -> ModuleMetrics {
+        let module = || vec![label("module", name)];
+        let requests = Outcome::ALL
+            .iter()
+            .map(|o| {
+                let labels = vec![
+                    label("module", name),
+                    Label::from_static_parts("outcome", o.label()),
+                ];
+                recorder.register_counter(&Key::from_parts(REQUESTS, labels), &META)
+            })
+            .collect();
+        ModuleMetrics {
+            requests,
+            duration: recorder
+                .register_histogram(&Key::from_parts(REQUEST_DURATION, module()), &META),
+            instantiate: recorder
+                .register_histogram(&Key::from_parts(INSTANTIATE_DURATION, module()), &META),
+            fuel: recorder.register_histogram(&Key::from_parts(FUEL_CONSUMED, module()), &META),
+            inflight: recorder.register_gauge(&Key::from_parts(INFLIGHT, module()), &META),
+        }
+    }
+
+    fn noop() -> ModuleMetrics {
+        ModuleMetrics {
+            requests: Outcome::ALL.iter().map(|_| Counter::noop()).collect(),
+            duration: Histogram::noop(),
+            instantiate: Histogram::noop(),
+            fuel: Histogram::noop(),
+            inflight: Gauge::noop(),
+        }
+    }
+
+    /// Counts one finished request.
+    pub fn request(&self, outcome: Outcome, took: Duration) {
+        if let Some(counter) = self.requests.get(outcome.index()) {
+            counter.increment(1);
+        }
+        self.duration.record(took.as_secs_f64());
+    }
+
+    pub fn instantiated(&self, took: Duration) {
+        self.instantiate.record(took.as_secs_f64());
+    }
+
+    pub fn fuel_consumed(&self, fuel: u64) {
+        self.fuel.record(fuel as f64);
+    }
+
+    /// Marks one request of this module as in flight until the guard is dropped.
+    pub fn in_flight(&self) -> GaugeGuard {
+        GaugeGuard::new(Some(self.inflight.clone()))
+    }
+}
+
+/// Adds one to a gauge, and takes it back when dropped.
+pub struct GaugeGuard(Option<Gauge>);
+
+impl GaugeGuard {
+    fn new(gauge: Option<Gauge>) -> Self {
+        if let Some(g) = &gauge {
+            g.increment(1.0);
+        }
+        GaugeGuard(gauge)
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        if let Some(g) = &self.0 {
+            g.decrement(1.0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_per_module_and_outcome() {
+        let metrics = Metrics::new();
+        let hello = metrics.module("hello");
+        hello.request(Outcome::Ok, Duration::from_micros(40));
+        hello.request(Outcome::Trap, Duration::from_millis(2));
+        metrics
+            .unknown()
+            .request(Outcome::NotFound, Duration::from_micros(5));
+        let text = metrics.render();
+        assert!(
+            text.contains("wasmgate_requests_total{module=\"hello\",outcome=\"ok\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wasmgate_requests_total{module=\"hello\",outcome=\"trap\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wasmgate_requests_total{module=\"_unknown\",outcome=\"not_found\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "wasmgate_request_duration_seconds_bucket{module=\"hello\",le=\"0.00005\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("wasmgate_request_duration_seconds_count{module=\"hello\"} 2"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn guards_take_back_what_they_add() {
+        let metrics = Metrics::new();
+        let hello = metrics.module("hello");
+        {
+            let _a = hello.in_flight();
+            let _b = metrics.slot_in_use();
+            assert!(
+                metrics
+                    .render()
+                    .contains("wasmgate_inflight_requests{module=\"hello\"} 1")
+            );
+        }
+        let text = metrics.render();
+        assert!(
+            text.contains("wasmgate_inflight_requests{module=\"hello\"} 0"),
+            "{text}"
+        );
+        assert!(text.contains("wasmgate_pool_slots_in_use 0"), "{text}");
+    }
+}

@@ -22,6 +22,8 @@ pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9180";
 const DEFAULT_MAX_INSTANCES: u32 = 1000;
 const DEFAULT_QUEUE_TIMEOUT_MS: u64 = 1000;
 const DEFAULT_CACHE_MAX_BYTES: u64 = 1 << 30;
+const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+const DEFAULT_BODY_TIMEOUT_MS: u64 = 30_000;
 const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
 const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 const DEFAULT_FUEL: u64 = 10_000_000_000;
@@ -46,6 +48,10 @@ pub struct Config {
     pub queue_timeout_ms: u64,
     /// The compiled-artifact cache's size cap; least recently used artifacts go first.
     pub cache_max_bytes: u64,
+    /// Open client connections accepted at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long a client may take to send a request body.
+    pub body_timeout_ms: u64,
     /// How long requests in flight may take to finish after SIGTERM.
     pub shutdown_grace_ms: u64,
     /// The defaults for every module.
@@ -86,6 +92,10 @@ pub struct ModuleSettings {
     pub env: Vec<(String, String)>,
     /// Whether `Authorization` and `Proxy-Authorization` reach the guest as `HTTP_*`.
     pub pass_authorization: bool,
+    /// The guest's arguments after argv[0] (which is the module name).
+    pub args: Vec<String>,
+    /// Read-only directories the guest sees: (guest path, host directory).
+    pub volumes: Vec<(String, PathBuf)>,
 }
 
 /// Command-line values that override the file.
@@ -108,6 +118,8 @@ struct FileConfig {
     queue_timeout_ms: Option<u64>,
     shutdown_grace_ms: Option<u64>,
     cache_max_bytes: Option<u64>,
+    max_connections: Option<usize>,
+    body_timeout_ms: Option<u64>,
     #[serde(default)]
     limits: FileLimits,
     #[serde(default)]
@@ -133,6 +145,10 @@ struct FileModule {
     env: BTreeMap<String, String>,
     #[serde(default)]
     pass_authorization: bool,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    volumes: BTreeMap<String, PathBuf>,
 }
 
 impl Config {
@@ -162,6 +178,11 @@ impl Config {
             limits: self.limits,
             ..ModuleSettings::default()
         })
+    }
+
+    /// Whether any module is metered: when none is, the engine compiles without fuel checks.
+    pub fn fuel_metered(&self) -> bool {
+        self.limits.fuel != 0 || self.modules.values().any(|m| m.limits.fuel != 0)
     }
 
     /// The largest memory any module may grow to: what each pool slot must reserve.
@@ -217,11 +238,20 @@ fn build(file: FileConfig, overrides: Overrides) -> Result<Config, ConfigError> 
         queue_timeout_ms: file.queue_timeout_ms.unwrap_or(DEFAULT_QUEUE_TIMEOUT_MS),
         shutdown_grace_ms: file.shutdown_grace_ms.unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS),
         cache_max_bytes: file.cache_max_bytes.unwrap_or(DEFAULT_CACHE_MAX_BYTES),
+        max_connections: file.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        body_timeout_ms: file.body_timeout_ms.unwrap_or(DEFAULT_BODY_TIMEOUT_MS),
         limits,
         modules,
     };
     if config.max_instances == 0 {
         return Err(ConfigError::value("max_instances", 0, "must be at least 1"));
+    }
+    if config.max_connections == 0 {
+        return Err(ConfigError::value(
+            "max_connections",
+            0,
+            "must be at least 1",
+        ));
     }
     Ok(config)
 }
@@ -270,8 +300,31 @@ fn module_settings(
             ));
         }
     }
+    for (guest, host) in &module.volumes {
+        let key = format!("{section}.volumes");
+        if !guest.starts_with('/') || guest.contains('\0') {
+            return Err(ConfigError::value(
+                &key,
+                guest,
+                "is not an absolute guest path like \"/lib\"",
+            ));
+        }
+        if !host.is_dir() {
+            return Err(ConfigError::value(
+                &key,
+                guest,
+                "maps to a host directory that does not exist",
+            ));
+        }
+    }
     Ok(ModuleSettings {
         limits,
+        args: module.args.clone(),
+        volumes: module
+            .volumes
+            .iter()
+            .map(|(g, h)| (g.clone(), h.clone()))
+            .collect(),
         env: module
             .env
             .iter()
@@ -379,6 +432,40 @@ mod tests {
         assert_eq!((a.limits.fuel, a.limits.timeout_ms), (3, 9));
         assert_eq!(a.env, vec![("G".to_string(), "hi".to_string())]);
         assert_eq!(c.module_settings("b").limits.fuel, 7);
+    }
+
+    #[test]
+    fn volumes_must_be_absolute_and_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = format!(
+            "[modules.py]\nargs = [\"-q\"]\nvolumes = {{ \"/lib\" = {:?} }}",
+            dir.path()
+        );
+        let c = parse(&ok).unwrap();
+        let py = c.module_settings("py");
+        assert_eq!(py.args, ["-q"]);
+        assert_eq!(py.volumes, [("/lib".to_string(), dir.path().to_path_buf())]);
+        let relative = format!("[modules.py]\nvolumes = {{ \"lib\" = {:?} }}", dir.path());
+        assert!(
+            parse(&relative)
+                .unwrap_err()
+                .to_string()
+                .contains("modules.py.volumes")
+        );
+        let missing = "[modules.py]\nvolumes = { \"/lib\" = \"/no/such/dir\" }";
+        let err = parse(missing).unwrap_err().to_string();
+        assert!(err.contains("/lib") && !err.contains("/no/such"), "{err}");
+    }
+
+    #[test]
+    fn fuel_off_everywhere_turns_metering_off() {
+        assert!(parse("").unwrap().fuel_metered());
+        assert!(!parse("[limits]\nfuel = 0").unwrap().fuel_metered());
+        assert!(
+            parse("[limits]\nfuel = 0\n[modules.a]\nfuel = 5")
+                .unwrap()
+                .fuel_metered()
+        );
     }
 
     #[test]

@@ -71,7 +71,7 @@ impl GatewayEngine {
     /// Builds the engine for `config`.
     pub fn new(config: &Config, choice: AllocatorChoice) -> Result<Self, EngineError> {
         if choice == AllocatorChoice::PoolingWithFallback {
-            match Engine::new(&base_config(Some(pooling(config)))) {
+            match Engine::new(&base_config(Some(pooling(config)), config.fuel_metered())) {
                 Ok(engine) => {
                     let allocator = Allocator::Pooling {
                         slots: config.max_instances,
@@ -86,7 +86,8 @@ impl GatewayEngine {
                 ),
             }
         }
-        let engine = Engine::new(&base_config(None)).map_err(|e| EngineError(format!("{e:#}")))?;
+        let engine = Engine::new(&base_config(None, config.fuel_metered()))
+            .map_err(|e| EngineError(format!("{e:#}")))?;
         tracing::info!(allocator = %Allocator::OnDemand, "instance allocator");
         Ok(GatewayEngine {
             engine,
@@ -95,12 +96,12 @@ impl GatewayEngine {
     }
 }
 
-fn base_config(pool: Option<PoolingAllocationConfig>) -> wasmtime::Config {
+fn base_config(pool: Option<PoolingAllocationConfig>, fuel: bool) -> wasmtime::Config {
     let mut c = wasmtime::Config::new();
     c.strategy(wasmtime::Strategy::Cranelift)
         .cranelift_opt_level(OptLevel::Speed)
         .parallel_compilation(true)
-        .consume_fuel(true)
+        .consume_fuel(fuel)
         .epoch_interruption(true)
         .memory_init_cow(true)
         .async_stack_size(ASYNC_STACK_BYTES)

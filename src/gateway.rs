@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::engine::{AllocatorChoice, EpochTicker, GatewayEngine};
 use crate::error::EngineError;
 use crate::host;
-use crate::listener::{self, ConnInfo};
+use crate::listener::{self, ConnInfo, ListenOptions};
 use crate::loader::Loader;
 use crate::metrics::{Metrics, UPKEEP_INTERVAL};
 use crate::registry::Registry;
@@ -103,7 +103,10 @@ impl RunningGateway {
         let public_addr = local_addr("public", &public, config.listen)?;
         let admin_addr = local_addr("admin", &admin, config.admin_listen)?;
         let shutdown = Shutdown::new();
-        let grace = Duration::from_millis(config.shutdown_grace_ms);
+        let options = ListenOptions {
+            max_connections: config.max_connections,
+            grace: Duration::from_millis(config.shutdown_grace_ms),
+        };
 
         let admin_service = Arc::new(AdminService {
             registry: registry.clone(),
@@ -119,12 +122,13 @@ impl RunningGateway {
             admin,
             move |req, conn: ConnInfo| admin_service.clone().handle(req, conn),
             admin_down.clone(),
-            grace,
+            options,
         ));
         let public_service = Arc::new(PublicService {
             registry: registry.clone(),
             slots: Arc::new(Semaphore::new(config.max_instances as usize)),
             queue_timeout: Duration::from_millis(config.queue_timeout_ms),
+            body_timeout: Duration::from_millis(config.body_timeout_ms),
             metrics,
         });
         let reg = registry.clone();
@@ -142,7 +146,7 @@ impl RunningGateway {
                 public,
                 move |req, conn: ConnInfo| public_service.clone().handle(req, conn),
                 down,
-                grace,
+                options,
             )
             .await;
             admin_down.trigger();

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
-use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 use crate::compile::LoadedModule;
 use crate::host::{GuestLimiter, Host};
@@ -71,13 +71,23 @@ pub async fn invoke(
 ) -> Result<GuestRun, InvokeError> {
     let limits = module.settings.limits;
     let stdout = BoundedOutput::new(limits.max_output_bytes as usize);
-    let wasi = WasiCtxBuilder::new()
-        .args(&[&*module.name])
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.arg(&*module.name)
+        .args(&module.settings.args)
         .envs(env)
         .stdin(MemoryInputPipe::new(stdin))
         .stdout(GuestStream(stdout.clone()))
-        .stderr(GuestStream(GuestLog::new(module.name.clone())))
-        .build_p1();
+        .stderr(GuestStream(GuestLog::new(module.name.clone())));
+    for (guest, host) in &module.settings.volumes {
+        if let Err(e) = wasi.preopened_dir(host, guest, FsPerms::ReadOnly) {
+            tracing::warn!(module = %module.name, volume = %guest, error = %e, "cannot open a volume");
+            return Err(InvokeError::Instantiate {
+                module: module.name.clone(),
+                reason: format!("volume {guest} cannot be opened"),
+            });
+        }
+    }
+    let wasi = wasi.build_p1();
     let host = Host {
         wasi,
         limits: GuestLimiter::new(limits.max_memory_bytes as usize),
@@ -97,8 +107,11 @@ pub async fn invoke(
 
     let deadline = Duration::from_millis(limits.timeout_ms);
     let result = tokio::time::timeout(deadline, run_start(&mut store, module)).await;
-    let fuel_consumed = fuel.saturating_sub(store.get_fuel().unwrap_or(0));
-    module.metrics.fuel_consumed(fuel_consumed);
+    // `get_fuel` fails only when the engine does not meter fuel at all.
+    let fuel_consumed = store.get_fuel().map_or(0, |left| fuel.saturating_sub(left));
+    if limits.fuel != 0 {
+        module.metrics.fuel_consumed(fuel_consumed);
+    }
     let failed = |error| classify(module, &store, &stdout, error);
     match result {
         Err(_elapsed) => Err(InvokeError::Timeout {

@@ -7,6 +7,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,6 +19,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::shutdown::Shutdown;
 
@@ -35,10 +37,23 @@ pub struct ConnInfo {
     pub local: SocketAddr,
 }
 
+/// How a listener treats its connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenOptions {
+    /// Connections served at once; beyond that, new ones wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// After shutdown, how long open connections may take to finish their requests.
+    pub grace: Duration,
+}
+
 /// Serves `listener` with `handle` until `shutdown` triggers, then lets open connections
-/// finish their requests for up to `grace`.
-pub async fn serve<F, Fut>(listener: TcpListener, handle: F, shutdown: Shutdown, grace: Duration)
-where
+/// finish their requests for up to the grace period.
+pub async fn serve<F, Fut>(
+    listener: TcpListener,
+    handle: F,
+    shutdown: Shutdown,
+    options: ListenOptions,
+) where
     F: Fn(Request<Incoming>, ConnInfo) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
@@ -48,7 +63,17 @@ where
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_header_size(MAX_HEAD_BYTES);
     let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(options.max_connections));
     loop {
+        // Take a connection slot before accepting: at the cap, clients queue in the backlog
+        // instead of costing memory here.
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = shutdown.triggered() => break,
+        };
         let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -72,6 +97,7 @@ where
         });
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
+            let _permit = permit;
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, %remote, "connection ended with an error");
             }
@@ -80,7 +106,7 @@ where
     drop(listener);
     tokio::select! {
         () = graceful.shutdown() => {}
-        () = tokio::time::sleep(grace) => {
+        () = tokio::time::sleep(options.grace) => {
             tracing::warn!("grace period over: closing the connections still open");
         }
     }

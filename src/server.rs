@@ -25,8 +25,6 @@ use crate::name::ModuleName;
 use crate::outcome::Outcome;
 use crate::registry::{Lookup, Registry};
 
-/// A slow client must send its whole body within this time.
-pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// What an overloaded gateway suggests in `Retry-After`, in seconds.
 const RETRY_AFTER_SECONDS: &str = "1";
 const TEXT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
@@ -37,6 +35,8 @@ pub struct PublicService {
     /// One permit per pool slot: guests running at once.
     pub slots: Arc<Semaphore>,
     pub queue_timeout: Duration,
+    /// A slow client must send its whole body within this time.
+    pub body_timeout: Duration,
     pub metrics: Metrics,
 }
 
@@ -100,7 +100,7 @@ impl PublicService {
                 "more than one Host header".into(),
             ));
         }
-        let body = read_body(&module, &parts.headers, body).await?;
+        let body = read_body(&module, &parts.headers, body, self.body_timeout).await?;
         let meta = RequestMeta {
             module: &module.name,
             method: parts.method.as_str(),
@@ -179,6 +179,7 @@ async fn read_body(
     module: &LoadedModule,
     headers: &http::HeaderMap,
     body: Incoming,
+    timeout: Duration,
 ) -> Result<Bytes, Early> {
     let limit = module.settings.limits.max_body_bytes as usize;
     let too_large = || {
@@ -197,8 +198,7 @@ async fn read_body(
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
-    let collected =
-        tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect()).await;
+    let collected = tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await;
     match collected {
         Ok(Ok(body)) => Ok(body.to_bytes()),
         Ok(Err(e)) if e.is::<LengthLimitError>() => Err(too_large()),

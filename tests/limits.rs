@@ -120,12 +120,14 @@ async fn a_flood_of_output_is_cut_at_the_cap_without_buffering_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_past_the_cap_are_413_declared_or_chunked() {
     let mut gw = hostile().await;
-    let big = Bytes::from(vec![b'x'; 2 << 20]);
-    let r = request(gw.public, build("POST", "/echo", &[], big))
-        .await
-        .unwrap();
-    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(r.text().contains("'echo'"), "{}", r.text());
+    // A declared Content-Length over the cap is refused before a byte of body is sent.
+    let reply = raw(
+        gw.public,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2097152\r\n\r\n",
+    )
+    .await;
+    assert_eq!(raw_status(&reply), Some(413), "{reply}");
+    assert!(reply.contains("'echo'"), "{reply}");
     // Chunked: no Content-Length to check up front, so it is counted as it streams.
     let mut chunked = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
     for _ in 0..20 {
@@ -278,4 +280,168 @@ async fn shutdown_lets_requests_in_flight_finish() {
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "still accepting after stop"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volumes_are_read_only_and_only_for_their_module() {
+    let lib = tempfile::tempdir().unwrap();
+    std::fs::write(lib.path().join("hello.txt"), "from the volume\n").unwrap();
+    let extra = format!(
+        "[modules.withlib]\nvolumes = {{ \"/lib\" = {:?} }}\n",
+        lib.path()
+    );
+    let mut gw =
+        TestGateway::start(&[("withlib", "readfile"), ("without", "readfile")], &extra).await;
+    let r = gw.get("/withlib").await;
+    assert_eq!(r.text(), "/lib\nfrom the volume\nwrite refused\n");
+    assert!(!lib.path().join("new.txt").exists());
+    // No volume configured: no directory at all.
+    assert_eq!(gw.get("/without").await.text(), "write refused\n");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn args_follow_the_module_name_in_argv() {
+    let extra = "[modules.argv]\nargs = [\"-q\", \"x y\"]\n";
+    let mut gw = TestGateway::start(&[("argv", "argv")], extra).await;
+    assert_eq!(gw.get("/argv").await.text(), "argv\0-q\0x y\n");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_sleeping_in_a_host_call_is_cut_at_its_deadline() {
+    let mut gw = TestGateway::start(
+        &[("sleepy", "sleepy"), ("hello", "hello")],
+        "[limits]\ntimeout_ms = 100\n",
+    )
+    .await;
+    let r = gw.get("/sleepy").await;
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(
+        r.text().contains("'sleepy'") && r.text().contains("100 ms"),
+        "{}",
+        r.text()
+    );
+    still_serves(&gw).await;
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_trickles_in_is_cut_off() {
+    let mut gw = TestGateway::start(
+        &[("echo", "echo"), ("hello", "hello")],
+        "body_timeout_ms = 300\n",
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let reply = raw(
+        gw.public,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten..",
+    )
+    .await;
+    assert_eq!(raw_status(&reply), Some(400), "{reply}");
+    assert!(reply.contains("not received in time"), "{reply}");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    still_serves(&gw).await;
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    let mut gw = TestGateway::start(&[("hello", "hello")], "").await;
+    let started = std::time::Instant::now();
+    // `raw` reads until the server closes (or 5 s): keep reading past that.
+    let mut stream = tokio::net::TcpStream::connect(gw.public).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "the connection was still open after 20 s");
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "closed too early: {:?}",
+        started.elapsed()
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_cap_wait_their_turn() {
+    let mut gw = TestGateway::start(&[("hello", "hello")], "max_connections = 2\n").await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(gw.public).await.unwrap();
+        s.write_all(request).await.unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        held.push(s);
+    }
+    let mut third = tokio::net::TcpStream::connect(gw.public).await.unwrap();
+    third.write_all(request).await.unwrap();
+    let mut buf = [0u8; 512];
+    let early = tokio::time::timeout(Duration::from_millis(300), third.read(&mut buf)).await;
+    assert!(
+        early.is_err(),
+        "a third connection was served past max_connections = 2"
+    );
+    held.pop();
+    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_times_more_requests_than_slots_is_backpressure_not_collapse() {
+    let extra = "max_instances = 4\nqueue_timeout_ms = 100\n";
+    let dir = tempfile::tempdir().unwrap();
+    let modules = dir.path().join("modules");
+    std::fs::create_dir(&modules).unwrap();
+    for fx in ["sleepy", "hello"] {
+        std::fs::write(modules.join(format!("{fx}.wasm")), common::fixture(fx)).unwrap();
+    }
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nmodules_dir = {modules:?}\n{extra}"
+    );
+    let config = wasmgate::config::Config::from_toml(&toml, Default::default()).unwrap();
+    let gateway = wasmgate::gateway::RunningGateway::start(config)
+        .await
+        .unwrap();
+    while !gateway.registry.is_ready() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let addr = gateway.public_addr;
+    let all: Vec<_> = (0..40)
+        .map(|_| tokio::spawn(async move { common::get(addr, "/sleepy").await.unwrap().status }))
+        .collect();
+    let mut ok = 0;
+    for r in all {
+        match r.await.unwrap() {
+            StatusCode::OK => ok += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        (4..40).contains(&ok),
+        "{ok} of 40 served with 4 slots and a 100 ms queue"
+    );
+    // Recovered at once.
+    let r = common::get(addr, "/hello").await.unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    let m = common::get(gateway.admin_addr, "/metrics")
+        .await
+        .unwrap()
+        .text();
+    assert!(m.contains("wasmgate_pool_slots_in_use 0"), "{m}");
+    assert!(m.contains("wasmgate_requests_waiting_for_slot 0"), "{m}");
+    gateway.stop().await;
 }

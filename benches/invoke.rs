@@ -20,6 +20,17 @@ use wasmgate::invoke::invoke;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const HELLO: &str = include_str!("../tests/fixtures/hello.wat");
+/// A guest that computes: a million loop iterations, then hello's output.
+const LOOP: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hello, world\n")
+  (func (export "_start") (local $i i32)
+    (loop $l (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.const 1000000))))
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 13))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
 /// Pool slots for the bench: plenty for one thread.
 const BENCH_CONFIG: &str = "max_instances = 16\n";
 
@@ -53,13 +64,31 @@ fn sample_env(headers: &HeaderMap) -> Vec<(String, String)> {
     build_env(&meta, &ModuleSettings::default()).unwrap()
 }
 
+/// The limits of a configuration that bounds nothing a hello could hit: no fuel metering,
+/// a day's deadline, the largest memory and output.
+const NO_LIMITS: &str = "[limits]\nfuel = 0\ntimeout_ms = 86400000\nmax_memory_bytes = 4294967296\n\
+                         max_output_bytes = 1073741824\nmax_body_bytes = 1073741824\n";
+
 fn load_hello(choice: AllocatorChoice) -> (LoadedModule, EpochTicker) {
-    let config = Config::from_toml(BENCH_CONFIG, Overrides::default()).unwrap();
+    load_hello_with(choice, "")
+}
+
+fn load_hello_with(choice: AllocatorChoice, extra: &str) -> (LoadedModule, EpochTicker) {
+    load_module(choice, extra, HELLO)
+}
+
+fn load_module(
+    choice: AllocatorChoice,
+    extra: &str,
+    wat_text: &str,
+) -> (LoadedModule, EpochTicker) {
+    let config =
+        Config::from_toml(&format!("{BENCH_CONFIG}{extra}"), Overrides::default()).unwrap();
     let engine = GatewayEngine::new(&config, choice).unwrap();
     let ticker = EpochTicker::start(&engine.engine).unwrap();
     let linker = wasmgate::host::linker(&engine.engine).unwrap();
     let compiler = Compiler::new(engine.engine.clone(), linker, Arc::new(config));
-    let wasm = wat::parse_str(HELLO).unwrap();
+    let wasm = wat::parse_str(wat_text).unwrap();
     let module = compiler
         .load_bytes("hello", &wasm, FileFacts::of(&wasm))
         .map_err(|f| f.error)
@@ -90,6 +119,35 @@ fn bench_invoke(c: &mut Criterion) {
     group.finish();
 }
 
+/// What the safety limits cost: the default limits, fuel metering off, and no limits.
+fn bench_limits(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let headers = sample_headers();
+    let env = sample_env(&headers);
+    let mut group = c.benchmark_group("hello_limits");
+    let variants = [
+        ("default_limits", ""),
+        ("fuel_off", "[limits]\nfuel = 0\n"),
+        ("no_limits", NO_LIMITS),
+    ];
+    for ((label, extra), (guest, wat_text)) in variants
+        .iter()
+        .flat_map(|v| [(*v, ("hello", HELLO)), (*v, ("loop_1m", LOOP))])
+    {
+        let (module, _ticker) = load_module(AllocatorChoice::PoolingWithFallback, extra, wat_text);
+        group.bench_function(format!("{guest}/{label}"), |b| {
+            b.to_async(&runtime).iter(|| async {
+                let run = invoke(&module, &env, Bytes::new()).await.unwrap();
+                assert_eq!(run.stdout.len(), 13);
+            })
+        });
+    }
+    group.finish();
+}
+
 fn bench_cgi(c: &mut Criterion) {
     let headers = sample_headers();
     c.bench_function("cgi_build_env", |b| b.iter(|| sample_env(&headers)));
@@ -104,5 +162,5 @@ fn bench_cgi(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_invoke, bench_cgi);
+criterion_group!(benches, bench_invoke, bench_limits, bench_cgi);
 criterion_main!(benches);

@@ -52,6 +52,8 @@ pub struct Config {
     pub max_connections: usize,
     /// How long a client may take to send a request body.
     pub body_timeout_ms: u64,
+    /// Log one line per request (target `wasmgate::access`).
+    pub access_log: bool,
     /// How long requests in flight may take to finish after SIGTERM.
     pub shutdown_grace_ms: u64,
     /// The defaults for every module.
@@ -120,6 +122,8 @@ struct FileConfig {
     cache_max_bytes: Option<u64>,
     max_connections: Option<usize>,
     body_timeout_ms: Option<u64>,
+    #[serde(default)]
+    access_log: bool,
     #[serde(default)]
     limits: FileLimits,
     #[serde(default)]
@@ -240,6 +244,7 @@ fn build(file: FileConfig, overrides: Overrides) -> Result<Config, ConfigError> 
         cache_max_bytes: file.cache_max_bytes.unwrap_or(DEFAULT_CACHE_MAX_BYTES),
         max_connections: file.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
         body_timeout_ms: file.body_timeout_ms.unwrap_or(DEFAULT_BODY_TIMEOUT_MS),
+        access_log: file.access_log,
         limits,
         modules,
     };

@@ -129,6 +129,7 @@ impl RunningGateway {
             slots: Arc::new(Semaphore::new(config.max_instances as usize)),
             queue_timeout: Duration::from_millis(config.queue_timeout_ms),
             body_timeout: Duration::from_millis(config.body_timeout_ms),
+            access_log: config.access_log,
             metrics,
         });
         let reg = registry.clone();

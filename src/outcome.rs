@@ -76,6 +76,20 @@ impl Outcome {
         }
     }
 
+    /// Whether the guest caused it (and it deserves a log line of its own).
+    pub fn is_guest_failure(self) -> bool {
+        matches!(
+            self,
+            Outcome::Trap
+                | Outcome::ExitError
+                | Outcome::FuelExhausted
+                | Outcome::MemoryExceeded
+                | Outcome::OutputTooLarge
+                | Outcome::BadOutput
+                | Outcome::Timeout
+        )
+    }
+
     /// Its position in [`Outcome::ALL`].
     pub fn index(self) -> usize {
         self as usize

@@ -38,6 +38,8 @@ pub struct PublicService {
     /// A slow client must send its whole body within this time.
     pub body_timeout: Duration,
     pub metrics: Metrics,
+    /// Whether every request is logged (target `wasmgate::access`).
+    pub access_log: bool,
 }
 
 /// A response that ends a request early, with its outcome.
@@ -51,14 +53,40 @@ impl PublicService {
         conn: ConnInfo,
     ) -> Response<Full<Bytes>> {
         let started = Instant::now();
+        let access = self
+            .access_log
+            .then(|| (req.method().clone(), req.uri().path().to_string()));
         // Requests are counted under `_unknown` until they name a module file that exists.
         let mut metrics = None;
         let (outcome, response) = match self.run(req, conn, &mut metrics).await {
             Ok(response) => (Outcome::Ok, response),
-            Err(Early(outcome, message)) => (outcome, error_response(outcome, &message)),
+            Err(Early(outcome, message)) => {
+                if outcome.is_guest_failure() {
+                    tracing::warn!(
+                        target: "wasmgate::request",
+                        outcome = outcome.label(),
+                        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                        "{message}"
+                    );
+                }
+                (outcome, error_response(outcome, &message))
+            }
         };
-        let metrics = metrics.unwrap_or_else(|| self.metrics.unknown());
-        metrics.request(outcome, started.elapsed());
+        let took = started.elapsed();
+        metrics
+            .unwrap_or_else(|| self.metrics.unknown())
+            .request(outcome, took);
+        if let Some((method, path)) = access {
+            tracing::info!(
+                target: "wasmgate::access",
+                %method,
+                path,
+                status = response.status().as_u16(),
+                outcome = outcome.label(),
+                duration_us = took.as_micros() as u64,
+                remote = %conn.remote,
+            );
+        }
         response
     }
 

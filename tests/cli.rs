@@ -23,7 +23,19 @@ struct Served {
 
 impl Served {
     fn start(modules: &[(&str, &str)], env: &[(&str, &str)]) -> Served {
+        Self::start_with(modules, env, "", &[])
+    }
+
+    /// With `config` as the config file's text and `args` added to the command line.
+    fn start_with(
+        modules: &[(&str, &str)],
+        env: &[(&str, &str)],
+        config: &str,
+        args: &[&str],
+    ) -> Served {
         let dir = tempfile::tempdir().unwrap();
+        let config_file = dir.path().join("wasmgate.toml");
+        std::fs::write(&config_file, config).unwrap();
         let modules_dir = dir.path().join("modules");
         std::fs::create_dir(&modules_dir).unwrap();
         for (name, fx) in modules {
@@ -41,6 +53,9 @@ impl Served {
             .arg(&modules_dir)
             .arg("--cache-dir")
             .arg(dir.path().join("cache"))
+            .arg("--config")
+            .arg(&config_file)
+            .args(args)
             .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -62,10 +77,10 @@ impl Served {
             public: String::new(),
             dir,
         };
-        served.public = served
-            .wait_for_log("serving")
-            .and_then(|l| field(&l, "public_addr"))
-            .expect("serving line");
+        let serving = served.wait_for_log("serving").expect("serving line");
+        served.public = field(&serving, "public_addr")
+            .or_else(|| json_field(&serving, "public_addr"))
+            .expect("the public address in the serving line");
         served
     }
 
@@ -108,6 +123,12 @@ impl Served {
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         self.child.wait().unwrap()
     }
+}
+
+/// A field of a JSON log line's `fields`.
+fn json_field(line: &str, name: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    Some(value["fields"][name].as_str()?.to_string())
 }
 
 /// `public_addr=127.0.0.1:1234` → `127.0.0.1:1234`, from a log line.
@@ -348,4 +369,45 @@ fn compile_fails_on_an_invalid_module_and_names_it() {
         "{stdout}"
     );
     assert!(stdout.contains("2 modules, 1 failed"), "{stdout}");
+}
+
+#[test]
+fn json_logs_carry_the_access_log_and_guest_failures() {
+    let gw = Served::start_with(
+        &[("hello", "hello"), ("crash", "trap")],
+        &[],
+        "access_log = true\n",
+        &["--log-format", "json"],
+    );
+    assert_eq!(gw.get("/hello/x").0, 200);
+    assert_eq!(gw.get("/crash").0, 500);
+    let access = gw
+        .wait_for_log("\"path\":\"/hello/x\"")
+        .expect("an access line for /hello/x");
+    let access: serde_json::Value = serde_json::from_str(&access).unwrap();
+    assert_eq!(access["target"], "wasmgate::access");
+    assert_eq!(access["fields"]["status"], 200);
+    assert_eq!(access["fields"]["outcome"], "ok");
+    assert_eq!(access["fields"]["method"], "GET");
+    assert!(access["fields"]["duration_us"].as_u64().is_some());
+    let trap = gw
+        .wait_for_log("\"outcome\":\"trap\",\"duration_ms\"")
+        .expect("a trap line");
+    let trap: serde_json::Value = serde_json::from_str(&trap).unwrap();
+    assert_eq!(trap["level"], "WARN");
+    assert!(
+        trap["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("module 'crash' trapped"),
+        "{trap}"
+    );
+    // Every line is JSON.
+    for line in gw.log.lock().unwrap().lines() {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "not JSON: {line}"
+        );
+    }
+    assert!(gw.terminate().success());
 }

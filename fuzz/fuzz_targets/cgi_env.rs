@@ -1,0 +1,48 @@
+//! Fuzzes the request-to-environment mapping with arbitrary paths, queries and headers:
+//! it must never panic, every variable must be a valid WASI environment entry (no `=` in
+//! the name, no NUL anywhere), withheld headers must stay withheld, and the module's own
+//! variables must come through.
+#![no_main]
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use libfuzzer_sys::fuzz_target;
+use wasmgate::cgi::{RequestMeta, build_env};
+use wasmgate::config::ModuleSettings;
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let mut parts = text.split('\u{1}');
+    let path_info = parts.next().unwrap_or_default();
+    let query = parts.next().unwrap_or_default();
+    let mut headers = HeaderMap::new();
+    for pair in parts {
+        let (name, value) = pair.split_once(':').unwrap_or((pair, ""));
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value.as_bytes())) {
+            headers.append(n, v);
+        }
+    }
+    let settings = ModuleSettings {
+        env: vec![("MODULE_VAR".into(), "kept".into())],
+        ..ModuleSettings::default()
+    };
+    let meta = RequestMeta {
+        module: "fuzz",
+        method: "GET",
+        path: path_info,
+        path_info,
+        query,
+        headers: &headers,
+        remote: "127.0.0.1:1".parse().unwrap(),
+        local: "127.0.0.1:2".parse().unwrap(),
+        protocol: "HTTP/1.1",
+        body_len: 0,
+    };
+    if let Ok(env) = build_env(&meta, &settings) {
+        for (k, v) in &env {
+            assert!(!k.is_empty() && !k.contains('=') && !k.contains('\0'), "{k:?}");
+            assert!(!v.contains('\0') || k == "http_path" || k == "QUERY_STRING" || k == "http_query", "{k}={v:?}");
+            assert!(k != "HTTP_AUTHORIZATION" && k != "HTTP_PROXY" && k != "HTTP_PROXY_AUTHORIZATION");
+        }
+        assert!(env.iter().any(|(k, v)| k == "MODULE_VAR" && v == "kept"));
+    }
+});

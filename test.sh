@@ -1,20 +1,29 @@
 #!/usr/bin/env bash
 # Runs every test of wasmgate: the unit and integration tests (release profile, so the
-# wasmtime build is shared with the binary they start), then, when ../shared is beside
-# the repository, the acceptance checks of the public contract against the same binary.
+# wasmtime build is shared with the binary they start), the end-to-end checks with a real
+# Prometheus and a real browser, then, when ../shared is beside the repository, the
+# acceptance checks of the public contract against the same binary. Installs what they
+# need (Debian packages, one npm package) when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 # What the tests drive besides the gateway itself, from Debian's packages when missing:
-# promtool (prometheus) lints /metrics in the acceptance checks.
+# Prometheus (and promtool), Chromium for the status page, wat2wasm for fixtures.
 missing=()
 command -v promtool >/dev/null || missing+=(prometheus)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v wat2wasm >/dev/null || missing+=(wabt)
 if ((${#missing[@]})); then
   sudo=""; [[ $(id -u) == 0 ]] || sudo=sudo
   $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 cargo test --release --all-targets
+
+# Observability end to end: a real Prometheus running the Grafana dashboard's queries,
+# and the status page in a real browser.
+python3 tests/e2e/prometheus.py
+python3 tests/e2e/status_page.py
 
 contract=../shared/acceptance/contract.py
 if [[ -f $contract ]]; then

@@ -1,5 +1,6 @@
-//! The admin listener: health, readiness, the module list and the Prometheus metrics, on
-//! an address of its own so that none of it is reachable through the public port.
+//! The admin listener: a status page, health, readiness, the module list and the
+//! Prometheus metrics, on an address of its own so that none of it is reachable through
+//! the public port.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -17,6 +18,18 @@ use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::server::text_response;
 use crate::shutdown::Shutdown;
+
+/// The status page: plain HTML and a little JS that polls `/modules` and `/metrics`.
+const STATUS_PAGE: &str = include_str!("status.html");
+
+fn status_page() -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(STATUS_PAGE.as_bytes())));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
+}
 
 /// The content type of the Prometheus text format.
 const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -39,6 +52,7 @@ impl AdminService {
             return text_response(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here");
         }
         match req.uri().path() {
+            "/" => status_page(),
             "/healthz" => text_response(StatusCode::OK, "ok"),
             "/readyz" => self.readyz(),
             "/modules" => self.modules(),

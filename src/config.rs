@@ -54,6 +54,8 @@ pub struct Config {
     pub body_timeout_ms: u64,
     /// Log one line per request (target `wasmgate::access`).
     pub access_log: bool,
+    /// Record Prometheus metrics (on by default; off only to measure what they cost).
+    pub metrics: bool,
     /// How long requests in flight may take to finish after SIGTERM.
     pub shutdown_grace_ms: u64,
     /// The defaults for every module.
@@ -124,6 +126,7 @@ struct FileConfig {
     body_timeout_ms: Option<u64>,
     #[serde(default)]
     access_log: bool,
+    metrics: Option<bool>,
     #[serde(default)]
     limits: FileLimits,
     #[serde(default)]
@@ -245,6 +248,7 @@ fn build(file: FileConfig, overrides: Overrides) -> Result<Config, ConfigError> 
         max_connections: file.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
         body_timeout_ms: file.body_timeout_ms.unwrap_or(DEFAULT_BODY_TIMEOUT_MS),
         access_log: file.access_log,
+        metrics: file.metrics.unwrap_or(true),
         limits,
         modules,
     };

@@ -67,7 +67,11 @@ impl RunningGateway {
         let engine = GatewayEngine::new(&config, AllocatorChoice::PoolingWithFallback)?;
         let ticker = EpochTicker::start(&engine.engine).map_err(StartError::Ticker)?;
         let linker = host::linker(&engine.engine).map_err(|e| EngineError(format!("{e:#}")))?;
-        let metrics = Metrics::new();
+        let metrics = if config.metrics {
+            Metrics::new()
+        } else {
+            Metrics::disabled()
+        };
         metrics.set_pool_slots(config.max_instances);
         let mut compiler = Compiler::new(engine.engine.clone(), linker, config.clone())
             .with_metrics(metrics.clone());

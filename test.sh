@@ -8,11 +8,15 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # What the tests drive besides the gateway itself, from Debian's packages when missing:
-# Prometheus (and promtool), Chromium for the status page, wat2wasm for fixtures.
+# Prometheus (and promtool), Chromium for the status page, wat2wasm for fixtures, HAProxy
+# and wrk for the load-balancer test, systemd-analyze for the unit file.
 missing=()
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v wat2wasm >/dev/null || missing+=(wabt)
+command -v haproxy >/dev/null || missing+=(haproxy)
+command -v wrk >/dev/null || missing+=(wrk)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 if ((${#missing[@]})); then
   sudo=""; [[ $(id -u) == 0 ]] || sudo=sudo
   $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -24,6 +28,11 @@ cargo test --release --all-targets
 # and the status page in a real browser.
 python3 tests/e2e/prometheus.py
 python3 tests/e2e/status_page.py
+
+# Deployment: three replicas behind HAProxy through a deploy and a rolling restart, and
+# the Kubernetes, systemd and Docker files.
+python3 deploy/test_lb.py
+python3 deploy/check_manifests.py
 
 contract=../shared/acceptance/contract.py
 if [[ -f $contract ]]; then

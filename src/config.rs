@@ -52,6 +52,9 @@ pub struct Config {
     pub max_connections: usize,
     /// How long a client may take to send a request body.
     pub body_timeout_ms: u64,
+    /// After SIGTERM, how long the public listener keeps accepting while `/readyz` already
+    /// says 503, so that load balancers stop sending traffic before connections are refused.
+    pub shutdown_delay_ms: u64,
     /// Log one line per request (target `wasmgate::access`).
     pub access_log: bool,
     /// Record Prometheus metrics (on by default; off only to measure what they cost).
@@ -124,6 +127,8 @@ struct FileConfig {
     cache_max_bytes: Option<u64>,
     max_connections: Option<usize>,
     body_timeout_ms: Option<u64>,
+    #[serde(default)]
+    shutdown_delay_ms: u64,
     #[serde(default)]
     access_log: bool,
     metrics: Option<bool>,
@@ -247,6 +252,7 @@ fn build(file: FileConfig, overrides: Overrides) -> Result<Config, ConfigError> 
         cache_max_bytes: file.cache_max_bytes.unwrap_or(DEFAULT_CACHE_MAX_BYTES),
         max_connections: file.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
         body_timeout_ms: file.body_timeout_ms.unwrap_or(DEFAULT_BODY_TIMEOUT_MS),
+        shutdown_delay_ms: file.shutdown_delay_ms,
         access_log: file.access_log,
         metrics: file.metrics.unwrap_or(true),
         limits,

@@ -138,6 +138,8 @@ impl RunningGateway {
         });
         let reg = registry.clone();
         let down = shutdown.clone();
+        // The public listener stops accepting `shutdown_delay_ms` after readiness turns 503.
+        let public_down = delayed(&shutdown, Duration::from_millis(config.shutdown_delay_ms));
         let task = tokio::spawn(async move {
             let _ticker = ticker;
             let _watcher = watcher;
@@ -150,7 +152,7 @@ impl RunningGateway {
             listener::serve(
                 public,
                 move |req, conn: ConnInfo| public_service.clone().handle(req, conn),
-                down,
+                public_down,
                 options,
             )
             .await;
@@ -178,6 +180,25 @@ impl RunningGateway {
             tracing::error!(error = %e, "the gateway task failed");
         }
     }
+}
+
+/// A shutdown that follows `shutdown` after `delay`.
+fn delayed(shutdown: &Shutdown, delay: Duration) -> Shutdown {
+    if delay.is_zero() {
+        return shutdown.clone();
+    }
+    let later = Shutdown::new();
+    let (first, then) = (shutdown.clone(), later.clone());
+    tokio::spawn(async move {
+        first.triggered().await;
+        tracing::info!(
+            delay_ms = delay.as_millis() as u64,
+            "not ready any more; still accepting for the shutdown delay"
+        );
+        tokio::time::sleep(delay).await;
+        then.trigger();
+    });
+    later
 }
 
 /// Folds histogram samples into buckets every few seconds, until shutdown.

@@ -12,6 +12,8 @@ use http_body_util::Full;
 use hyper::Request;
 use hyper::body::Incoming;
 
+use tokio::sync::Semaphore;
+
 use crate::cache::ArtifactCache;
 use crate::listener::ConnInfo;
 use crate::metrics::Metrics;
@@ -40,6 +42,9 @@ pub struct AdminService {
     pub shutdown: Shutdown,
     pub metrics: Metrics,
     pub cache: Option<Arc<ArtifactCache>>,
+    /// The pool's slot semaphore and size, to report the slots in use.
+    pub slots: Arc<Semaphore>,
+    pub max_instances: usize,
 }
 
 impl AdminService {
@@ -72,6 +77,10 @@ impl AdminService {
     }
 
     fn metrics(&self) -> Response<Full<Bytes>> {
+        self.metrics.set_slots_in_use(
+            self.max_instances
+                .saturating_sub(self.slots.available_permits()),
+        );
         if let Some(cache) = &self.cache {
             let s = &cache.stats;
             let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);

@@ -112,7 +112,10 @@ impl RunningGateway {
             grace: Duration::from_millis(config.shutdown_grace_ms),
         };
 
+        let slots = Arc::new(Semaphore::new(config.max_instances as usize));
         let admin_service = Arc::new(AdminService {
+            slots: slots.clone(),
+            max_instances: config.max_instances as usize,
             registry: registry.clone(),
             shutdown: shutdown.clone(),
             metrics: metrics.clone(),
@@ -130,7 +133,7 @@ impl RunningGateway {
         ));
         let public_service = Arc::new(PublicService {
             registry: registry.clone(),
-            slots: Arc::new(Semaphore::new(config.max_instances as usize)),
+            slots: slots.clone(),
             queue_timeout: Duration::from_millis(config.queue_timeout_ms),
             body_timeout: Duration::from_millis(config.body_timeout_ms),
             access_log: config.access_log,

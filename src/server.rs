@@ -144,7 +144,6 @@ impl PublicService {
         let env = cgi::build_env(&meta, &module.settings)
             .map_err(|e| Early(Outcome::BadRequest, format!("module '{name}': {e}")))?;
         let _slot = self.acquire_slot(&module).await?;
-        let _slot_in_use = self.metrics.slot_in_use();
         let invoked = Instant::now();
         let run = invoke(&module, &env, body).await.map_err(|e| {
             if e.outcome() == Outcome::Timeout {

@@ -6,7 +6,6 @@ mod common;
 use std::path::Path;
 
 use common::TestGateway;
-use http::StatusCode;
 use wasmgate::config::{Config, Overrides};
 
 fn repo(path: &str) -> std::path::PathBuf {
@@ -23,12 +22,209 @@ fn the_example_config_parses_and_keeps_the_defaults() {
     assert_eq!(config.max_instances, defaults.max_instances);
     assert_eq!(config.queue_timeout_ms, defaults.queue_timeout_ms);
     assert_eq!(config.shutdown_grace_ms, defaults.shutdown_grace_ms);
-    let envdump = config.module_settings("envdump");
+    let watenv = config.module_settings("watenv");
     assert_eq!(
-        envdump.env,
+        watenv.env,
         [("GREETING".to_string(), "hello from the config".to_string())]
     );
 }
+
+/// One request to an example and what its response must contain.
+struct Case {
+    module: &'static str,
+    method: &'static str,
+    path: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+    body: &'static str,
+    status: u16,
+    content_type: &'static str,
+    contains: &'static [&'static str],
+}
+
+const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
+
+const CASES: &[Case] = &[
+    Case {
+        module: "hello",
+        method: "GET",
+        path: "",
+        headers: &[],
+        body: "",
+        status: 200,
+        content_type: "text/plain",
+        contains: &["hello, world\n"],
+    },
+    Case {
+        module: "watenv",
+        method: "GET",
+        path: "/x?y=1",
+        headers: &[],
+        body: "",
+        status: 200,
+        content_type: "text/plain",
+        contains: &[
+            "watenv environment:\n",
+            "\nGREETING=hi\n",
+            "\nPATH_INFO=/x\n",
+            "\nQUERY_STRING=y=1\n",
+            "\nhttp_path=/watenv/x\n",
+        ],
+    },
+    Case {
+        module: "redirect",
+        method: "GET",
+        path: "",
+        headers: &[],
+        body: "",
+        status: 302,
+        content_type: "",
+        contains: &[],
+    },
+    Case {
+        module: "rustenv",
+        method: "GET",
+        path: "/x?y=1",
+        headers: &[],
+        body: "",
+        status: 200,
+        content_type: "text/plain",
+        contains: &[
+            "rustenv environment:\n",
+            "\nPATH_INFO: /x\n",
+            "\nQUERY_STRING: y=1\n",
+            "\nGREETING: hi\n",
+        ],
+    },
+    Case {
+        module: "goenv",
+        method: "GET",
+        path: "/x?y=1",
+        headers: &[],
+        body: "",
+        status: 200,
+        content_type: "text/plain",
+        contains: &[
+            "goenv environment:\n",
+            "\nPATH_INFO=/x\n",
+            "\nQUERY_STRING=y=1\n",
+        ],
+    },
+    Case {
+        module: "cenv",
+        method: "POST",
+        path: "/x",
+        headers: &[],
+        body: "posted",
+        status: 200,
+        content_type: "text/plain",
+        contains: &[
+            "cenv environment:\n",
+            "\nPATH_INFO=/x\n",
+            "\nCONTENT_LENGTH=6\n",
+            "body:\nposted",
+        ],
+    },
+    Case {
+        module: "asenv",
+        method: "GET",
+        path: "/x?y=1",
+        headers: &[],
+        body: "",
+        status: 200,
+        content_type: "text/plain",
+        contains: &[
+            "asenv environment:\n",
+            "\nPATH_INFO=/x\n",
+            "\nQUERY_STRING=y=1\n",
+        ],
+    },
+    Case {
+        module: "jsonapi",
+        method: "GET",
+        path: "/items?id=7&tag=a%20b",
+        headers: &[],
+        body: "",
+        status: 200,
+        content_type: "application/json",
+        contains: &[
+            r#""method":"GET""#,
+            r#""path":"/items""#,
+            r#""id":"7""#,
+            r#""tag":"a b""#,
+            r#""body":null"#,
+        ],
+    },
+    Case {
+        module: "jsonapi",
+        method: "POST",
+        path: "/items",
+        headers: &[("content-type", "application/json")],
+        body: r#"{"name":"ada","n":[1,2]}"#,
+        status: 200,
+        content_type: "application/json",
+        contains: &[r#""body":{"n":[1,2],"name":"ada"}"#, r#""method":"POST""#],
+    },
+    Case {
+        module: "jsonapi",
+        method: "POST",
+        path: "/items",
+        headers: &[],
+        body: "{not json",
+        status: 400,
+        content_type: "application/json",
+        contains: &["invalid JSON body"],
+    },
+    Case {
+        module: "markdown",
+        method: "POST",
+        path: "",
+        headers: &[],
+        body: "# Title\n\nSome *emphasis* and ~~this~~.\n",
+        status: 200,
+        content_type: "text/html",
+        contains: &["<h1>Title</h1>", "<em>emphasis</em>", "<del>this</del>"],
+    },
+    Case {
+        module: "form",
+        method: "GET",
+        path: "",
+        headers: &[],
+        body: "",
+        status: 200,
+        content_type: "text/html",
+        contains: &["<form method=\"post\">"],
+    },
+    Case {
+        module: "form",
+        method: "POST",
+        path: "",
+        headers: &[FORM],
+        body: "name=Ada+%3Cb%3E&x=1",
+        status: 200,
+        content_type: "text/html",
+        contains: &["Hello, Ada &lt;b&gt;!"],
+    },
+    Case {
+        module: "form",
+        method: "POST",
+        path: "",
+        headers: &[FORM],
+        body: "name=",
+        status: 422,
+        content_type: "text/html",
+        contains: &["Please give a name"],
+    },
+    Case {
+        module: "form",
+        method: "POST",
+        path: "",
+        headers: &[("content-type", "text/plain")],
+        body: "name=x",
+        status: 415,
+        content_type: "text/html",
+        contains: &[],
+    },
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_example_module_serves_its_response() {
@@ -44,28 +240,52 @@ async fn every_example_module_serves_its_response() {
         }
     }
     served.sort();
-    let mut gw =
-        TestGateway::start_in(dir, "[modules.envdump]\nenv = { GREETING = \"hi\" }\n").await;
-    for name in &served {
-        let r = gw.get(&format!("/{name}/x?y=1")).await;
-        assert_eq!(r.status, StatusCode::OK, "{name}: {}", r.text());
-        let text = r.text();
-        match name.as_str() {
-            "hello" => assert_eq!(text, "hello, world\n"),
-            "envdump" => {
-                assert!(text.starts_with("envdump environment:\n"), "{text}");
-                for want in [
-                    "GREETING=hi",
-                    "PATH_INFO=/x",
-                    "QUERY_STRING=y=1",
-                    "http_path=/envdump/x",
-                ] {
-                    assert!(text.lines().any(|l| l == want), "{want} in {text}");
-                }
-            }
-            other => panic!("example module '{other}' has no expected response in this test"),
+    let mut gw = TestGateway::start_in(dir, "[modules.watenv]\nenv = { GREETING = \"hi\" }\n[modules.rustenv]\nenv = { GREETING = \"hi\" }\n").await;
+    let list = gw.modules().await;
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["state"] == "ready"),
+        "{list}"
+    );
+    for case in CASES {
+        let path = format!("/{}{}", case.module, case.path);
+        let req = common::build(
+            case.method,
+            &path,
+            case.headers,
+            bytes::Bytes::from_static(case.body.as_bytes()),
+        );
+        let r = common::request(gw.public, req).await.unwrap();
+        let what = format!("{} {path}", case.method);
+        assert_eq!(r.status.as_u16(), case.status, "{what}: {}", r.text());
+        if !case.content_type.is_empty() {
+            let ct = r
+                .headers
+                .get("content-type")
+                .map(|v| v.to_str().unwrap_or_default())
+                .unwrap_or_default();
+            assert!(
+                ct.starts_with(case.content_type),
+                "{what}: content type {ct}"
+            );
+        }
+        for want in case.contains {
+            assert!(r.text().contains(want), "{what}: {want:?} in {}", r.text());
         }
     }
-    assert!(served.len() >= 2, "{served:?}");
+    assert_eq!(
+        common::get(gw.public, "/redirect").await.unwrap().headers["location"],
+        "/hello"
+    );
+    // Every committed example has at least one case above.
+    for name in &served {
+        assert!(
+            CASES.iter().any(|c| c.module == name),
+            "example module '{name}' has no expected response in this test"
+        );
+    }
+    assert!(served.len() >= 10, "{served:?}");
     gw.stop().await;
 }

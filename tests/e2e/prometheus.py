@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """wasmgate against a real Prometheus, and the Grafana dashboard's queries against it.
 
-Starts wasmgate (hello, envdump and a trapping module) and Prometheus (Debian's package,
+Starts wasmgate (hello, watenv and a trapping module) and Prometheus (Debian's package,
 installed when missing) on loopback, scraping the admin listener every second; drives
 traffic to two modules; then checks that:
 - `promtool check metrics` finds nothing wrong with /metrics;
@@ -65,7 +65,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="wasmgate-prometheus-")
     mods = os.path.join(tmp, "modules")
     os.makedirs(mods)
-    for name in ("hello", "envdump"):
+    for name in ("hello", "watenv"):
         with open(os.path.join(ROOT, "modules", f"{name}.wasm"), "rb") as src:
             open(os.path.join(mods, f"{name}.wasm"), "wb").write(src.read())
     wat_to_wasm(open(os.path.join(ROOT, "tests", "fixtures", "trap.wat")).read(), os.path.join(mods, "crash.wasm"))
@@ -92,7 +92,7 @@ def main():
                     pass
                 time.sleep(0.005)
 
-        threads = [threading.Thread(target=traffic, args=(p,)) for p in ("/hello", "/envdump/x", "/crash")]
+        threads = [threading.Thread(target=traffic, args=(p,)) for p in ("/hello", "/watenv/x", "/crash")]
         for t in threads:
             t.start()
         # Wait for Prometheus to have scraped a good number of times.
@@ -142,8 +142,8 @@ def main():
         r = query(prom_port, concrete(p99))
         values = {s["metric"].get("module"): float(s["value"][1]) for s in r["data"]["result"]}
         finite = {m: v for m, v in values.items() if v == v and v not in (float("inf"), float("-inf"))}
-        check("the dashboard's p99 latency has a value per module (hello, envdump)",
-              "hello" in finite and "envdump" in finite, values)
+        check("the dashboard's p99 latency has a value per module (hello, watenv)",
+              "hello" in finite and "watenv" in finite, values)
         check("the p99 latencies are plausible (under 1 s)", all(v < 1 for v in finite.values()), finite)
     finally:
         prom.terminate()

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The admin status page in a real browser.
 
-Installs Debian's Chromium and playwright-core (npm) when missing, serves hello, envdump
+Installs Debian's Chromium and playwright-core (npm) when missing, serves hello, watenv
 and a broken module, keeps traffic flowing, and runs status_page.mjs, which checks the page
 shows the modules, their state and live latency, and saves a screenshot
 (target/status-page.png). Ends with "N passed, M failed".
@@ -30,7 +30,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="wasmgate-status-")
     mods = os.path.join(tmp, "modules")
     os.makedirs(mods)
-    for name in ("hello", "envdump"):
+    for name in ("hello", "watenv"):
         with open(os.path.join(ROOT, "modules", f"{name}.wasm"), "rb") as src:
             open(os.path.join(mods, f"{name}.wasm"), "wb").write(src.read())
     open(os.path.join(mods, "broken.wasm"), "wb").write(b"not a module")
@@ -40,7 +40,7 @@ def main():
 
     def traffic():
         while not stop.is_set():
-            for path in ("/hello", "/envdump"):
+            for path in ("/hello", "/watenv"):
                 try:
                     urllib.request.urlopen(f"http://127.0.0.1:{gw.port}{path}", timeout=5).read()
                 except OSError:

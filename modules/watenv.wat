@@ -1,4 +1,4 @@
-;; envdump: prints "envdump environment:" and then every environment variable the gateway
+;; watenv: prints "watenv environment:" and then every environment variable the gateway
 ;; gives it, one KEY=VALUE a line, and greets the gateway's log through env.log_string
 ;; (and logs how many variables it got through env.log_i32).
 ;;
@@ -13,8 +13,8 @@
   (memory (export "memory") 1)
   ;; 0..31: scratch (iovecs, counts); 64: newline; 128: banner; 192: log message
   (data (i32.const 64) "\n")
-  (data (i32.const 128) "envdump environment:")
-  (data (i32.const 192) "envdump says hello to the log")
+  (data (i32.const 128) "watenv environment:")
+  (data (i32.const 192) "watenv says hello to the log")
   ;; Writes ptr[0..len] and a newline.
   (func $write (param $ptr i32) (param $len i32)
     (i32.store (i32.const 0) (local.get $ptr))
@@ -33,7 +33,7 @@
     (local.get $i))
   (func (export "_start")
     (local $count i32) (local $size i32) (local $ptrs i32) (local $buf i32) (local $need i32) (local $i i32)
-    (call $log_string (i32.const 192) (i32.const 29))
+    (call $log_string (i32.const 192) (i32.const 28))
     (drop (call $environ_sizes_get (i32.const 20) (i32.const 24)))
     (local.set $count (i32.load (i32.const 20)))
     (local.set $size (i32.load (i32.const 24)))
@@ -49,7 +49,7 @@
             (i32.div_u (i32.add (local.get $need) (i32.const 65535)) (i32.const 65536))
             (memory.size))))))
     (drop (call $environ_get (local.get $ptrs) (local.get $buf)))
-    (call $write (i32.const 128) (i32.const 20))
+    (call $write (i32.const 128) (i32.const 19))
     (block $done
       (loop $next
         (br_if $done (i32.ge_u (local.get $i) (local.get $count)))

@@ -1,0 +1,3 @@
+module wasmgate.example/goenv
+
+go 1.21

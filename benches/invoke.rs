@@ -101,22 +101,32 @@ fn bench_invoke(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let headers = sample_headers();
-    let env = sample_env(&headers);
+    let env = sample_env(&sample_headers());
     let mut group = c.benchmark_group("hello_invoke");
     for (label, choice) in [
         ("pooling", AllocatorChoice::PoolingWithFallback),
         ("on_demand", AllocatorChoice::OnDemand),
     ] {
         let (module, _ticker) = load_hello(choice);
-        group.bench_function(label, |b| {
-            b.to_async(&runtime).iter(|| async {
-                let run = invoke(&module, &env, Bytes::new()).await.unwrap();
-                assert_eq!(run.stdout.len(), 13);
-            })
-        });
+        bench_requests(&mut group, label, &runtime, &module, &env);
     }
     group.finish();
+}
+
+/// Benches one request of `module` (which prints hello's 13 bytes) as `label`.
+fn bench_requests(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    label: &str,
+    runtime: &tokio::runtime::Runtime,
+    module: &LoadedModule,
+    env: &[(String, String)],
+) {
+    group.bench_function(label, |b| {
+        b.to_async(runtime).iter(|| async {
+            let run = invoke(module, env, Bytes::new()).await.unwrap();
+            assert_eq!(run.stdout.len(), 13);
+        })
+    });
 }
 
 /// What the safety limits cost: the default limits, fuel metering off, and no limits.
@@ -125,8 +135,7 @@ fn bench_limits(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let headers = sample_headers();
-    let env = sample_env(&headers);
+    let env = sample_env(&sample_headers());
     let mut group = c.benchmark_group("hello_limits");
     let variants = [
         ("default_limits", ""),
@@ -138,12 +147,13 @@ fn bench_limits(c: &mut Criterion) {
         .flat_map(|v| [(*v, ("hello", HELLO)), (*v, ("loop_1m", LOOP))])
     {
         let (module, _ticker) = load_module(AllocatorChoice::PoolingWithFallback, extra, wat_text);
-        group.bench_function(format!("{guest}/{label}"), |b| {
-            b.to_async(&runtime).iter(|| async {
-                let run = invoke(&module, &env, Bytes::new()).await.unwrap();
-                assert_eq!(run.stdout.len(), 13);
-            })
-        });
+        bench_requests(
+            &mut group,
+            &format!("{guest}/{label}"),
+            &runtime,
+            &module,
+            &env,
+        );
     }
     group.finish();
 }

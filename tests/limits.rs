@@ -44,16 +44,35 @@ async fn still_serves(gw: &TestGateway) {
     );
 }
 
+/// Requests `path` and checks the status, and that the body says each of `reasons`.
+async fn refused(
+    gw: &TestGateway,
+    path: &str,
+    status: StatusCode,
+    reasons: &[&str],
+) -> common::Reply {
+    let r = gw.get(path).await;
+    assert_eq!(r.status, status, "{path}: {}", r.text());
+    for reason in reasons {
+        assert!(
+            r.text().contains(reason),
+            "{path}: {reason:?} in {}",
+            r.text()
+        );
+    }
+    r
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endless_loop_is_stopped_at_its_deadline() {
     let mut gw = hostile().await;
-    let r = gw.get("/spin").await;
-    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
-    assert!(
-        r.text().contains("'spin'") && r.text().contains("1000 ms"),
-        "{}",
-        r.text()
-    );
+    refused(
+        &gw,
+        "/spin",
+        StatusCode::GATEWAY_TIMEOUT,
+        &["'spin'", "1000 ms"],
+    )
+    .await;
     still_serves(&gw).await;
     gw.stop().await;
 }
@@ -61,13 +80,13 @@ async fn an_endless_loop_is_stopped_at_its_deadline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fuel_exhaustion_is_a_500_that_says_so() {
     let mut gw = hostile().await;
-    let r = gw.get("/spin_fuel").await;
-    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(
-        r.text().contains("'spin_fuel'") && r.text().contains("fuel"),
-        "{}",
-        r.text()
-    );
+    refused(
+        &gw,
+        "/spin_fuel",
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &["'spin_fuel'", "fuel"],
+    )
+    .await;
     still_serves(&gw).await;
     gw.stop().await;
 }
@@ -75,21 +94,16 @@ async fn fuel_exhaustion_is_a_500_that_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_past_the_cap_is_a_500() {
     let mut gw = hostile().await;
-    let r = gw.get("/membomb").await;
-    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(
-        r.text().contains("'membomb'") && r.text().contains("memory limit of 33554432"),
-        "{}",
-        r.text()
-    );
+    let memory = StatusCode::INTERNAL_SERVER_ERROR;
+    refused(
+        &gw,
+        "/membomb",
+        memory,
+        &["'membomb'", "memory limit of 33554432"],
+    )
+    .await;
     // A module that starts with more memory than any slot has is refused when it loads.
-    let r = gw.get("/bigmem").await;
-    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(
-        r.text().contains("'bigmem'") && r.text().contains("memory"),
-        "{}",
-        r.text()
-    );
+    refused(&gw, "/bigmem", memory, &["'bigmem'", "memory"]).await;
     still_serves(&gw).await;
     gw.stop().await;
 }
@@ -99,13 +113,13 @@ async fn a_flood_of_output_is_cut_at_the_cap_without_buffering_it() {
     let mut gw = hostile().await;
     let before = resident_kib();
     for _ in 0..3 {
-        let r = gw.get("/flood").await;
-        assert_eq!(r.status, StatusCode::BAD_GATEWAY);
-        assert!(
-            r.text().contains("'flood'") && r.text().contains("output limit"),
-            "{}",
-            r.text()
-        );
+        let r = refused(
+            &gw,
+            "/flood",
+            StatusCode::BAD_GATEWAY,
+            &["'flood'", "output limit"],
+        )
+        .await;
         assert!(r.body.len() < 4096);
     }
     let grown_mib = resident_kib().saturating_sub(before) / 1024;
@@ -315,13 +329,13 @@ async fn a_guest_sleeping_in_a_host_call_is_cut_at_its_deadline() {
         "[limits]\ntimeout_ms = 100\n",
     )
     .await;
-    let r = gw.get("/sleepy").await;
-    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
-    assert!(
-        r.text().contains("'sleepy'") && r.text().contains("100 ms"),
-        "{}",
-        r.text()
-    );
+    refused(
+        &gw,
+        "/sleepy",
+        StatusCode::GATEWAY_TIMEOUT,
+        &["'sleepy'", "100 ms"],
+    )
+    .await;
     still_serves(&gw).await;
     gw.stop().await;
 }

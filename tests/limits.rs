@@ -94,6 +94,7 @@ async fn fuel_exhaustion_is_a_500_that_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_past_the_cap_is_a_500() {
     let mut gw = hostile().await;
+    let before = resident_kib();
     let memory = StatusCode::INTERNAL_SERVER_ERROR;
     refused(
         &gw,
@@ -104,6 +105,11 @@ async fn memory_past_the_cap_is_a_500() {
     .await;
     // A module that starts with more memory than any slot has is refused when it loads.
     refused(&gw, "/bigmem", memory, &["'bigmem'", "memory"]).await;
+    let grown_mib = resident_kib().saturating_sub(before) / 1024;
+    assert!(
+        grown_mib < 64,
+        "resident memory grew {grown_mib} MiB after a 32 MiB memory bomb"
+    );
     still_serves(&gw).await;
     gw.stop().await;
 }

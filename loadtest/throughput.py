@@ -69,7 +69,8 @@ def oha(port, path, connections=32, seconds=SECONDS):
 
 
 def gateway_with(tmp, count, extra=""):
-    mods = os.path.join(tmp, f"m{count}", "modules")
+    home = tempfile.mkdtemp(prefix=f"m{count}-", dir=tmp)
+    mods = os.path.join(home, "modules")
     os.makedirs(mods)
     shutil.copy(os.path.join(ROOT, "modules", "hello.wasm"), mods)
     if count > 1:
@@ -81,8 +82,8 @@ def gateway_with(tmp, count, extra=""):
             # A custom section makes each file, and so each compiled module, distinct.
             tag = i.to_bytes(4, "little")
             open(os.path.join(mods, f"f{i:04}.wasm"), "wb").write(data + bytes([0, 6, 1, ord("x")]) + tag)
-    gw = Gateway(mods, os.path.join(tmp, f"m{count}", "cache"), extra)
-    ready = gw.start(os.path.join(tmp, f"m{count}.log"))
+    gw = Gateway(mods, os.path.join(home, "cache"), extra)
+    ready = gw.start(os.path.join(home, "gateway.log"))
     return gw, ready
 
 

@@ -38,6 +38,15 @@ def free_port():
         return s.getsockname()[1]
 
 
+def modules_dir_with_examples(tmp, names):
+    """A new `tmp/modules` holding copies of the named example modules from modules/."""
+    mods = os.path.join(tmp, "modules")
+    os.makedirs(mods)
+    for name in names:
+        shutil.copy(os.path.join(ROOT, "modules", f"{name}.wasm"), mods)
+    return mods
+
+
 def wat_to_wasm(text, out_path):
     ensure_apt("wat2wasm", "wabt")
     with tempfile.NamedTemporaryFile("w", suffix=".wat", delete=False) as f:

@@ -277,25 +277,11 @@ async fn a_compile_storm_loads_everything_while_others_keep_serving() {
 async fn a_restart_loads_from_the_cache_and_a_tampered_cache_is_recompiled() {
     let modules = [("hello", "hello"), ("cgi", "cgi"), ("echo", "echo")];
     let mut gw = TestGateway::start(&modules, "").await;
-    assert!(
-        gw.modules()
-            .await
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|m| m["source"] == "compiled")
-    );
+    assert_all_from(&gw, "compiled").await;
     gw.stop().await;
 
     let mut gw = TestGateway::start_in(gw.dir, "").await;
-    let list = gw.modules().await;
-    assert!(
-        list.as_array()
-            .unwrap()
-            .iter()
-            .all(|m| m["source"] == "cache"),
-        "{list}"
-    );
+    assert_all_from(&gw, "cache").await;
     assert_eq!(body(&gw, "/hello").await.1, "hello, world\n");
     gw.stop().await;
 
@@ -314,17 +300,21 @@ async fn a_restart_loads_from_the_cache_and_a_tampered_cache_is_recompiled() {
     }
     assert_eq!(tampered, 3);
     let mut gw = TestGateway::start_in(gw.dir, "").await;
-    let list = gw.modules().await;
-    assert!(
-        list.as_array()
-            .unwrap()
-            .iter()
-            .all(|m| m["source"] == "compiled"),
-        "{list}"
-    );
+    assert_all_from(&gw, "compiled").await;
     assert_eq!(body(&gw, "/hello").await.1, "hello, world\n");
     assert_eq!(gw.get("/cgi").await.status, StatusCode::CREATED);
     gw.stop().await;
+}
+
+/// Asserts that every module in `/modules` came from `source` ("cache" or "compiled").
+async fn assert_all_from(gw: &TestGateway, source: &str) {
+    let list = gw.modules().await;
+    let all = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["source"] == source);
+    assert!(all, "not all from {source}: {list}");
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {

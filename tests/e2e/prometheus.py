@@ -24,7 +24,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "loadtest"))
-from common import Gateway, build_release, ensure_apt, free_port, wat_to_wasm  # noqa: E402
+from common import Gateway, build_release, ensure_apt, free_port, modules_dir_with_examples, wat_to_wasm  # noqa: E402
 
 DASHBOARD = os.path.join(ROOT, "config", "grafana", "wasmgate.json")
 RESULTS = []
@@ -63,11 +63,7 @@ def main():
     ensure_apt("promtool", "prometheus")
     build_release()
     tmp = tempfile.mkdtemp(prefix="wasmgate-prometheus-")
-    mods = os.path.join(tmp, "modules")
-    os.makedirs(mods)
-    for name in ("hello", "watenv"):
-        with open(os.path.join(ROOT, "modules", f"{name}.wasm"), "rb") as src:
-            open(os.path.join(mods, f"{name}.wasm"), "wb").write(src.read())
+    mods = modules_dir_with_examples(tmp, ("hello", "watenv"))
     wat_to_wasm(open(os.path.join(ROOT, "tests", "fixtures", "trap.wat")).read(), os.path.join(mods, "crash.wasm"))
     gw = Gateway(mods, os.path.join(tmp, "cache"))
     gw.start(os.path.join(tmp, "gateway.log"))

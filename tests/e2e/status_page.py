@@ -17,7 +17,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "loadtest"))
-from common import Gateway, build_release, ensure_apt  # noqa: E402
+from common import Gateway, build_release, ensure_apt, modules_dir_with_examples  # noqa: E402
 
 SCREENSHOT = os.path.join(ROOT, "target", "status-page.png")
 
@@ -28,11 +28,7 @@ def main():
         subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=HERE, check=True)
     build_release()
     tmp = tempfile.mkdtemp(prefix="wasmgate-status-")
-    mods = os.path.join(tmp, "modules")
-    os.makedirs(mods)
-    for name in ("hello", "watenv"):
-        with open(os.path.join(ROOT, "modules", f"{name}.wasm"), "rb") as src:
-            open(os.path.join(mods, f"{name}.wasm"), "wb").write(src.read())
+    mods = modules_dir_with_examples(tmp, ("hello", "watenv"))
     open(os.path.join(mods, "broken.wasm"), "wb").write(b"not a module")
     gw = Gateway(mods, os.path.join(tmp, "cache"))
     gw.start()

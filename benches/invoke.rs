@@ -70,12 +70,21 @@ const NO_LIMITS: &str = "[limits]\nfuel = 0\ntimeout_ms = 86400000\nmax_memory_b
                          max_output_bytes = 1073741824\nmax_body_bytes = 1073741824\n";
 
 fn load_hello(choice: AllocatorChoice) -> (LoadedModule, EpochTicker) {
-    load_hello_with(choice, "")
+    load_module(choice, "", HELLO)
 }
 
-fn load_hello_with(choice: AllocatorChoice, extra: &str) -> (LoadedModule, EpochTicker) {
-    load_module(choice, extra, HELLO)
+/// Hello with a 16 MiB data segment: copy-on-write images should make instantiating it
+/// cost about what hello costs.
+fn data_segment_module() -> String {
+    let data = "x".repeat(DATA_SEGMENT_BYTES);
+    HELLO.replacen(
+        "(memory (export \"memory\") 1)",
+        &format!("(memory (export \"memory\") 257)\n  (data (i32.const 65536) \"{data}\")"),
+        1,
+    )
 }
+
+const DATA_SEGMENT_BYTES: usize = 16 << 20;
 
 fn load_module(
     choice: AllocatorChoice,
@@ -158,6 +167,23 @@ fn bench_limits(c: &mut Criterion) {
     group.finish();
 }
 
+/// Instantiation with a 16 MiB data segment against hello's (copy-on-write at work).
+fn bench_data_segment(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let env = sample_env(&sample_headers());
+    let mut group = c.benchmark_group("instantiate");
+    let big = data_segment_module();
+    for (label, wat_text) in [("hello", HELLO), ("data_16mib", big.as_str())] {
+        let limits = "[limits]\nmax_memory_bytes = 33554432\n";
+        let (module, _ticker) = load_module(AllocatorChoice::PoolingWithFallback, limits, wat_text);
+        bench_requests(&mut group, label, &runtime, &module, &env);
+    }
+    group.finish();
+}
+
 fn bench_cgi(c: &mut Criterion) {
     let headers = sample_headers();
     c.bench_function("cgi_build_env", |b| b.iter(|| sample_env(&headers)));
@@ -172,5 +198,11 @@ fn bench_cgi(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_invoke, bench_limits, bench_cgi);
+criterion_group!(
+    benches,
+    bench_invoke,
+    bench_limits,
+    bench_data_segment,
+    bench_cgi
+);
 criterion_main!(benches);

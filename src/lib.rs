@@ -10,12 +10,13 @@
 //!   on-disk artifact [`cache`];
 //! - [`watch`], [`loader`] and [`registry`]: which version of each module is served, kept
 //!   in step with the modules directory;
-//! - [`server`], [`cgi`], [`invoke`], [`stdio`], [`host`]: one request, end to end;
+//! - [`server`], [`body`], [`cgi`], [`invoke`], [`stdio`], [`host`]: one request, end to end;
 //! - [`admin`] and [`metrics`]: health, readiness, the module list and Prometheus;
 //! - [`gateway`]: starts and stops it all; [`run`]: one invocation from the command line;
 //!   [`precompile`]: fills the cache and exits.
 
 pub mod admin;
+pub mod body;
 pub mod cache;
 pub mod cgi;
 pub mod compile;

@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER};
+use http::header::{CONTENT_TYPE, HOST, RETRY_AFTER};
 use http::{HeaderValue, Response, StatusCode};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use hyper::Request;
 use hyper::body::Incoming;
 use tokio::sync::Semaphore;
 
+use crate::body::{BodyError, read_limited};
 use crate::cgi::{self, RequestMeta};
 use crate::compile::LoadedModule;
 use crate::invoke::invoke;
@@ -200,50 +201,31 @@ fn protocol_name(version: http::Version) -> &'static str {
     }
 }
 
-/// Reads the whole body, refusing it with 413 as soon as it passes the module's limit:
-/// a declared `Content-Length` is checked before reading, a chunked body as it streams.
+/// Reads the body within the module's limit; every failure names the module.
 async fn read_body(
     module: &LoadedModule,
     headers: &http::HeaderMap,
     body: Incoming,
     timeout: Duration,
 ) -> Result<Bytes, Early> {
-    let limit = module.settings.limits.max_body_bytes as usize;
-    let too_large = || {
-        Early(
-            Outcome::BodyTooLarge,
-            format!(
-                "module '{}': request body larger than {limit} bytes",
-                module.name
+    let limit = module.settings.limits.max_body_bytes;
+    let name = &module.name;
+    read_limited(headers, body, limit, timeout)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge => Early(
+                Outcome::BodyTooLarge,
+                format!("module '{name}': request body larger than {limit} bytes"),
             ),
-        )
-    };
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(too_large());
-    }
-    let collected = tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await;
-    match collected {
-        Ok(Ok(body)) => Ok(body.to_bytes()),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(too_large()),
-        Ok(Err(_)) => Err(Early(
-            Outcome::BadRequest,
-            format!(
-                "module '{}': the request body could not be read",
-                module.name
+            BodyError::Unreadable => Early(
+                Outcome::BadRequest,
+                format!("module '{name}': the request body could not be read"),
             ),
-        )),
-        Err(_) => Err(Early(
-            Outcome::BadRequest,
-            format!(
-                "module '{}': the request body was not received in time",
-                module.name
+            BodyError::TimedOut => Early(
+                Outcome::BadRequest,
+                format!("module '{name}': the request body was not received in time"),
             ),
-        )),
-    }
+        })
 }
 
 /// A short plain-text error naming the module and the reason.

@@ -157,6 +157,8 @@ struct Inner {
 
 /// The series of one module, registered once.
 pub struct ModuleMetrics {
+    /// The `module` label these series carry.
+    pub name: Arc<str>,
     requests: Vec<Counter>,
     duration: Histogram,
     instantiate: Histogram,
@@ -341,6 +343,7 @@ impl ModuleMetrics {
             })
             .collect();
         ModuleMetrics {
+            name: Arc::from(name),
             requests,
             duration: recorder
                 .register_histogram(&Key::from_parts(REQUEST_DURATION, module()), &META),
@@ -353,6 +356,7 @@ impl ModuleMetrics {
 
     fn noop() -> ModuleMetrics {
         ModuleMetrics {
+            name: Arc::from(UNKNOWN_MODULE),
             requests: Outcome::ALL.iter().map(|_| Counter::noop()).collect(),
             duration: Histogram::noop(),
             instantiate: Histogram::noop(),

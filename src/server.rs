@@ -59,24 +59,25 @@ impl PublicService {
             .then(|| (req.method().clone(), req.uri().path().to_string()));
         // Requests are counted under `_unknown` until they name a module file that exists.
         let mut metrics = None;
-        let (outcome, response) = match self.run(req, conn, &mut metrics).await {
+        let result = self.run(req, conn, &mut metrics).await;
+        let took = started.elapsed();
+        let metrics = metrics.unwrap_or_else(|| self.metrics.unknown());
+        metrics.request(outcome_of(&result), took);
+        let (outcome, response) = match result {
             Ok(response) => (Outcome::Ok, response),
             Err(Early(outcome, message)) => {
                 if outcome.is_guest_failure() {
                     tracing::warn!(
                         target: "wasmgate::request",
+                        module = %metrics.name,
                         outcome = outcome.label(),
-                        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                        duration_ms = took.as_secs_f64() * 1000.0,
                         "{message}"
                     );
                 }
                 (outcome, error_response(outcome, &message))
             }
         };
-        let took = started.elapsed();
-        metrics
-            .unwrap_or_else(|| self.metrics.unknown())
-            .request(outcome, took);
         if let Some((method, path)) = access {
             tracing::info!(
                 target: "wasmgate::access",
@@ -181,6 +182,13 @@ impl PublicService {
                 ),
             )),
         }
+    }
+}
+
+fn outcome_of(result: &Result<Response<Full<Bytes>>, Early>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Ok,
+        Err(Early(outcome, _)) => *outcome,
     }
 }
 

@@ -395,6 +395,7 @@ fn json_logs_carry_the_access_log_and_guest_failures() {
         .expect("a trap line");
     let trap: serde_json::Value = serde_json::from_str(&trap).unwrap();
     assert_eq!(trap["level"], "WARN");
+    assert_eq!(trap["fields"]["module"], "crash");
     assert!(
         trap["fields"]["message"]
             .as_str()

@@ -13,14 +13,20 @@ use common::{TestGateway, fixture};
 use http::StatusCode;
 
 /// Polls `check` every 10 ms for up to 5 s.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    for _ in 0..500 {
+async fn eventually(what: &str, check: impl AsyncFnMut() -> bool) {
+    eventually_within(Duration::from_secs(5), what, check).await
+}
+
+/// Polls `check` every 10 ms until `limit` has passed.
+async fn eventually_within(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
         if check().await {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("not within 5 s: {what}");
+    panic!("not within {limit:?}: {what}");
 }
 
 async fn body(gw: &TestGateway, path: &str) -> (StatusCode, String) {
@@ -257,7 +263,9 @@ async fn a_compile_storm_loads_everything_while_others_keep_serving() {
         .unwrap();
     }
     let mut hellos = 0;
-    eventually("all 100 served", async || {
+    // Reload compiles run at nice 19: on a machine busy with other work they crawl, and
+    // this test is about all of them landing, not about how fast.
+    eventually_within(Duration::from_secs(120), "all 100 served", async || {
         assert_eq!(body(&gw, "/hello").await.0, StatusCode::OK);
         hellos += 1;
         gw.modules().await.as_array().unwrap().len() == 101

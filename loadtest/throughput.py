@@ -95,42 +95,44 @@ def rss_mib(pid):
     return float("nan")
 
 
-def plot(rows):
+def pyplot():
+    """matplotlib's pyplot, drawing to files; installed from PyPI when missing."""
     try:
         import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
     except ImportError:
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "matplotlib"], check=True)
         import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def save(fig, ax, ylabel, title, name):
+    """The axes and labels both plots share, then the PNG."""
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("connections (wrk -t1)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(RESULTS_DIR, name), dpi=110)
+
+
+def plot(rows):
+    plt = pyplot()
     os.makedirs(RESULTS_DIR, exist_ok=True)
     conns = [r["c"] for r in rows]
     fig, ax = plt.subplots(figsize=(7, 4))
     for key, label in (("ref", "bare hyper"), ("gw", "wasmgate")):
         ax.plot(conns, [r[key]["rps"] for r in rows], marker="o", label=label)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("connections (wrk -t1)")
-    ax.set_ylabel("requests per second")
-    ax.set_title("hello: throughput vs connections")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(os.path.join(RESULTS_DIR, "throughput.png"), dpi=110)
+    save(fig, ax, "requests per second", "hello: throughput vs connections", "throughput.png")
     fig, ax = plt.subplots(figsize=(7, 4))
     for key, label, style in (("ref", "bare hyper", "--"), ("gw", "wasmgate", "-")):
         ax.plot(conns, [r[key]["p50"] for r in rows], style, marker="o", label=f"{label} p50")
         ax.plot(conns, [r[key]["p99"] for r in rows], style, marker="s", label=f"{label} p99")
-    ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ax.set_xlabel("connections (wrk -t1)")
-    ax.set_ylabel("latency (ms)")
-    ax.set_title("hello: latency percentiles per load level")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(os.path.join(RESULTS_DIR, "latency.png"), dpi=110)
+    save(fig, ax, "latency (ms)", "hello: latency percentiles per load level", "latency.png")
 
 
 def main():

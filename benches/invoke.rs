@@ -95,8 +95,8 @@ fn load_module(
         Config::from_toml(&format!("{BENCH_CONFIG}{extra}"), Overrides::default()).unwrap();
     let engine = GatewayEngine::new(&config, choice).unwrap();
     let ticker = EpochTicker::start(&engine.engine).unwrap();
-    let linker = wasmgate::host::linker(&engine.engine).unwrap();
-    let compiler = Compiler::new(engine.engine.clone(), linker, Arc::new(config));
+    let linkers = wasmgate::host::Linkers::new(&engine.engine).unwrap();
+    let compiler = Compiler::new(engine.engine.clone(), linkers, Arc::new(config));
     let wasm = wat::parse_str(wat_text).unwrap();
     let module = compiler
         .load_bytes("hello", &wasm, FileFacts::of(&wasm))

@@ -11,13 +11,14 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use sha2::{Digest as _, Sha256};
-use wasmtime::{Engine, InstancePre, Linker, Module, ModuleExport};
+use wasmtime::{Engine, InstancePre, Module, ModuleExport};
 
 use crate::cache::ArtifactCache;
 use crate::config::{Config, ModuleSettings};
 use crate::error::LoadError;
-use crate::host::Host;
+use crate::host::{Host, Linkers};
 use crate::metrics::{Metrics, ModuleMetrics};
+use crate::preview1::GuestAbi;
 
 /// The entry point of a WASI command module.
 pub const START_EXPORT: &str = "_start";
@@ -92,12 +93,21 @@ pub struct LoadedModule {
     pub facts: FileFacts,
     pub pre: InstancePre<Host>,
     pub start: ModuleExport,
+    /// Which WASI implementation the module is linked against.
+    pub abi: GuestAbi,
     pub settings: ModuleSettings,
     /// The module's metric series, registered when it was loaded.
     pub metrics: Arc<ModuleMetrics>,
     pub source: Source,
     pub compile_ms: f64,
     pub loaded_at: SystemTime,
+}
+
+/// A compiled module linked and ready to instantiate.
+pub struct Linked {
+    pub pre: InstancePre<Host>,
+    pub start: ModuleExport,
+    pub abi: GuestAbi,
 }
 
 /// A module file that could not be loaded.
@@ -113,17 +123,17 @@ pub struct LoadFailure {
 #[derive(Clone)]
 pub struct Compiler {
     engine: Engine,
-    linker: Arc<Linker<Host>>,
+    linkers: Arc<Linkers>,
     config: Arc<Config>,
     cache: Option<Arc<ArtifactCache>>,
     metrics: Metrics,
 }
 
 impl Compiler {
-    pub fn new(engine: Engine, linker: Linker<Host>, config: Arc<Config>) -> Self {
+    pub fn new(engine: Engine, linkers: Linkers, config: Arc<Config>) -> Self {
         Compiler {
             engine,
-            linker: Arc::new(linker),
+            linkers: Arc::new(linkers),
             config,
             cache: None,
             metrics: Metrics::disabled(),
@@ -165,13 +175,15 @@ impl Compiler {
         facts: FileFacts,
     ) -> Result<LoadedModule, LoadFailure> {
         let started = Instant::now();
-        match self.compile_and_link(&facts.digest, bytes) {
-            Ok((pre, start, source)) => Ok(LoadedModule {
+        let settings = self.config.module_settings(name);
+        match self.compile_and_link(&facts.digest, bytes, &settings) {
+            Ok((Linked { pre, start, abi }, source)) => Ok(LoadedModule {
                 name: Arc::from(name),
                 facts,
                 pre,
                 start,
-                settings: self.config.module_settings(name),
+                abi,
+                settings,
                 metrics: self.metrics.module(name),
                 source,
                 compile_ms: started.elapsed().as_secs_f64() * 1000.0,
@@ -189,10 +201,11 @@ impl Compiler {
         &self,
         digest: &Digest,
         bytes: &[u8],
-    ) -> Result<(InstancePre<Host>, ModuleExport, Source), LoadError> {
+        settings: &ModuleSettings,
+    ) -> Result<(Linked, Source), LoadError> {
         let (module, source) = self.compile(digest, bytes)?;
-        let (pre, start) = self.link(&module)?;
-        Ok((pre, start, source))
+        let linked = self.link(&module, settings)?;
+        Ok((linked, source))
     }
 
     /// The module's machine code: from the cache when a sound artifact is there, compiled
@@ -215,8 +228,9 @@ impl Compiler {
         Ok((module, Source::Compiled))
     }
 
-    /// Links a compiled module and finds its `_start`.
-    pub fn link(&self, module: &Module) -> Result<(InstancePre<Host>, ModuleExport), LoadError> {
+    /// Links a compiled module against the WASI implementation it needs, and finds its
+    /// `_start`.
+    pub fn link(&self, module: &Module, settings: &ModuleSettings) -> Result<Linked, LoadError> {
         let start = module
             .get_export_index(START_EXPORT)
             .filter(|_| {
@@ -225,11 +239,13 @@ impl Compiler {
                     .is_some_and(|e| e.func().is_some())
             })
             .ok_or(LoadError::NoStart)?;
+        let abi = GuestAbi::for_module(module, !settings.volumes.is_empty());
         let pre = self
-            .linker
+            .linkers
+            .get(abi)
             .instantiate_pre(module)
             .map_err(|e| LoadError::Link(one_line(&format!("{e:#}"))))?;
-        Ok((pre, start))
+        Ok(Linked { pre, start, abi })
     }
 }
 

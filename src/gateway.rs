@@ -66,14 +66,15 @@ impl RunningGateway {
         let config = Arc::new(config);
         let engine = GatewayEngine::new(&config, AllocatorChoice::PoolingWithFallback)?;
         let ticker = EpochTicker::start(&engine.engine).map_err(StartError::Ticker)?;
-        let linker = host::linker(&engine.engine).map_err(|e| EngineError(format!("{e:#}")))?;
+        let linkers =
+            host::Linkers::new(&engine.engine).map_err(|e| EngineError(format!("{e:#}")))?;
         let metrics = if config.metrics {
             Metrics::new()
         } else {
             Metrics::disabled()
         };
         metrics.set_pool_slots(config.max_instances);
-        let mut compiler = Compiler::new(engine.engine.clone(), linker, config.clone())
+        let mut compiler = Compiler::new(engine.engine.clone(), linkers, config.clone())
             .with_metrics(metrics.clone());
         let cache = match ArtifactCache::open(
             &config.cache_dir,

@@ -1,10 +1,14 @@
 //! What the host gives a guest: the per-request store state, its resource limiter, and the
-//! linker shared by every module (WASI preview1 plus the `env.log_*` functions).
+//! two linkers a module can be linked against (WASI preview1, served by the gateway's own
+//! functions or by wasmtime-wasi, plus the `env.log_*` functions in both).
 
 use std::sync::Arc;
 
 use wasmtime::{Caller, Engine, Extern, Linker, ResourceLimiter};
+use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
+
+use crate::preview1::{self, GuestAbi, RequestIo};
 
 /// Bytes of one `env.log_string` message that are logged; the rest is cut.
 pub const MAX_LOG_STRING_BYTES: usize = 4096;
@@ -17,7 +21,10 @@ const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 /// The state of one request's store.
 pub struct Host {
-    pub wasi: WasiP1Ctx,
+    /// What the gateway's own preview1 functions serve ([`GuestAbi::Cgi`] modules).
+    pub io: Option<RequestIo>,
+    /// wasmtime-wasi's context ([`GuestAbi::Wasi`] modules).
+    pub wasi: Option<WasiP1Ctx>,
     pub limits: GuestLimiter,
     pub module: Arc<str>,
 }
@@ -74,16 +81,46 @@ impl ResourceLimiter for GuestLimiter {
     }
 }
 
-/// The linker every module is instantiated against.
-pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<Host>> {
-    let mut linker = Linker::new(engine);
-    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |h: &mut Host| &mut h.wasi)?;
+/// The two linkers, one per [`GuestAbi`].
+pub struct Linkers {
+    cgi: Linker<Host>,
+    wasi: Linker<Host>,
+}
+
+impl Linkers {
+    pub fn new(engine: &Engine) -> wasmtime::Result<Linkers> {
+        let mut cgi = Linker::new(engine);
+        preview1::add_to_linker(&mut cgi)?;
+        add_log_functions(&mut cgi)?;
+        let mut wasi = Linker::new(engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut wasi, wasi_ctx)?;
+        add_log_functions(&mut wasi)?;
+        Ok(Linkers { cgi, wasi })
+    }
+
+    pub fn get(&self, abi: GuestAbi) -> &Linker<Host> {
+        match abi {
+            GuestAbi::Cgi => &self.cgi,
+            GuestAbi::Wasi => &self.wasi,
+        }
+    }
+}
+
+/// The wasmtime-wasi context of a store. Only [`GuestAbi::Wasi`] modules are linked against
+/// wasmtime-wasi, and invoke gives their stores one; the empty context is a fallback that is
+/// never reached, rather than a panic.
+fn wasi_ctx(host: &mut Host) -> &mut WasiP1Ctx {
+    host.wasi
+        .get_or_insert_with(|| WasiCtxBuilder::new().build_p1())
+}
+
+fn add_log_functions(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     linker.func_wrap("env", "log_i32", |caller: Caller<'_, Host>, value: i32| {
         let module = &caller.data().module;
         tracing::info!(target: "wasmgate::guest", module = %module, "[{module}]: {value}");
     })?;
     linker.func_wrap("env", "log_string", log_string)?;
-    Ok(linker)
+    Ok(())
 }
 
 /// `env.log_string(ptr, len)`: logs a UTF-8 (or lossily decoded) string from guest memory.

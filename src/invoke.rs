@@ -14,13 +14,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 use crate::compile::LoadedModule;
 use crate::host::{GuestLimiter, Host};
 use crate::outcome::Outcome;
+use crate::preview1::{GuestAbi, RequestIo, StringBlock};
 use crate::stdio::{BoundedOutput, GuestLog, GuestStream};
 
 /// What a guest that finished produced.
@@ -71,24 +73,12 @@ pub async fn invoke(
 ) -> Result<GuestRun, InvokeError> {
     let limits = module.settings.limits;
     let stdout = BoundedOutput::new(limits.max_output_bytes as usize);
-    let mut wasi = WasiCtxBuilder::new();
-    wasi.arg(&*module.name)
-        .args(&module.settings.args)
-        .envs(env)
-        .stdin(MemoryInputPipe::new(stdin))
-        .stdout(GuestStream(stdout.clone()))
-        .stderr(GuestStream(GuestLog::new(module.name.clone())));
-    for (guest, host) in &module.settings.volumes {
-        if let Err(e) = wasi.preopened_dir(host, guest, FsPerms::ReadOnly) {
-            tracing::warn!(module = %module.name, volume = %guest, error = %e, "cannot open a volume");
-            return Err(InvokeError::Instantiate {
-                module: module.name.clone(),
-                reason: format!("volume {guest} cannot be opened"),
-            });
-        }
-    }
-    let wasi = wasi.build_p1();
+    let (io, wasi) = match module.abi {
+        GuestAbi::Cgi => (Some(cgi_io(module, env, stdin, &stdout)), None),
+        GuestAbi::Wasi => (None, Some(wasi_ctx(module, env, stdin, &stdout)?)),
+    };
     let host = Host {
+        io,
         wasi,
         limits: GuestLimiter::new(limits.max_memory_bytes as usize),
         module: module.name.clone(),
@@ -103,10 +93,20 @@ pub async fn invoke(
     // Fuel metering is on in the engine, so a store always has a budget; setting it only
     // fails when metering is off, which the engine never is.
     let _ = store.set_fuel(fuel);
-    store.epoch_deadline_async_yield_and_update(1);
-
     let deadline = Duration::from_millis(limits.timeout_ms);
-    let result = tokio::time::timeout(deadline, run_start(&mut store, module)).await;
+    let result = match module.abi {
+        // Every host function a CGI module can call returns at once, so the guest's own
+        // epoch checks are enough to enforce the deadline: no timer per request.
+        GuestAbi::Cgi => {
+            deadline_by_epoch(&mut store, Instant::now() + deadline);
+            Ok(run_start(&mut store, module).await)
+        }
+        // wasmtime-wasi's host calls can wait (poll_oneoff, files): a timer covers them.
+        GuestAbi::Wasi => {
+            store.epoch_deadline_async_yield_and_update(1);
+            tokio::time::timeout(deadline, run_start(&mut store, module)).await
+        }
+    };
     // `get_fuel` fails only when the engine does not meter fuel at all.
     let fuel_consumed = store.get_fuel().map_or(0, |left| fuel.saturating_sub(left));
     if limits.fuel != 0 {
@@ -131,6 +131,67 @@ pub async fn invoke(
             fuel_consumed,
         }),
     }
+}
+
+/// The request as the gateway's own preview1 functions serve it.
+fn cgi_io(
+    module: &LoadedModule,
+    env: &[(String, String)],
+    stdin: Bytes,
+    stdout: &BoundedOutput,
+) -> RequestIo {
+    let args =
+        std::iter::once(&*module.name).chain(module.settings.args.iter().map(|a| a.as_str()));
+    RequestIo::new(
+        StringBlock::args(args),
+        StringBlock::env(env),
+        stdin,
+        stdout.clone(),
+        GuestLog::new(module.name.clone()),
+    )
+}
+
+/// The request as a wasmtime-wasi context, with the module's volumes opened read-only.
+fn wasi_ctx(
+    module: &LoadedModule,
+    env: &[(String, String)],
+    stdin: Bytes,
+    stdout: &BoundedOutput,
+) -> Result<WasiP1Ctx, InvokeError> {
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.arg(&*module.name)
+        .args(&module.settings.args)
+        .envs(env)
+        .stdin(MemoryInputPipe::new(stdin))
+        .stdout(GuestStream(stdout.clone()))
+        .stderr(GuestStream(GuestLog::new(module.name.clone())));
+    for (guest, host) in &module.settings.volumes {
+        if let Err(e) = wasi.preopened_dir(host, guest, FsPerms::ReadOnly) {
+            tracing::warn!(module = %module.name, volume = %guest, error = %e, "cannot open a volume");
+            return Err(InvokeError::Instantiate {
+                module: module.name.clone(),
+                reason: format!("volume {guest} cannot be opened"),
+            });
+        }
+    }
+    Ok(wasi.build_p1())
+}
+
+/// The error a guest is stopped with when its deadline passes at an epoch tick.
+#[derive(Debug, thiserror::Error)]
+#[error("the deadline passed")]
+struct DeadlinePassed;
+
+/// At every epoch tick, stops the guest if `deadline` has passed, and otherwise yields to
+/// the runtime so the guest shares its worker with other requests.
+fn deadline_by_epoch(store: &mut Store<Host>, deadline: Instant) {
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline {
+            return Err(DeadlinePassed.into());
+        }
+        Ok(UpdateDeadline::Yield(1))
+    });
 }
 
 enum Failure {
@@ -161,6 +222,12 @@ fn instantiate_error(
     store: &Store<Host>,
     error: wasmtime::Error,
 ) -> InvokeError {
+    if error.is::<DeadlinePassed>() {
+        return InvokeError::Timeout {
+            module: module.name.clone(),
+            ms: module.settings.limits.timeout_ms,
+        };
+    }
     if store.data().limits.memory_exceeded {
         return InvokeError::MemoryExceeded {
             module: module.name.clone(),
@@ -183,6 +250,12 @@ fn classify(
 ) -> Result<(), InvokeError> {
     let name = module.name.clone();
     let limits = module.settings.limits;
+    if error.is::<DeadlinePassed>() {
+        return Err(InvokeError::Timeout {
+            module: name,
+            ms: limits.timeout_ms,
+        });
+    }
     if stdout.overflowed() {
         return Err(InvokeError::OutputTooLarge {
             module: name,

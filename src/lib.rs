@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod name;
 pub mod outcome;
 pub mod precompile;
+pub mod preview1;
 pub mod registry;
 pub mod run;
 pub mod server;

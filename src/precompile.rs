@@ -53,10 +53,11 @@ pub struct Precompiler {
 impl Precompiler {
     pub fn new(config: &Config) -> Result<Self, PrecompileError> {
         let engine = GatewayEngine::new(config, AllocatorChoice::PoolingWithFallback)?;
-        let linker = host::linker(&engine.engine).map_err(|e| EngineError(format!("{e:#}")))?;
+        let linkers =
+            host::Linkers::new(&engine.engine).map_err(|e| EngineError(format!("{e:#}")))?;
         let cache = ArtifactCache::open(&config.cache_dir, &engine.engine, config.cache_max_bytes)
             .map_err(PrecompileError::Cache)?;
-        let compiler = Compiler::new(engine.engine.clone(), linker, Arc::new(config.clone()))
+        let compiler = Compiler::new(engine.engine.clone(), linkers, Arc::new(config.clone()))
             .with_cache(Arc::new(cache));
         let names = module_files(&config.modules_dir).map_err(PrecompileError::ModulesDir)?;
         Ok(Precompiler {

@@ -49,6 +49,9 @@ pub struct ModuleStatus {
     pub source: Option<Source>,
     pub compile_ms: Option<f64>,
     pub loaded_at: Option<u64>,
+    /// Which WASI implementation serves it: `cgi` (the gateway's own stdio functions) or
+    /// `wasi` (wasmtime-wasi's complete preview1).
+    pub wasi: Option<&'static str>,
 }
 
 impl Registry {
@@ -150,6 +153,7 @@ fn status(name: &str, entry: &Entry) -> ModuleStatus {
         source: serving.map(|m| m.source),
         compile_ms: serving.map(|m| m.compile_ms),
         loaded_at: serving.map(|m| unix_seconds(m.loaded_at)),
+        wasi: serving.map(|m| m.abi.label()),
     }
 }
 

@@ -67,8 +67,8 @@ pub async fn run_once(
     }
     let engine = GatewayEngine::new(&config, AllocatorChoice::OnDemand)?;
     let _ticker = EpochTicker::start(&engine.engine).map_err(|e| EngineError(e.to_string()))?;
-    let linker = host::linker(&engine.engine).map_err(|e| EngineError(format!("{e:#}")))?;
-    let compiler = Compiler::new(engine.engine.clone(), linker, Arc::new(config));
+    let linkers = host::Linkers::new(&engine.engine).map_err(|e| EngineError(format!("{e:#}")))?;
+    let compiler = Compiler::new(engine.engine.clone(), linkers, Arc::new(config));
     let module = compiler
         .load_file(&module_name, file)
         .map_err(|f| RunError::Load {

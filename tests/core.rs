@@ -257,6 +257,8 @@ async fn unservable_modules_do_not_stop_the_others() {
     assert_eq!(hello["size_bytes"], fixture("hello").len());
     assert!(hello["compile_ms"].as_f64().unwrap() >= 0.0);
     assert!(hello["loaded_at"].as_u64().unwrap() > 1_700_000_000);
+    assert_eq!(hello["wasi"], "cgi");
+    assert!(bad["wasi"].is_null());
     gw.stop().await;
 }
 

@@ -1,0 +1,177 @@
+//! The gateway's own WASI preview1 functions answer exactly as wasmtime-wasi does.
+//!
+//! `tests/fixtures/wasiprobe.wat` calls every function the gateway serves itself, with good
+//! and bad arguments (descriptors used the wrong way round or not open, buffers outside
+//! memory, stdin read in pieces and after it was closed), and writes each errno and
+//! out-parameter to stdout. The same module is run twice through the invoke path: as is,
+//! which links it against the gateway's functions, and with one more import, which links
+//! it against wasmtime-wasi. Both runs must write the same bytes.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use wasmgate::compile::{Compiler, FileFacts, LoadedModule};
+use wasmgate::config::{Config, Overrides};
+use wasmgate::engine::{AllocatorChoice, EpochTicker, GatewayEngine};
+use wasmgate::host::Linkers;
+use wasmgate::invoke::invoke;
+use wasmgate::outcome::Outcome;
+use wasmgate::preview1::GuestAbi;
+
+const PROBE: &str = include_str!("fixtures/wasiprobe.wat");
+/// An import the gateway leaves to wasmtime-wasi: adding it switches the implementation.
+const POLL_IMPORT: &str = r#"(import "wasi_snapshot_preview1" "poll_oneoff" (func (param i32 i32 i32 i32) (result i32)))"#;
+const STDIN: &[u8] = b"hello, stdin: more than five bytes";
+
+struct Gateway {
+    compiler: Compiler,
+    _ticker: EpochTicker,
+}
+
+impl Gateway {
+    fn new(extra_config: &str) -> Gateway {
+        let config = Config::from_toml(
+            &format!("max_instances = 4\n{extra_config}"),
+            Overrides::default(),
+        )
+        .unwrap();
+        let engine = GatewayEngine::new(&config, AllocatorChoice::OnDemand).unwrap();
+        let ticker = EpochTicker::start(&engine.engine).unwrap();
+        let linkers = Linkers::new(&engine.engine).unwrap();
+        let compiler = Compiler::new(engine.engine.clone(), linkers, Arc::new(config));
+        Gateway {
+            compiler,
+            _ticker: ticker,
+        }
+    }
+
+    fn load(&self, name: &str, wat_text: &str) -> LoadedModule {
+        let wasm = wat::parse_str(wat_text).unwrap();
+        self.compiler
+            .load_bytes(name, &wasm, FileFacts::of(&wasm))
+            .map_err(|f| f.error)
+            .unwrap()
+    }
+}
+
+fn env() -> Vec<(String, String)> {
+    [
+        ("http_method", "POST"),
+        ("EMPTY", ""),
+        ("HTTP_X_LONG", &"v".repeat(300)),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+fn with_poll_import(wat_text: &str) -> String {
+    wat_text.replacen("(memory", &format!("{POLL_IMPORT}\n  (memory"), 1)
+}
+
+#[tokio::test]
+async fn the_gateways_functions_answer_as_wasmtime_wasi_does() {
+    let gateway = Gateway::new("");
+    let own = gateway.load("probe", PROBE);
+    let wasi = gateway.load("probe", &with_poll_import(PROBE));
+    assert_eq!(own.abi, GuestAbi::Cgi);
+    assert_eq!(wasi.abi, GuestAbi::Wasi);
+
+    let stdin = Bytes::from_static(STDIN);
+    let own_out = invoke(&own, &env(), stdin.clone()).await.unwrap().stdout;
+    let wasi_out = invoke(&wasi, &env(), stdin).await.unwrap().stdout;
+    assert!(
+        own_out.len() > 400,
+        "the probe wrote {} bytes",
+        own_out.len()
+    );
+    let words = |b: &[u8]| b.chunks(4).map(|c| c.to_vec()).collect::<Vec<_>>();
+    assert_eq!(words(&own_out), words(&wasi_out));
+    // And a few values checked by hand: argc 1 ("probe\0" is 6 bytes), 3 variables.
+    assert_eq!(&own_out[..12], &[0, 0, 0, 0, 1, 0, 0, 0, 6, 0, 0, 0]);
+    let text = String::from_utf8_lossy(&own_out);
+    assert!(text.contains("http_method=POST\0EMPTY=\0HTTP_X_LONG=vvv"));
+    assert!(text.contains("more than five bytes"));
+}
+
+#[tokio::test]
+async fn modules_that_need_more_than_stdio_get_wasmtime_wasi() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::new(&format!(
+        "[modules.withvolume]\nvolumes = {{ \"/data\" = {:?} }}\n",
+        dir.path()
+    ));
+    let hello = include_str!("fixtures/hello.wat");
+    assert_eq!(gateway.load("hello", hello).abi, GuestAbi::Cgi);
+    assert_eq!(gateway.load("withvolume", hello).abi, GuestAbi::Wasi);
+    assert_eq!(
+        gateway.load("polls", &with_poll_import(hello)).abi,
+        GuestAbi::Wasi
+    );
+}
+
+/// A buffer outside the guest's memory is a trap with either implementation.
+#[tokio::test]
+async fn a_buffer_outside_memory_is_a_trap() {
+    let gateway = Gateway::new("");
+    let wat_text = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 0xfff0))
+    (i32.store (i32.const 4) (i32.const 64))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+    for module in [
+        gateway.load("oob", wat_text),
+        gateway.load("oob", &with_poll_import(wat_text)),
+    ] {
+        let error = invoke(&module, &[], Bytes::new()).await.unwrap_err();
+        assert_eq!(error.outcome(), Outcome::Trap, "{:?}: {error}", module.abi);
+        assert!(error.to_string().contains("out of bounds"), "{error}");
+    }
+}
+
+/// More iovecs than Linux takes in one `writev` are refused (`EINVAL` = 28), so one host
+/// call's work stays bounded.
+#[tokio::test]
+async fn too_many_iovecs_are_refused() {
+    let gateway = Gateway::new("");
+    let module = gateway.load(
+        "iovecs",
+        r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (call $exit (call $w (i32.const 1) (i32.const 0) (i32.const 1025) (i32.const 0x8000)))))"#,
+    );
+    let error = invoke(&module, &[], Bytes::new()).await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "module 'iovecs' exited with status 28",
+        "{error}"
+    );
+}
+
+/// `random_get` fills the buffer it is given, and two requests get different bytes.
+#[tokio::test]
+async fn random_bytes_differ_between_requests() {
+    let gateway = Gateway::new("");
+    let module = gateway.load(
+        "random",
+        r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "random_get" (func $r (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (drop (call $r (i32.const 16) (i32.const 32)))
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 32))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
+    );
+    let a = invoke(&module, &[], Bytes::new()).await.unwrap().stdout;
+    let b = invoke(&module, &[], Bytes::new()).await.unwrap().stdout;
+    assert_eq!(a.len(), 32);
+    assert_ne!(a, b);
+    assert!(a.iter().any(|&x| x != 0));
+}

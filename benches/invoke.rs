@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue};
-use wasmgate::cgi::{RequestMeta, build_env, parse_output};
+use wasmgate::cgi::{Environment, RequestMeta, build_env, parse_output};
 use wasmgate::compile::{Compiler, FileFacts, LoadedModule};
 use wasmgate::config::{Config, ModuleSettings, Overrides};
 use wasmgate::engine::{AllocatorChoice, EpochTicker, GatewayEngine};
@@ -48,7 +48,7 @@ fn sample_headers() -> HeaderMap {
     h
 }
 
-fn sample_env(headers: &HeaderMap) -> Vec<(String, String)> {
+fn sample_env(headers: &HeaderMap) -> Environment {
     let meta = RequestMeta {
         module: "hello",
         method: "GET",
@@ -128,7 +128,7 @@ fn bench_requests(
     label: &str,
     runtime: &tokio::runtime::Runtime,
     module: &LoadedModule,
-    env: &[(String, String)],
+    env: &Environment,
 ) {
     group.bench_function(label, |b| {
         b.to_async(runtime).iter(|| async {

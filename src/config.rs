@@ -299,7 +299,14 @@ fn module_settings(
         ));
     }
     let limits = merge_limits(defaults, &module.limits, &section)?;
-    for key in module.env.keys() {
+    for (key, value) in &module.env {
+        if value.contains('\0') {
+            return Err(ConfigError::value(
+                &format!("{section}.env"),
+                key,
+                "has a NUL byte in its value, which an environment cannot carry",
+            ));
+        }
         if key.is_empty() || key.contains('=') || key.contains('\0') {
             return Err(ConfigError::value(
                 &format!("{section}.env"),
@@ -435,6 +442,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("REQUEST_METHOD"), "{err}");
+        let err = parse("[modules.a]\nenv = { GREETING = \"a\\u0000b\" }")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("GREETING") && err.contains("NUL"), "{err}");
     }
 
     #[test]

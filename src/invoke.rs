@@ -19,6 +19,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
+use crate::cgi::Environment;
 use crate::compile::LoadedModule;
 use crate::host::{GuestLimiter, Host};
 use crate::outcome::Outcome;
@@ -68,7 +69,7 @@ impl InvokeError {
 /// Runs `module` once with environment `env` and `stdin` as its standard input.
 pub async fn invoke(
     module: &LoadedModule,
-    env: &[(String, String)],
+    env: &Environment,
     stdin: Bytes,
 ) -> Result<GuestRun, InvokeError> {
     let limits = module.settings.limits;
@@ -136,7 +137,7 @@ pub async fn invoke(
 /// The request as the gateway's own preview1 functions serve it.
 fn cgi_io(
     module: &LoadedModule,
-    env: &[(String, String)],
+    env: &Environment,
     stdin: Bytes,
     stdout: &BoundedOutput,
 ) -> RequestIo {
@@ -144,7 +145,7 @@ fn cgi_io(
         std::iter::once(&*module.name).chain(module.settings.args.iter().map(|a| a.as_str()));
     RequestIo::new(
         StringBlock::args(args),
-        StringBlock::env(env),
+        env.block().clone(),
         stdin,
         stdout.clone(),
         GuestLog::new(module.name.clone()),
@@ -154,14 +155,16 @@ fn cgi_io(
 /// The request as a wasmtime-wasi context, with the module's volumes opened read-only.
 fn wasi_ctx(
     module: &LoadedModule,
-    env: &[(String, String)],
+    env: &Environment,
     stdin: Bytes,
     stdout: &BoundedOutput,
 ) -> Result<WasiP1Ctx, InvokeError> {
     let mut wasi = WasiCtxBuilder::new();
+    for (key, value) in env.iter() {
+        wasi.env(key, value);
+    }
     wasi.arg(&*module.name)
         .args(&module.settings.args)
-        .envs(env)
         .stdin(MemoryInputPipe::new(stdin))
         .stdout(GuestStream(stdout.clone()))
         .stderr(GuestStream(GuestLog::new(module.name.clone())));

@@ -111,43 +111,45 @@ const CLOCK_THREAD_CPUTIME: i32 = 3;
 const CLOCK_RESOLUTION_NS: u64 = 1;
 
 /// NUL-terminated strings laid out as `args_get`/`environ_get` copy them into the guest.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StringBlock {
     count: u32,
-    bytes: Vec<u8>,
+    text: String,
 }
 
 impl StringBlock {
-    /// `KEY=VALUE\0` for each pair.
-    pub fn env(pairs: &[(String, String)]) -> StringBlock {
-        let size = pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
-        let mut bytes = Vec::with_capacity(size);
-        for (k, v) in pairs {
-            bytes.extend_from_slice(k.as_bytes());
-            bytes.push(b'=');
-            bytes.extend_from_slice(v.as_bytes());
-            bytes.push(0);
-        }
-        StringBlock {
-            count: pairs.len() as u32,
-            bytes,
-        }
-    }
-
     /// `ARG\0` for each argument.
     pub fn args<'a>(args: impl IntoIterator<Item = &'a str>) -> StringBlock {
         let mut block = StringBlock::default();
         for arg in args {
-            block.bytes.extend_from_slice(arg.as_bytes());
-            block.bytes.push(0);
-            block.count += 1;
+            block.push_with(|text| text.push_str(arg));
         }
         block
     }
 
+    /// Appends one string, written by `write` (which must not write a NUL).
+    pub fn push_with(&mut self, write: impl FnOnce(&mut String)) {
+        write(&mut self.text);
+        self.text.push('\0');
+        self.count += 1;
+    }
+
+    /// The strings, without their NULs.
+    pub fn strings(&self) -> impl Iterator<Item = &str> {
+        self.text.split_terminator('\0')
+    }
+
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
     /// Writes the count and the size in bytes (the `*_sizes_get` functions).
     fn write_sizes(&self, memory: &mut [u8], count_ptr: i32, size_ptr: i32) -> Answer {
-        let Ok(size) = u32::try_from(self.bytes.len()) else {
+        let Ok(size) = u32::try_from(self.text.len()) else {
             return Ok(errno::OVERFLOW);
         };
         write_u32(memory, count_ptr, self.count)?;
@@ -157,9 +159,14 @@ impl StringBlock {
 
     /// Copies the strings to `buf` and a pointer to each into the array at `list`.
     fn write_strings(&self, memory: &mut [u8], list: i32, buf: i32) -> Answer {
-        slice_mut(memory, buf, self.bytes.len())?.copy_from_slice(&self.bytes);
+        slice_mut(memory, buf, self.text.len())?.copy_from_slice(self.text.as_bytes());
         let mut offset = 0;
-        for (i, string) in self.bytes.split_inclusive(|&b| b == 0).enumerate() {
+        for (i, string) in self
+            .text
+            .as_bytes()
+            .split_inclusive(|&b| b == 0)
+            .enumerate()
+        {
             write_u32(
                 memory,
                 element(list, i, 4)?,

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use wasmgate::cgi::Environment;
 use wasmgate::compile::{Compiler, FileFacts, LoadedModule};
 use wasmgate::config::{Config, Overrides};
 use wasmgate::engine::{AllocatorChoice, EpochTicker, GatewayEngine};
@@ -54,14 +55,14 @@ impl Gateway {
     }
 }
 
-fn env() -> Vec<(String, String)> {
+fn env() -> Environment {
+    let long = "v".repeat(300);
     [
         ("http_method", "POST"),
         ("EMPTY", ""),
-        ("HTTP_X_LONG", &"v".repeat(300)),
+        ("HTTP_X_LONG", &long),
     ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .into_iter()
     .collect()
 }
 
@@ -125,7 +126,9 @@ async fn a_buffer_outside_memory_is_a_trap() {
         gateway.load("oob", wat_text),
         gateway.load("oob", &with_poll_import(wat_text)),
     ] {
-        let error = invoke(&module, &[], Bytes::new()).await.unwrap_err();
+        let error = invoke(&module, &Environment::default(), Bytes::new())
+            .await
+            .unwrap_err();
         assert_eq!(error.outcome(), Outcome::Trap, "{:?}: {error}", module.abi);
         assert!(error.to_string().contains("out of bounds"), "{error}");
     }
@@ -145,7 +148,9 @@ async fn too_many_iovecs_are_refused() {
   (func (export "_start")
     (call $exit (call $w (i32.const 1) (i32.const 0) (i32.const 1025) (i32.const 0x8000)))))"#,
     );
-    let error = invoke(&module, &[], Bytes::new()).await.unwrap_err();
+    let error = invoke(&module, &Environment::default(), Bytes::new())
+        .await
+        .unwrap_err();
     assert_eq!(
         error.to_string(),
         "module 'iovecs' exited with status 28",
@@ -169,8 +174,14 @@ async fn random_bytes_differ_between_requests() {
     (i32.store (i32.const 4) (i32.const 32))
     (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
     );
-    let a = invoke(&module, &[], Bytes::new()).await.unwrap().stdout;
-    let b = invoke(&module, &[], Bytes::new()).await.unwrap().stdout;
+    let a = invoke(&module, &Environment::default(), Bytes::new())
+        .await
+        .unwrap()
+        .stdout;
+    let b = invoke(&module, &Environment::default(), Bytes::new())
+        .await
+        .unwrap()
+        .stdout;
     assert_eq!(a.len(), 32);
     assert_ne!(a, b);
     assert!(a.iter().any(|&x| x != 0));

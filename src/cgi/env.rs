@@ -8,11 +8,13 @@
 //! have their own variables) and any header whose name has an underscore, since `X-A` and
 //! `X_A` would both become `HTTP_X_A` and one could then smuggle the other's value.
 
+use std::fmt::{Display, Write as _};
 use std::net::SocketAddr;
 
 use http::HeaderMap;
 
 use crate::config::ModuleSettings;
+use crate::preview1::StringBlock;
 
 /// What the gateway reports as `SERVER_SOFTWARE`.
 pub const SERVER_SOFTWARE: &str = concat!("wasmgate/", env!("CARGO_PKG_VERSION"));
@@ -79,50 +81,107 @@ pub enum EnvError {
     NulInPath,
 }
 
+/// The guest's environment for one request, built straight into the `KEY=VALUE\0` block
+/// that `environ_get` copies into the guest: one buffer per request rather than two strings
+/// per variable (the difference shows in the per-request profile).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Environment(StringBlock);
+
+impl Environment {
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.set_display(key, value);
+    }
+
+    /// Sets `key` to `value` formatted in place.
+    pub fn set_display(&mut self, key: &str, value: impl Display) {
+        self.0.push_with(|text| {
+            text.push_str(key);
+            text.push('=');
+            // Formatting into a String cannot fail.
+            let _ = write!(text, "{value}");
+        });
+    }
+
+    /// The variables in order, as (name, value).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0
+            .strings()
+            .map(|s| s.split_once('=').unwrap_or((s, "")))
+    }
+
+    /// The value of the first variable named `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The block as the guest receives it.
+    pub fn block(&self) -> &StringBlock {
+        &self.0
+    }
+}
+
+impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for Environment {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(pairs: I) -> Self {
+        let mut env = Environment::default();
+        for (k, v) in pairs {
+            env.set(k.as_ref(), v.as_ref());
+        }
+        env
+    }
+}
+
 /// Builds the guest's environment for one request.
 pub fn build_env(
     req: &RequestMeta<'_>,
     settings: &ModuleSettings,
-) -> Result<Vec<(String, String)>, EnvError> {
+) -> Result<Environment, EnvError> {
     let path_info = decode_path_info(req.path_info)?;
     let host = header_str(req.headers, "host");
-    let server_name = host
-        .map(strip_port)
-        .filter(|h| !h.is_empty())
-        .map(str::to_string)
-        .unwrap_or_else(|| req.local.ip().to_string());
+    let server_name = host.map(strip_port).filter(|h| !h.is_empty());
 
-    let mut env = Vec::with_capacity(24 + req.headers.len() + settings.env.len());
-    let mut set = |k: &str, v: String| env.push((k.to_string(), v));
-    set("http_path", req.path.to_string());
-    set("http_method", req.method.to_string());
-    set("http_host", host.unwrap_or_default().to_string());
-    set("http_query", req.query.to_string());
-    set("remote_addr", req.remote.to_string());
-    set("GATEWAY_INTERFACE", "CGI/1.1".to_string());
-    set("REQUEST_METHOD", req.method.to_string());
-    set("SCRIPT_NAME", format!("/{}", req.module));
-    set("PATH_INFO", path_info);
-    set("QUERY_STRING", req.query.to_string());
+    let mut env = Environment::default();
+    env.set("http_path", req.path);
+    env.set("http_method", req.method);
+    env.set("http_host", host.unwrap_or_default());
+    env.set("http_query", req.query);
+    env.set_display("remote_addr", req.remote);
+    env.set("GATEWAY_INTERFACE", "CGI/1.1");
+    env.set("REQUEST_METHOD", req.method);
+    env.set_display("SCRIPT_NAME", format_args!("/{}", req.module));
+    env.set("PATH_INFO", &path_info);
+    env.set("QUERY_STRING", req.query);
     if let Some(ct) = header_str(req.headers, "content-type") {
-        set("CONTENT_TYPE", ct.to_string());
+        env.set("CONTENT_TYPE", ct);
     }
     if req.body_len > 0 || req.headers.contains_key(http::header::CONTENT_LENGTH) {
-        set("CONTENT_LENGTH", req.body_len.to_string());
+        env.set_display("CONTENT_LENGTH", req.body_len);
     }
-    set("REMOTE_ADDR", req.remote.ip().to_string());
-    set("REMOTE_PORT", req.remote.port().to_string());
-    set("SERVER_NAME", server_name);
-    set("SERVER_PORT", req.local.port().to_string());
-    set("SERVER_PROTOCOL", req.protocol.to_string());
-    set("SERVER_SOFTWARE", SERVER_SOFTWARE.to_string());
+    env.set_display("REMOTE_ADDR", req.remote.ip());
+    env.set_display("REMOTE_PORT", req.remote.port());
+    match server_name {
+        Some(name) => env.set("SERVER_NAME", name),
+        None => env.set_display("SERVER_NAME", req.local.ip()),
+    }
+    env.set_display("SERVER_PORT", req.local.port());
+    env.set("SERVER_PROTOCOL", req.protocol);
+    env.set("SERVER_SOFTWARE", SERVER_SOFTWARE);
     push_header_vars(&mut env, req.headers, settings.pass_authorization);
-    env.extend(settings.env.iter().cloned());
+    for (k, v) in &settings.env {
+        env.set(k, v);
+    }
     Ok(env)
 }
 
 /// One `HTTP_*` variable per header name; repeated headers are joined with ", ".
-fn push_header_vars(env: &mut Vec<(String, String)>, headers: &HeaderMap, pass_auth: bool) {
+fn push_header_vars(env: &mut Environment, headers: &HeaderMap, pass_auth: bool) {
     for name in headers.keys() {
         let lower = name.as_str();
         if lower.contains('_')
@@ -131,22 +190,20 @@ fn push_header_vars(env: &mut Vec<(String, String)>, headers: &HeaderMap, pass_a
         {
             continue;
         }
-        let value = headers
-            .get_all(name)
-            .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let mut key = String::with_capacity(5 + lower.len());
-        key.push_str("HTTP_");
-        key.extend(lower.chars().map(|c| {
-            if c == '-' {
-                '_'
-            } else {
-                c.to_ascii_uppercase()
+        env.0.push_with(|text| {
+            text.push_str("HTTP_");
+            text.extend(lower.chars().map(|c| match c {
+                '-' => '_',
+                c => c.to_ascii_uppercase(),
+            }));
+            text.push('=');
+            for (i, value) in headers.get_all(name).iter().enumerate() {
+                if i > 0 {
+                    text.push_str(", ");
+                }
+                text.push_str(&String::from_utf8_lossy(value.as_bytes()));
             }
-        }));
-        env.push((key, value));
+        });
     }
 }
 
@@ -194,8 +251,8 @@ mod tests {
         }
     }
 
-    fn lookup<'e>(env: &'e [(String, String)], key: &str) -> Option<&'e str> {
-        env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    fn lookup<'e>(env: &'e Environment, key: &str) -> Option<&'e str> {
+        env.get(key)
     }
 
     #[test]

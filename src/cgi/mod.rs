@@ -4,5 +4,5 @@
 mod env;
 mod response;
 
-pub use env::{EnvError, RequestMeta, build_env, is_reserved_env_name};
+pub use env::{EnvError, Environment, RequestMeta, build_env, is_reserved_env_name};
 pub use response::{CgiResponse, OutputError, parse_output};

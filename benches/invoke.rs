@@ -1,6 +1,7 @@
 //! The per-request cost of the invoke path: one hello request through a fresh store,
 //! `instantiate_pre`, `_start` and teardown, with the pooling allocator and with on-demand
-//! allocation; plus the pieces around it (building the CGI environment, parsing the output).
+//! allocation; `InstancePre` against linking per request, async against sync calls; plus
+//! the pieces around it (building the CGI environment, parsing the output).
 //!
 //! `cargo bench --bench invoke`; results and their meaning are in BENCHMARKS.md.
 
@@ -13,7 +14,11 @@ use wasmgate::cgi::{Environment, RequestMeta, build_env, parse_output};
 use wasmgate::compile::{Compiler, FileFacts, LoadedModule};
 use wasmgate::config::{Config, ModuleSettings, Overrides};
 use wasmgate::engine::{AllocatorChoice, EpochTicker, GatewayEngine};
+use wasmgate::host::{GuestLimiter, Host, Linkers};
 use wasmgate::invoke::invoke;
+use wasmgate::preview1::{RequestIo, StringBlock};
+use wasmgate::stdio::{BoundedOutput, GuestLog};
+use wasmtime::{Instance, Store};
 
 // The same allocator as the wasmgate binary, so the figures are the server's.
 #[global_allocator]
@@ -95,7 +100,7 @@ fn load_module(
         Config::from_toml(&format!("{BENCH_CONFIG}{extra}"), Overrides::default()).unwrap();
     let engine = GatewayEngine::new(&config, choice).unwrap();
     let ticker = EpochTicker::start(&engine.engine).unwrap();
-    let linkers = wasmgate::host::Linkers::new(&engine.engine).unwrap();
+    let linkers = Linkers::new(&engine.engine).unwrap();
     let compiler = Compiler::new(engine.engine.clone(), linkers, Arc::new(config));
     let wasm = wat::parse_str(wat_text).unwrap();
     let module = compiler
@@ -184,6 +189,78 @@ fn bench_data_segment(c: &mut Criterion) {
     group.finish();
 }
 
+/// How a request's instance is made and called, each variant on its own: `InstancePre`
+/// (imports resolved once, at load) against linking the module per request, and the async
+/// call on a fiber (what the gateway does, so guests can yield) against a plain sync call.
+/// No fuel, no deadline checks, stdout into a buffer: only the instantiate-and-call
+/// mechanics differ between the rows.
+fn bench_strategies(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let env = sample_env(&sample_headers());
+    let (module, _ticker) = load_module(AllocatorChoice::PoolingWithFallback, NO_LIMITS, HELLO);
+    let engine = module.pre.module().engine().clone();
+    let linkers = Linkers::new(&engine).unwrap();
+    let linker = linkers.get(module.abi);
+    let mut group = c.benchmark_group("hello_strategy");
+    group.bench_function("instance_pre_async", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let mut store = hello_store(&module, &env);
+            let instance = module.pre.instantiate_async(&mut store).await.unwrap();
+            call_start_async(&mut store, instance).await;
+        })
+    });
+    group.bench_function("linker_per_request_async", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let mut store = hello_store(&module, &env);
+            let instance = linker
+                .instantiate_async(&mut store, module.pre.module())
+                .await
+                .unwrap();
+            call_start_async(&mut store, instance).await;
+        })
+    });
+    group.bench_function("instance_pre_sync", |b| {
+        b.iter(|| {
+            let mut store = hello_store(&module, &env);
+            let instance = module.pre.instantiate(&mut store).unwrap();
+            let start = instance.get_func(&mut store, "_start").unwrap();
+            start.call(&mut store, &[], &mut []).unwrap();
+        })
+    });
+    group.finish();
+}
+
+/// A store for one hello request, as invoke builds it for a CGI module, minus the limits.
+fn hello_store(module: &LoadedModule, env: &Environment) -> Store<Host> {
+    let io = RequestIo::new(
+        StringBlock::args([&*module.name]),
+        env.block().clone(),
+        Bytes::new(),
+        BoundedOutput::new(1 << 20),
+        GuestLog::new(module.name.clone()),
+    );
+    let host = Host {
+        io: Some(io),
+        wasi: None,
+        limits: GuestLimiter::new(usize::MAX),
+        module: module.name.clone(),
+    };
+    let mut store = Store::new(module.pre.module().engine(), host);
+    store.set_epoch_deadline(NO_EPOCH_DEADLINE);
+    store
+}
+
+/// Ticks far enough away that no call reaches them.
+const NO_EPOCH_DEADLINE: u64 = 1 << 40;
+
+async fn call_start_async(store: &mut Store<Host>, instance: Instance) {
+    let start = instance.get_func(&mut *store, "_start").unwrap();
+    start.call_async(&mut *store, &[], &mut []).await.unwrap();
+}
+
 fn bench_cgi(c: &mut Criterion) {
     let headers = sample_headers();
     c.bench_function("cgi_build_env", |b| b.iter(|| sample_env(&headers)));
@@ -203,6 +280,7 @@ criterion_group!(
     bench_invoke,
     bench_limits,
     bench_data_segment,
+    bench_strategies,
     bench_cgi
 );
 criterion_main!(benches);

@@ -134,6 +134,51 @@ async fn a_buffer_outside_memory_is_a_trap() {
     }
 }
 
+/// The one deliberate difference: a read into several buffers fills them all (wasmtime-wasi
+/// fills the first and returns a short read). And a closed stdout refuses writes (`EBADF`,
+/// 8), which the guest reports through its exit status.
+#[tokio::test]
+async fn reads_fill_every_buffer_and_closed_stdout_refuses_writes() {
+    let gateway = Gateway::new("");
+    // Reads 2 + 3 bytes through two iovecs and writes both buffers back out; then `tail`.
+    let readv = |tail: &str| {
+        format!(
+            r#"(module
+  (import "wasi_snapshot_preview1" "fd_read" (func $r (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_close" (func $c (param i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 100))
+    (i32.store (i32.const 4) (i32.const 2))
+    (i32.store (i32.const 8) (i32.const 200))
+    (i32.store (i32.const 12) (i32.const 3))
+    (drop (call $r (i32.const 0) (i32.const 0) (i32.const 2) (i32.const 16)))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 2) (i32.const 16)))
+    {tail}))"#
+        )
+    };
+    let stdin = Bytes::from_static(b"abcdef");
+    let echo = gateway.load("readv", &readv(""));
+    let run = invoke(&echo, &Environment::default(), stdin.clone())
+        .await
+        .unwrap();
+    assert_eq!(&run.stdout[..], b"abcde");
+
+    let close_then_write = gateway.load(
+        "closed",
+        &readv(
+            "(drop (call $c (i32.const 1)))
+    (call $exit (call $w (i32.const 1) (i32.const 0) (i32.const 2) (i32.const 16)))",
+        ),
+    );
+    let error = invoke(&close_then_write, &Environment::default(), stdin)
+        .await
+        .unwrap_err();
+    assert_eq!(error.to_string(), "module 'closed' exited with status 8");
+}
+
 /// More iovecs than Linux takes in one `writev` are refused (`EINVAL` = 28), so one host
 /// call's work stays bounded.
 #[tokio::test]

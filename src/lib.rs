@@ -10,7 +10,8 @@
 //!   on-disk artifact [`cache`];
 //! - [`watch`], [`loader`] and [`registry`]: which version of each module is served, kept
 //!   in step with the modules directory;
-//! - [`server`], [`body`], [`cgi`], [`invoke`], [`stdio`], [`host`]: one request, end to end;
+//! - [`server`], [`body`], [`cgi`], [`invoke`], [`stdio`], [`host`]: one request, end to end,
+//!   with [`preview1`] serving WASI to the modules that need only stdio and environment;
 //! - [`admin`] and [`metrics`]: health, readiness, the module list and Prometheus;
 //! - [`gateway`]: starts and stops it all; [`run`]: one invocation from the command line;
 //!   [`precompile`]: fills the cache and exits.

@@ -1,5 +1,5 @@
 //! CGI/1.1 (RFC 3875) in both directions: the request becomes the guest's environment
-//! ([`env`]), and the guest's stdout becomes the HTTP response ([`response`]).
+//! ([`build_env`]), and the guest's stdout becomes the HTTP response ([`parse_output`]).
 
 mod env;
 mod response;

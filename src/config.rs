@@ -99,7 +99,7 @@ pub struct ModuleSettings {
     pub env: Vec<(String, String)>,
     /// Whether `Authorization` and `Proxy-Authorization` reach the guest as `HTTP_*`.
     pub pass_authorization: bool,
-    /// The guest's arguments after argv[0] (which is the module name).
+    /// The guest's arguments after `argv[0]` (which is the module name).
     pub args: Vec<String>,
     /// Read-only directories the guest sees: (guest path, host directory).
     pub volumes: Vec<(String, PathBuf)>,

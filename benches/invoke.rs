@@ -16,8 +16,8 @@ use wasmgate::config::{Config, ModuleSettings, Overrides};
 use wasmgate::engine::{AllocatorChoice, EpochTicker, GatewayEngine};
 use wasmgate::host::{GuestLimiter, Host, Linkers};
 use wasmgate::invoke::invoke;
-use wasmgate::preview1::{RequestIo, StringBlock};
-use wasmgate::stdio::{BoundedOutput, GuestLog};
+use wasmgate::preview1::RequestIo;
+use wasmgate::stdio::BoundedOutput;
 use wasmtime::{Instance, Store};
 
 // The same allocator as the wasmgate binary, so the figures are the server's.
@@ -137,7 +137,7 @@ fn bench_requests(
 ) {
     group.bench_function(label, |b| {
         b.to_async(runtime).iter(|| async {
-            let run = invoke(module, env, Bytes::new()).await.unwrap();
+            let run = invoke(module, env.clone(), Bytes::new()).await.unwrap();
             assert_eq!(run.stdout.len(), 13);
         })
     });
@@ -236,11 +236,11 @@ fn bench_strategies(c: &mut Criterion) {
 /// A store for one hello request, as invoke builds it for a CGI module, minus the limits.
 fn hello_store(module: &LoadedModule, env: &Environment) -> Store<Host> {
     let io = RequestIo::new(
-        StringBlock::args([&*module.name]),
-        env.block().clone(),
+        module.args.clone(),
+        env.clone().into_block(),
         Bytes::new(),
         BoundedOutput::new(1 << 20),
-        GuestLog::new(module.name.clone()),
+        module.name.clone(),
     );
     let host = Host {
         io: Some(io),

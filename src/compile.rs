@@ -18,7 +18,7 @@ use crate::config::{Config, ModuleSettings};
 use crate::error::LoadError;
 use crate::host::{Host, Linkers};
 use crate::metrics::{Metrics, ModuleMetrics};
-use crate::preview1::GuestAbi;
+use crate::preview1::{GuestAbi, StringBlock};
 
 /// The entry point of a WASI command module.
 pub const START_EXPORT: &str = "_start";
@@ -95,6 +95,8 @@ pub struct LoadedModule {
     pub start: ModuleExport,
     /// Which WASI implementation the module is linked against.
     pub abi: GuestAbi,
+    /// Its arguments (the module name, then the config's `args`) as the guest reads them.
+    pub args: Arc<StringBlock>,
     pub settings: ModuleSettings,
     /// The module's metric series, registered when it was loaded.
     pub metrics: Arc<ModuleMetrics>,
@@ -183,6 +185,9 @@ impl Compiler {
                 pre,
                 start,
                 abi,
+                args: Arc::new(StringBlock::args(
+                    std::iter::once(name).chain(settings.args.iter().map(String::as_str)),
+                )),
                 settings,
                 metrics: self.metrics.module(name),
                 source,

@@ -23,7 +23,7 @@ use crate::cgi::Environment;
 use crate::compile::LoadedModule;
 use crate::host::{GuestLimiter, Host};
 use crate::outcome::Outcome;
-use crate::preview1::{GuestAbi, RequestIo, StringBlock};
+use crate::preview1::{GuestAbi, RequestIo};
 use crate::stdio::{BoundedOutput, GuestLog, GuestStream};
 
 /// What a guest that finished produced.
@@ -69,14 +69,14 @@ impl InvokeError {
 /// Runs `module` once with environment `env` and `stdin` as its standard input.
 pub async fn invoke(
     module: &LoadedModule,
-    env: &Environment,
+    env: Environment,
     stdin: Bytes,
 ) -> Result<GuestRun, InvokeError> {
     let limits = module.settings.limits;
     let stdout = BoundedOutput::new(limits.max_output_bytes as usize);
     let (io, wasi) = match module.abi {
         GuestAbi::Cgi => (Some(cgi_io(module, env, stdin, &stdout)), None),
-        GuestAbi::Wasi => (None, Some(wasi_ctx(module, env, stdin, &stdout)?)),
+        GuestAbi::Wasi => (None, Some(wasi_ctx(module, &env, stdin, &stdout)?)),
     };
     let host = Host {
         io,
@@ -137,18 +137,16 @@ pub async fn invoke(
 /// The request as the gateway's own preview1 functions serve it.
 fn cgi_io(
     module: &LoadedModule,
-    env: &Environment,
+    env: Environment,
     stdin: Bytes,
     stdout: &BoundedOutput,
 ) -> RequestIo {
-    let args =
-        std::iter::once(&*module.name).chain(module.settings.args.iter().map(|a| a.as_str()));
     RequestIo::new(
-        StringBlock::args(args),
-        env.block().clone(),
+        module.args.clone(),
+        env.into_block(),
         stdin,
         stdout.clone(),
-        GuestLog::new(module.name.clone()),
+        module.name.clone(),
     )
 }
 

@@ -16,7 +16,7 @@
 //! list. The functions here answer as wasmtime-wasi does for a process that has only the
 //! three standard descriptors (no preopened directories): same errno values, same traps.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes};
@@ -180,31 +180,40 @@ impl StringBlock {
 
 /// What one request's guest reads and writes through the functions here.
 pub struct RequestIo {
-    args: StringBlock,
+    /// The module's arguments, the same for every request.
+    args: Arc<StringBlock>,
     env: StringBlock,
     stdin: Bytes,
     stdout: BoundedOutput,
-    stderr: GuestLog,
+    /// Made on the first write: most guests never write to stderr.
+    stderr: Option<GuestLog>,
+    module: Arc<str>,
     /// Standard descriptors the guest closed (bit `fd`); later use of them is `EBADF`.
     closed: u8,
 }
 
 impl RequestIo {
     pub fn new(
-        args: StringBlock,
+        args: Arc<StringBlock>,
         env: StringBlock,
         stdin: Bytes,
         stdout: BoundedOutput,
-        stderr: GuestLog,
+        module: Arc<str>,
     ) -> RequestIo {
         RequestIo {
             args,
             env,
             stdin,
             stdout,
-            stderr,
+            stderr: None,
+            module,
             closed: 0,
         }
+    }
+
+    fn stderr(&mut self) -> &GuestLog {
+        let RequestIo { stderr, module, .. } = self;
+        stderr.get_or_insert_with(|| GuestLog::new(module.clone()))
     }
 
     fn is_open(&self, fd: u32) -> bool {
@@ -316,7 +325,7 @@ fn fd_write(
             let data = slice(memory, ptr, len)?;
             let accepted = match fd {
                 STDOUT => io.stdout.accept(data),
-                _ => io.stderr.accept(data),
+                _ => io.stderr().accept(data),
             };
             accepted?;
             total += data.len() as u32;

@@ -94,7 +94,7 @@ pub async fn run_once(
         body_len: request.body.len(),
     };
     let env = cgi::build_env(&meta, &module.settings).map_err(|e| request_error(e.to_string()))?;
-    let run = invoke(&module, &env, request.body).await?;
+    let run = invoke(&module, env, request.body).await?;
     cgi::parse_output(run.stdout).map_err(|e| request_error(e.to_string()))
 }
 

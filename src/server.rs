@@ -147,7 +147,7 @@ impl PublicService {
             .map_err(|e| Early(Outcome::BadRequest, format!("module '{name}': {e}")))?;
         let _slot = self.acquire_slot(&module).await?;
         let invoked = Instant::now();
-        let run = invoke(&module, &env, body).await.map_err(|e| {
+        let run = invoke(&module, env, body).await.map_err(|e| {
             if e.outcome() == Outcome::Timeout {
                 let deadline = Duration::from_millis(module.settings.limits.timeout_ms);
                 self.metrics

@@ -79,8 +79,8 @@ async fn the_gateways_functions_answer_as_wasmtime_wasi_does() {
     assert_eq!(wasi.abi, GuestAbi::Wasi);
 
     let stdin = Bytes::from_static(STDIN);
-    let own_out = invoke(&own, &env(), stdin.clone()).await.unwrap().stdout;
-    let wasi_out = invoke(&wasi, &env(), stdin).await.unwrap().stdout;
+    let own_out = invoke(&own, env(), stdin.clone()).await.unwrap().stdout;
+    let wasi_out = invoke(&wasi, env(), stdin).await.unwrap().stdout;
     assert!(
         own_out.len() > 400,
         "the probe wrote {} bytes",
@@ -126,7 +126,7 @@ async fn a_buffer_outside_memory_is_a_trap() {
         gateway.load("oob", wat_text),
         gateway.load("oob", &with_poll_import(wat_text)),
     ] {
-        let error = invoke(&module, &Environment::default(), Bytes::new())
+        let error = invoke(&module, Environment::default(), Bytes::new())
             .await
             .unwrap_err();
         assert_eq!(error.outcome(), Outcome::Trap, "{:?}: {error}", module.abi);
@@ -161,7 +161,7 @@ async fn reads_fill_every_buffer_and_closed_stdout_refuses_writes() {
     };
     let stdin = Bytes::from_static(b"abcdef");
     let echo = gateway.load("readv", &readv(""));
-    let run = invoke(&echo, &Environment::default(), stdin.clone())
+    let run = invoke(&echo, Environment::default(), stdin.clone())
         .await
         .unwrap();
     assert_eq!(&run.stdout[..], b"abcde");
@@ -173,7 +173,7 @@ async fn reads_fill_every_buffer_and_closed_stdout_refuses_writes() {
     (call $exit (call $w (i32.const 1) (i32.const 0) (i32.const 2) (i32.const 16)))",
         ),
     );
-    let error = invoke(&close_then_write, &Environment::default(), stdin)
+    let error = invoke(&close_then_write, Environment::default(), stdin)
         .await
         .unwrap_err();
     assert_eq!(error.to_string(), "module 'closed' exited with status 8");
@@ -193,7 +193,7 @@ async fn too_many_iovecs_are_refused() {
   (func (export "_start")
     (call $exit (call $w (i32.const 1) (i32.const 0) (i32.const 1025) (i32.const 0x8000)))))"#,
     );
-    let error = invoke(&module, &Environment::default(), Bytes::new())
+    let error = invoke(&module, Environment::default(), Bytes::new())
         .await
         .unwrap_err();
     assert_eq!(
@@ -219,11 +219,11 @@ async fn random_bytes_differ_between_requests() {
     (i32.store (i32.const 4) (i32.const 32))
     (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
     );
-    let a = invoke(&module, &Environment::default(), Bytes::new())
+    let a = invoke(&module, Environment::default(), Bytes::new())
         .await
         .unwrap()
         .stdout;
-    let b = invoke(&module, &Environment::default(), Bytes::new())
+    let b = invoke(&module, Environment::default(), Bytes::new())
         .await
         .unwrap()
         .stdout;

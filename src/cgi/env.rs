@@ -123,8 +123,8 @@ impl Environment {
     }
 
     /// The block as the guest receives it.
-    pub fn block(&self) -> &StringBlock {
-        &self.0
+    pub fn into_block(self) -> StringBlock {
+        self.0
     }
 }
 
@@ -181,8 +181,11 @@ pub fn build_env(
 }
 
 /// One `HTTP_*` variable per header name; repeated headers are joined with ", ".
+///
+/// One pass over the map: a name's values come one after another in its iteration order.
 fn push_header_vars(env: &mut Environment, headers: &HeaderMap, pass_auth: bool) {
-    for name in headers.keys() {
+    let mut entries = headers.iter().peekable();
+    while let Some((name, value)) = entries.next() {
         let lower = name.as_str();
         if lower.contains('_')
             || WITHHELD_HEADERS.contains(&lower)
@@ -192,16 +195,15 @@ fn push_header_vars(env: &mut Environment, headers: &HeaderMap, pass_auth: bool)
         }
         env.0.push_with(|text| {
             text.push_str("HTTP_");
-            text.extend(lower.chars().map(|c| match c {
-                '-' => '_',
-                c => c.to_ascii_uppercase(),
+            text.extend(lower.bytes().map(|b| match b {
+                b'-' => '_',
+                b => b.to_ascii_uppercase() as char,
             }));
             text.push('=');
-            for (i, value) in headers.get_all(name).iter().enumerate() {
-                if i > 0 {
-                    text.push_str(", ");
-                }
-                text.push_str(&String::from_utf8_lossy(value.as_bytes()));
+            text.push_str(&String::from_utf8_lossy(value.as_bytes()));
+            while let Some((_, more)) = entries.next_if(|(next, _)| *next == name) {
+                text.push_str(", ");
+                text.push_str(&String::from_utf8_lossy(more.as_bytes()));
             }
         });
     }

@@ -10,7 +10,11 @@ throughput with 1, 100 and 1000 modules loaded; resident memory with 1000 module
 (loadtest/results/). wrk (Debian) drives the load; oha (crates.io) too when installed
 (`cargo install oha`), as a cross-check at 32 connections.
 
-Run: python3 loadtest/throughput.py [--quick]
+Run: python3 loadtest/throughput.py [--quick] [--serve-threads N]
+
+`--serve-threads N` runs both servers with N serving threads, each with a runtime of its
+own (wasmgate's `serve_threads`; the reference's second argument); the default, 0, is one
+multi-threaded runtime. Its plots get a `-threads-N` suffix.
 """
 import json
 import os
@@ -24,6 +28,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import ROOT, Gateway, build_release, free_port, hello_wat, wat_to_wasm, wrk  # noqa: E402
 
 QUICK = "--quick" in sys.argv
+SERVE_THREADS = int(sys.argv[sys.argv.index("--serve-threads") + 1]) if "--serve-threads" in sys.argv else 0
+PLOT_SUFFIX = f"-threads-{SERVE_THREADS}" if SERVE_THREADS else ""
 SECONDS = 4 if QUICK else 8
 CONNECTIONS = [1, 8, 32, 128]
 MODULE_COUNTS = [1, 100, 1000]
@@ -36,7 +42,7 @@ class Reference:
 
     def __init__(self):
         self.port = free_port()
-        self.proc = subprocess.Popen([REFERENCE_BIN, f"127.0.0.1:{self.port}"],
+        self.proc = subprocess.Popen([REFERENCE_BIN, f"127.0.0.1:{self.port}", str(SERVE_THREADS)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.3)
 
@@ -82,7 +88,7 @@ def gateway_with(tmp, count, extra=""):
             # A custom section makes each file, and so each compiled module, distinct.
             tag = i.to_bytes(4, "little")
             open(os.path.join(mods, f"f{i:04}.wasm"), "wb").write(data + bytes([0, 6, 1, ord("x")]) + tag)
-    gw = Gateway(mods, os.path.join(home, "cache"), extra)
+    gw = Gateway(mods, os.path.join(home, "cache"), f"serve_threads = {SERVE_THREADS}\n{extra}")
     ready = gw.start(os.path.join(home, "gateway.log"))
     return gw, ready
 
@@ -126,13 +132,13 @@ def plot(rows):
     fig, ax = plt.subplots(figsize=(7, 4))
     for key, label in (("ref", "bare hyper"), ("gw", "wasmgate")):
         ax.plot(conns, [r[key]["rps"] for r in rows], marker="o", label=label)
-    save(fig, ax, "requests per second", "hello: throughput vs connections", "throughput.png")
+    save(fig, ax, "requests per second", "hello: throughput vs connections", f"throughput{PLOT_SUFFIX}.png")
     fig, ax = plt.subplots(figsize=(7, 4))
     for key, label, style in (("ref", "bare hyper", "--"), ("gw", "wasmgate", "-")):
         ax.plot(conns, [r[key]["p50"] for r in rows], style, marker="o", label=f"{label} p50")
         ax.plot(conns, [r[key]["p99"] for r in rows], style, marker="s", label=f"{label} p99")
     ax.set_yscale("log")
-    save(fig, ax, "latency (ms)", "hello: latency percentiles per load level", "latency.png")
+    save(fig, ax, "latency (ms)", "hello: latency percentiles per load level", f"latency{PLOT_SUFFIX}.png")
 
 
 def main():
@@ -166,7 +172,7 @@ def main():
             ref.stop()
             gw.stop()
         plot(rows)
-        print(f"plots: {os.path.relpath(RESULTS_DIR, ROOT)}/throughput.png, latency.png")
+        print(f"plots: {os.path.relpath(RESULTS_DIR, ROOT)}/throughput{PLOT_SUFFIX}.png, latency{PLOT_SUFFIX}.png")
 
         base = None
         for count in MODULE_COUNTS:

@@ -50,6 +50,9 @@ pub struct Config {
     pub cache_max_bytes: u64,
     /// Open client connections accepted at once; more wait in the listen backlog.
     pub max_connections: usize,
+    /// 0: the public listener is served by the shared multi-threaded runtime; N: by N
+    /// threads, each with a runtime and a socket of its own.
+    pub serve_threads: usize,
     /// How long a client may take to send a request body.
     pub body_timeout_ms: u64,
     /// After SIGTERM, how long the public listener keeps accepting while `/readyz` already
@@ -126,6 +129,8 @@ struct FileConfig {
     shutdown_grace_ms: Option<u64>,
     cache_max_bytes: Option<u64>,
     max_connections: Option<usize>,
+    #[serde(default)]
+    serve_threads: usize,
     body_timeout_ms: Option<u64>,
     #[serde(default)]
     shutdown_delay_ms: u64,
@@ -251,6 +256,7 @@ fn build(file: FileConfig, overrides: Overrides) -> Result<Config, ConfigError> 
         shutdown_grace_ms: file.shutdown_grace_ms.unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS),
         cache_max_bytes: file.cache_max_bytes.unwrap_or(DEFAULT_CACHE_MAX_BYTES),
         max_connections: file.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        serve_threads: file.serve_threads,
         body_timeout_ms: file.body_timeout_ms.unwrap_or(DEFAULT_BODY_TIMEOUT_MS),
         shutdown_delay_ms: file.shutdown_delay_ms,
         access_log: file.access_log,

@@ -103,7 +103,16 @@ impl RunningGateway {
         let (watcher, events) = ModuleWatcher::start(&loader)
             .map_err(|e| StartError::Watch(format!("{:?}", e.kind)))?;
 
-        let public = bind("public", config.listen).await?;
+        // Serving threads each bind a socket of their own on the address, so the first one
+        // must allow that; the shared runtime keeps a port that nothing else can share.
+        let public = match config.serve_threads {
+            0 => bind("public", config.listen).await?,
+            _ => listener::bind_shared(config.listen).map_err(|source| StartError::Bind {
+                what: "public",
+                addr: config.listen,
+                source,
+            })?,
+        };
         let admin = bind("admin", config.admin_listen).await?;
         let public_addr = local_addr("public", &public, config.listen)?;
         let admin_addr = local_addr("admin", &admin, config.admin_listen)?;
@@ -142,6 +151,7 @@ impl RunningGateway {
         });
         let reg = registry.clone();
         let down = shutdown.clone();
+        let threads = config.serve_threads;
         // The public listener stops accepting `shutdown_delay_ms` after readiness turns 503.
         let public_down = delayed(&shutdown, Duration::from_millis(config.shutdown_delay_ms));
         let task = tokio::spawn(async move {
@@ -152,14 +162,12 @@ impl RunningGateway {
             }
             tokio::spawn(events.serve(loader, down.clone()));
             reg.set_ready(true);
-            tracing::info!(modules = reg.serving_count(), %public_addr, "serving");
-            listener::serve(
-                public,
-                move |req, conn: ConnInfo| public_service.clone().handle(req, conn),
-                public_down,
-                options,
-            )
-            .await;
+            tracing::info!(modules = reg.serving_count(), %public_addr, threads, "serving");
+            let handle = move |req, conn: ConnInfo| public_service.clone().handle(req, conn);
+            match threads {
+                0 => listener::serve(public, handle, public_down, options).await,
+                n => listener::serve_on_threads(public, n, handle, public_down, options).await,
+            }
             admin_down.trigger();
             let _ = admin_task.await;
         });

@@ -383,3 +383,32 @@ async fn argv0_is_the_module_name() {
     assert_eq!(gw.get("/argv").await.text(), "argv\n");
     gw.stop().await;
 }
+
+/// With `serve_threads`, threads of their own serve the public port, each on a socket of its
+/// own: every request on fresh connections (spread over the sockets by the kernel) is
+/// answered, and the gateway still drains, stops and frees the port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serving_threads_answer_every_request_and_stop_cleanly() {
+    let mut gw = TestGateway::start(&[("hello", "hello")], "serve_threads = 3\n").await;
+    let clients: Vec<_> = (0..24)
+        .map(|_| {
+            let addr = gw.public;
+            tokio::spawn(async move {
+                for _ in 0..5 {
+                    let reply = common::get(addr, "/hello").await.unwrap();
+                    assert_eq!(reply.status, StatusCode::OK);
+                    assert_eq!(reply.text(), "hello, world\n");
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.unwrap();
+    }
+    let public = gw.public;
+    gw.stop().await;
+    assert!(
+        tokio::net::TcpStream::connect(public).await.is_err(),
+        "something still listens on the public port after the stop"
+    );
+}

@@ -1,8 +1,11 @@
 //! The load tests' reference: a bare hyper "hello, world" server with exactly wasmgate's
-//! HTTP setup (the same accept loop, hyper options, tokio runtime and allocator) and no
-//! WebAssembly. Whatever wasmgate costs beyond this is the cost of running a function.
+//! HTTP setup (the same accept loop, hyper options, serving threads with a runtime each, and
+//! allocator) and no WebAssembly. Whatever wasmgate costs beyond this is the cost of running
+//! a function.
 //!
-//! `hello-reference [ADDR]` (default 127.0.0.1:8090); stops on SIGTERM or SIGINT.
+//! `hello-reference [ADDR] [THREADS]` (default 127.0.0.1:8090, 0); THREADS means what
+//! wasmgate's `serve_threads` means (0: one multi-threaded runtime; N: N threads with a
+//! runtime each). Stops on SIGTERM or SIGINT.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,9 +14,10 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http_body_util::Full;
-use hyper::Response;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
 use tokio::net::TcpListener;
-use wasmgate::listener::{ListenOptions, serve};
+use wasmgate::listener::{ConnInfo, ListenOptions, bind_shared, serve, serve_on_threads};
 use wasmgate::shutdown::{Shutdown, signal};
 
 #[global_allocator]
@@ -23,41 +27,53 @@ const DEFAULT_ADDR: &str = "127.0.0.1:8090";
 const BODY: &[u8] = b"hello, world\n";
 
 fn main() -> Result<()> {
-    let addr: SocketAddr = std::env::args()
-        .nth(1)
+    let mut args = std::env::args().skip(1);
+    let addr: SocketAddr = args
+        .next()
         .as_deref()
         .unwrap_or(DEFAULT_ADDR)
         .parse()
-        .context("the argument is not an address like 127.0.0.1:8090")?;
+        .context("the first argument is not an address like 127.0.0.1:8090")?;
+    let threads: usize = args
+        .next()
+        .as_deref()
+        .unwrap_or("0")
+        .parse()
+        .context("the second argument is not a number of threads")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
+        let listener = match threads {
+            0 => TcpListener::bind(addr).await,
+            _ => bind_shared(addr),
+        }
+        .with_context(|| format!("cannot listen on {addr}"))?;
         eprintln!("hello-reference listening on {}", listener.local_addr()?);
         let shutdown = Shutdown::new();
         let options = ListenOptions {
             max_connections: 10_000,
             grace: Duration::from_secs(5),
         };
-        let server = tokio::spawn(serve(
-            listener,
-            |_req, _conn| async {
-                let mut response = Response::new(Full::new(Bytes::from_static(BODY)));
-                response.headers_mut().insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; charset=utf-8"),
-                );
-                response
-            },
-            shutdown.clone(),
-            options,
-        ));
+        let down = shutdown.clone();
+        let server = tokio::spawn(async move {
+            match threads {
+                0 => serve(listener, hello, down, options).await,
+                n => serve_on_threads(listener, n, hello, down, options).await,
+            }
+        });
         signal().await?;
         shutdown.trigger();
         server.await?;
         Ok(())
     })
+}
+
+async fn hello(_req: Request<Incoming>, _conn: ConnInfo) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(BODY)));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
 }

@@ -438,6 +438,47 @@ async fn connections_past_the_cap_wait_their_turn() {
     gw.stop().await;
 }
 
+/// With serving threads, `max_connections` is split among them (one each here): of four
+/// connections held open, at most two are served at once, and the others are served as
+/// soon as those close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serving_threads_share_the_connection_cap() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let extra = "max_connections = 2\nserve_threads = 2\n";
+    let mut gw = TestGateway::start(&[("hello", "hello")], extra).await;
+    let request = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let mut s = tokio::net::TcpStream::connect(gw.public).await.unwrap();
+        s.write_all(request).await.unwrap();
+        clients.push(s);
+    }
+    let mut served = Vec::new();
+    let mut waiting = Vec::new();
+    for mut s in clients {
+        let mut buf = [0u8; 512];
+        match tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => served.push(s),
+            _ => waiting.push(s),
+        }
+    }
+    assert!(
+        (1..=2).contains(&served.len()),
+        "{} of 4 connections served at once with max_connections = 2",
+        served.len()
+    );
+    drop(served);
+    for mut s in waiting {
+        let mut buf = [0u8; 512];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("a waiting connection is served once others close")
+            .unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    }
+    gw.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_times_more_requests_than_slots_is_backpressure_not_collapse() {
     let extra = "max_instances = 4\nqueue_timeout_ms = 100\n";

@@ -6,9 +6,9 @@
 //! [`EPOCH_TICK`](crate::engine::EPOCH_TICK), so a spinning guest shares its worker with
 //! other requests instead of stalling them, and a guest sleeping in `poll_oneoff` is just
 //! a parked future (forty of them cost forty futures, not forty threads). The wall-clock
-//! deadline is a `tokio::time::timeout` around the whole call: it covers guest code (which
-//! yields at every tick, so the timeout gets its chance to fire) and host calls alike, and
-//! dropping the call's future tears the instance down.
+//! deadline is checked at those same ticks, which stops guest code; for modules on
+//! wasmtime-wasi, whose host calls can wait, a `tokio::time::timeout` around the whole call
+//! covers the host calls too, and dropping the call's future tears the instance down.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -95,18 +95,13 @@ pub async fn invoke(
     // fails when metering is off, which the engine never is.
     let _ = store.set_fuel(fuel);
     let deadline = Duration::from_millis(limits.timeout_ms);
+    // The guest's epoch checks enforce the deadline on guest code. Every host function a
+    // CGI module can call returns at once, so that is enough there; wasmtime-wasi's host
+    // calls can wait (poll_oneoff, files), so a timer covers those too.
+    deadline_by_epoch(&mut store, Instant::now() + deadline);
     let result = match module.abi {
-        // Every host function a CGI module can call returns at once, so the guest's own
-        // epoch checks are enough to enforce the deadline: no timer per request.
-        GuestAbi::Cgi => {
-            deadline_by_epoch(&mut store, Instant::now() + deadline);
-            Ok(run_start(&mut store, module).await)
-        }
-        // wasmtime-wasi's host calls can wait (poll_oneoff, files): a timer covers them.
-        GuestAbi::Wasi => {
-            store.epoch_deadline_async_yield_and_update(1);
-            tokio::time::timeout(deadline, run_start(&mut store, module)).await
-        }
+        GuestAbi::Cgi => Ok(run_start(&mut store, module).await),
+        GuestAbi::Wasi => tokio::time::timeout(deadline, run_start(&mut store, module)).await,
     };
     // `get_fuel` fails only when the engine does not meter fuel at all.
     let fuel_consumed = store.get_fuel().map_or(0, |left| fuel.saturating_sub(left));
@@ -115,10 +110,7 @@ pub async fn invoke(
     }
     let failed = |error| classify(module, &store, &stdout, error);
     match result {
-        Err(_elapsed) => Err(InvokeError::Timeout {
-            module: module.name.clone(),
-            ms: limits.timeout_ms,
-        }),
+        Err(_elapsed) => Err(timed_out(module)),
         Ok(Err(Failure::Instantiate(e))) => Err(instantiate_error(module, &store, e)),
         Ok(Err(Failure::Run(e))) => match failed(e) {
             Ok(()) => Ok(GuestRun {
@@ -161,9 +153,10 @@ fn wasi_ctx(
     for (key, value) in env.iter() {
         wasi.env(key, value);
     }
-    wasi.arg(&*module.name)
-        .args(&module.settings.args)
-        .stdin(MemoryInputPipe::new(stdin))
+    for arg in module.args.strings() {
+        wasi.arg(arg);
+    }
+    wasi.stdin(MemoryInputPipe::new(stdin))
         .stdout(GuestStream(stdout.clone()))
         .stderr(GuestStream(GuestLog::new(module.name.clone())));
     for (guest, host) in &module.settings.volumes {
@@ -195,6 +188,13 @@ fn deadline_by_epoch(store: &mut Store<Host>, deadline: Instant) {
     });
 }
 
+fn timed_out(module: &LoadedModule) -> InvokeError {
+    InvokeError::Timeout {
+        module: module.name.clone(),
+        ms: module.settings.limits.timeout_ms,
+    }
+}
+
 enum Failure {
     Instantiate(wasmtime::Error),
     Run(wasmtime::Error),
@@ -224,10 +224,7 @@ fn instantiate_error(
     error: wasmtime::Error,
 ) -> InvokeError {
     if error.is::<DeadlinePassed>() {
-        return InvokeError::Timeout {
-            module: module.name.clone(),
-            ms: module.settings.limits.timeout_ms,
-        };
+        return timed_out(module);
     }
     if store.data().limits.memory_exceeded {
         return InvokeError::MemoryExceeded {
@@ -252,10 +249,7 @@ fn classify(
     let name = module.name.clone();
     let limits = module.settings.limits;
     if error.is::<DeadlinePassed>() {
-        return Err(InvokeError::Timeout {
-            module: name,
-            ms: limits.timeout_ms,
-        });
+        return Err(timed_out(module));
     }
     if stdout.overflowed() {
         return Err(InvokeError::OutputTooLarge {

@@ -113,7 +113,6 @@ const CLOCK_RESOLUTION_NS: u64 = 1;
 /// NUL-terminated strings laid out as `args_get`/`environ_get` copy them into the guest.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StringBlock {
-    count: u32,
     text: String,
 }
 
@@ -131,7 +130,6 @@ impl StringBlock {
     pub fn push_with(&mut self, write: impl FnOnce(&mut String)) {
         write(&mut self.text);
         self.text.push('\0');
-        self.count += 1;
     }
 
     /// The strings, without their NULs.
@@ -139,12 +137,13 @@ impl StringBlock {
         self.text.split_terminator('\0')
     }
 
+    /// How many strings: one NUL ends each.
     pub fn len(&self) -> usize {
-        self.count as usize
+        self.text.bytes().filter(|&b| b == 0).count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.text.is_empty()
     }
 
     /// Writes the count and the size in bytes (the `*_sizes_get` functions).
@@ -152,7 +151,7 @@ impl StringBlock {
         let Ok(size) = u32::try_from(self.text.len()) else {
             return Ok(errno::OVERFLOW);
         };
-        write_u32(memory, count_ptr, self.count)?;
+        write_u32(memory, count_ptr, self.len() as u32)?;
         write_u32(memory, size_ptr, size)?;
         Ok(errno::SUCCESS)
     }

@@ -62,7 +62,6 @@ impl PublicService {
         let result = self.run(req, conn, &mut metrics).await;
         let took = started.elapsed();
         let metrics = metrics.unwrap_or_else(|| self.metrics.unknown());
-        metrics.request(outcome_of(&result), took);
         let (outcome, response) = match result {
             Ok(response) => (Outcome::Ok, response),
             Err(Early(outcome, message)) => {
@@ -78,6 +77,7 @@ impl PublicService {
                 (outcome, error_response(outcome, &message))
             }
         };
+        metrics.request(outcome, took);
         if let Some((method, path)) = access {
             tracing::info!(
                 target: "wasmgate::access",
@@ -182,13 +182,6 @@ impl PublicService {
                 ),
             )),
         }
-    }
-}
-
-fn outcome_of(result: &Result<Response<Full<Bytes>>, Early>) -> Outcome {
-    match result {
-        Ok(_) => Outcome::Ok,
-        Err(Early(outcome, _)) => *outcome,
     }
 }
 

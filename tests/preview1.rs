@@ -15,7 +15,7 @@ use wasmgate::compile::{Compiler, FileFacts, LoadedModule};
 use wasmgate::config::{Config, Overrides};
 use wasmgate::engine::{AllocatorChoice, EpochTicker, GatewayEngine};
 use wasmgate::host::Linkers;
-use wasmgate::invoke::invoke;
+use wasmgate::invoke::{GuestRun, InvokeError, invoke};
 use wasmgate::outcome::Outcome;
 use wasmgate::preview1::GuestAbi;
 
@@ -64,6 +64,11 @@ fn env() -> Environment {
     ]
     .into_iter()
     .collect()
+}
+
+/// Runs `module` once with no environment and no input.
+async fn run(module: &LoadedModule) -> Result<GuestRun, InvokeError> {
+    invoke(module, Environment::default(), Bytes::new()).await
 }
 
 fn with_poll_import(wat_text: &str) -> String {
@@ -126,9 +131,7 @@ async fn a_buffer_outside_memory_is_a_trap() {
         gateway.load("oob", wat_text),
         gateway.load("oob", &with_poll_import(wat_text)),
     ] {
-        let error = invoke(&module, Environment::default(), Bytes::new())
-            .await
-            .unwrap_err();
+        let error = run(&module).await.unwrap_err();
         assert_eq!(error.outcome(), Outcome::Trap, "{:?}: {error}", module.abi);
         assert!(error.to_string().contains("out of bounds"), "{error}");
     }
@@ -193,9 +196,7 @@ async fn too_many_iovecs_are_refused() {
   (func (export "_start")
     (call $exit (call $w (i32.const 1) (i32.const 0) (i32.const 1025) (i32.const 0x8000)))))"#,
     );
-    let error = invoke(&module, Environment::default(), Bytes::new())
-        .await
-        .unwrap_err();
+    let error = run(&module).await.unwrap_err();
     assert_eq!(
         error.to_string(),
         "module 'iovecs' exited with status 28",
@@ -219,14 +220,8 @@ async fn random_bytes_differ_between_requests() {
     (i32.store (i32.const 4) (i32.const 32))
     (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
     );
-    let a = invoke(&module, Environment::default(), Bytes::new())
-        .await
-        .unwrap()
-        .stdout;
-    let b = invoke(&module, Environment::default(), Bytes::new())
-        .await
-        .unwrap()
-        .stdout;
+    let a = run(&module).await.unwrap().stdout;
+    let b = run(&module).await.unwrap().stdout;
     assert_eq!(a.len(), 32);
     assert_ne!(a, b);
     assert!(a.iter().any(|&x| x != 0));

@@ -117,6 +117,13 @@ pub struct StringBlock {
 }
 
 impl StringBlock {
+    /// An empty block with room for `bytes` without reallocating.
+    pub fn with_capacity(bytes: usize) -> StringBlock {
+        StringBlock {
+            text: String::with_capacity(bytes),
+        }
+    }
+
     /// `ARG\0` for each argument.
     pub fn args<'a>(args: impl IntoIterator<Item = &'a str>) -> StringBlock {
         let mut block = StringBlock::default();

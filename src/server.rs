@@ -98,8 +98,9 @@ impl PublicService {
         conn: ConnInfo,
         metrics: &mut Option<Arc<ModuleMetrics>>,
     ) -> Result<Response<Full<Bytes>>, Early> {
-        let path = req.uri().path().to_string();
-        let (raw_name, path_info) = split_path(&path);
+        let (parts, body) = req.into_parts();
+        let path = parts.uri.path();
+        let (raw_name, path_info) = split_path(path);
         let name = ModuleName::parse(raw_name).map_err(|e| match raw_name {
             "" => Early(Outcome::NotFound, "no module named in the path".into()),
             _ => Early(Outcome::BadRequest, format!("invalid module name: {e}")),
@@ -122,7 +123,6 @@ impl PublicService {
         };
         *metrics = Some(module.metrics.clone());
         let _in_flight = module.metrics.in_flight();
-        let (parts, body) = req.into_parts();
         if parts.headers.get_all(HOST).iter().count() > 1 {
             // RFC 9112 3.2: a request with more than one Host is invalid.
             return Err(Early(
@@ -134,7 +134,7 @@ impl PublicService {
         let meta = RequestMeta {
             module: &module.name,
             method: parts.method.as_str(),
-            path: &path,
+            path,
             path_info,
             query: parts.uri.query().unwrap_or_default(),
             headers: &parts.headers,

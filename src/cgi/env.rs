@@ -8,10 +8,12 @@
 //! have their own variables) and any header whose name has an underscore, since `X-A` and
 //! `X_A` would both become `HTTP_X_A` and one could then smuggle the other's value.
 
-use std::fmt::{Display, Write as _};
-use std::net::SocketAddr;
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
 
 use http::HeaderMap;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
 
 use crate::config::ModuleSettings;
 use crate::preview1::StringBlock;
@@ -45,6 +47,11 @@ const RESERVED: &[&str] = &[
 const WITHHELD_HEADERS: &[&str] = &["proxy", "content-type", "content-length"];
 /// Headers that carry credentials: passed only when the module's config says so.
 const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization"];
+/// Room for the fixed names and short values of a request's environment, on top of what
+/// is counted from the request itself, so the block is allocated once.
+const ENV_BASE_CAPACITY: usize = 512;
+/// Room for `HTTP_` and `=` and the NUL of one header's variable.
+const HEADER_VAR_OVERHEAD: usize = 8;
 
 /// Whether the gateway sets `name` itself, so a module's config may not.
 pub fn is_reserved_env_name(name: &str) -> bool {
@@ -89,17 +96,21 @@ pub struct Environment(StringBlock);
 
 impl Environment {
     pub fn set(&mut self, key: &str, value: &str) {
-        self.set_display(key, value);
+        self.set_with(key, |text| text.push_str(value));
     }
 
-    /// Sets `key` to `value` formatted in place.
-    pub fn set_display(&mut self, key: &str, value: impl Display) {
+    /// Sets `key` to what `write` appends (which must not be a NUL).
+    fn set_with(&mut self, key: &str, write: impl FnOnce(&mut String)) {
         self.0.push_with(|text| {
             text.push_str(key);
             text.push('=');
-            // Formatting into a String cannot fail.
-            let _ = write!(text, "{value}");
+            write(text);
         });
+    }
+
+    /// Sets `key` to a number, without the formatting machinery.
+    fn set_number(&mut self, key: &str, value: impl itoa::Integer) {
+        self.set_with(key, |text| text.push_str(itoa::Buffer::new().format(value)));
     }
 
     /// The variables in order, as (name, value).
@@ -144,33 +155,36 @@ pub fn build_env(
     settings: &ModuleSettings,
 ) -> Result<Environment, EnvError> {
     let path_info = decode_path_info(req.path_info)?;
-    let host = header_str(req.headers, "host");
+    let host = header_str(req.headers, &HOST);
     let server_name = host.map(strip_port).filter(|h| !h.is_empty());
 
-    let mut env = Environment::default();
+    let mut env = Environment(StringBlock::with_capacity(capacity_for(req, settings)));
     env.set("http_path", req.path);
     env.set("http_method", req.method);
     env.set("http_host", host.unwrap_or_default());
     env.set("http_query", req.query);
-    env.set_display("remote_addr", req.remote);
+    env.set_with("remote_addr", |text| push_socket_addr(text, req.remote));
     env.set("GATEWAY_INTERFACE", "CGI/1.1");
     env.set("REQUEST_METHOD", req.method);
-    env.set_display("SCRIPT_NAME", format_args!("/{}", req.module));
+    env.set_with("SCRIPT_NAME", |text| {
+        text.push('/');
+        text.push_str(req.module);
+    });
     env.set("PATH_INFO", &path_info);
     env.set("QUERY_STRING", req.query);
-    if let Some(ct) = header_str(req.headers, "content-type") {
+    if let Some(ct) = header_str(req.headers, &CONTENT_TYPE) {
         env.set("CONTENT_TYPE", ct);
     }
-    if req.body_len > 0 || req.headers.contains_key(http::header::CONTENT_LENGTH) {
-        env.set_display("CONTENT_LENGTH", req.body_len);
+    if req.body_len > 0 || req.headers.contains_key(CONTENT_LENGTH) {
+        env.set_number("CONTENT_LENGTH", req.body_len);
     }
-    env.set_display("REMOTE_ADDR", req.remote.ip());
-    env.set_display("REMOTE_PORT", req.remote.port());
+    env.set_with("REMOTE_ADDR", |text| push_ip(text, req.remote.ip()));
+    env.set_number("REMOTE_PORT", req.remote.port());
     match server_name {
         Some(name) => env.set("SERVER_NAME", name),
-        None => env.set_display("SERVER_NAME", req.local.ip()),
+        None => env.set_with("SERVER_NAME", |text| push_ip(text, req.local.ip())),
     }
-    env.set_display("SERVER_PORT", req.local.port());
+    env.set_number("SERVER_PORT", req.local.port());
     env.set("SERVER_PROTOCOL", req.protocol);
     env.set("SERVER_SOFTWARE", SERVER_SOFTWARE);
     push_header_vars(&mut env, req.headers, settings.pass_authorization);
@@ -209,8 +223,60 @@ fn push_header_vars(env: &mut Environment, headers: &HeaderMap, pass_auth: bool)
     }
 }
 
-fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+fn header_str<'h>(headers: &'h HeaderMap, name: &http::HeaderName) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The block's size for this request, estimated so that it is usually allocated once (it
+/// grows if the estimate is short).
+fn capacity_for(req: &RequestMeta<'_>, settings: &ModuleSettings) -> usize {
+    let headers: usize = req
+        .headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + HEADER_VAR_OVERHEAD)
+        .sum();
+    let module_env: usize = settings
+        .env
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 2)
+        .sum();
+    // The path and query appear twice each (seed name and CGI name).
+    ENV_BASE_CAPACITY + 2 * (req.path.len() + req.query.len()) + headers + module_env
+}
+
+/// Writes `ip:port` (`[ip]:port` for IPv6) the way `Display` does.
+fn push_socket_addr(text: &mut String, addr: SocketAddr) {
+    match addr {
+        SocketAddr::V4(v4) => {
+            push_ip(text, IpAddr::V4(*v4.ip()));
+            text.push(':');
+            text.push_str(itoa::Buffer::new().format(v4.port()));
+        }
+        SocketAddr::V6(v6) => {
+            // Formatting into a String cannot fail.
+            let _ = write!(text, "{v6}");
+        }
+    }
+}
+
+/// Writes an address the way `Display` does; an IPv4 address (the usual case) without the
+/// formatting machinery, which shows in the per-request profile.
+fn push_ip(text: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    text.push('.');
+                }
+                text.push_str(digits.format(octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            // Formatting into a String cannot fail.
+            let _ = write!(text, "{v6}");
+        }
+    }
 }
 
 /// `example.test:8080` → `example.test`; `[::1]:80` → `[::1]`.
@@ -223,14 +289,14 @@ fn strip_port(host: &str) -> &str {
 
 /// RFC 3875 4.1.5: `PATH_INFO` is not URL-encoded. A path that does not decode to UTF-8
 /// without NUL bytes is refused rather than passed on mangled.
-fn decode_path_info(raw: &str) -> Result<String, EnvError> {
+fn decode_path_info(raw: &str) -> Result<Cow<'_, str>, EnvError> {
     let decoded = percent_encoding::percent_decode_str(raw)
         .decode_utf8()
         .map_err(|_| EnvError::BadPathEncoding)?;
     if decoded.contains('\0') {
         return Err(EnvError::NulInPath);
     }
-    Ok(decoded.into_owned())
+    Ok(decoded)
 }
 
 #[cfg(test)]
@@ -335,6 +401,38 @@ mod tests {
             build_env(&meta(&h, "/%ff"), &s),
             Err(EnvError::BadPathEncoding)
         );
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        let h = HeaderMap::new();
+        for (remote, local) in [
+            ("10.1.2.3:4567", "0.0.0.0:80"),
+            ("255.255.255.255:65535", "127.0.0.1:8080"),
+            ("[2001:db8::1]:4567", "[::1]:8080"),
+            ("[::ffff:10.0.0.1]:1", "[fe80::1]:443"),
+        ] {
+            let (remote, local): (SocketAddr, SocketAddr) =
+                (remote.parse().unwrap(), local.parse().unwrap());
+            let req = RequestMeta {
+                remote,
+                local,
+                ..meta(&h, "")
+            };
+            let env = build_env(&req, &ModuleSettings::default()).unwrap();
+            let remote_ip = remote.ip().to_string();
+            let remote_port = remote.port().to_string();
+            let local_ip = local.ip().to_string();
+            let local_port = local.port().to_string();
+            assert_eq!(
+                lookup(&env, "remote_addr"),
+                Some(remote.to_string().as_str())
+            );
+            assert_eq!(lookup(&env, "REMOTE_ADDR"), Some(remote_ip.as_str()));
+            assert_eq!(lookup(&env, "REMOTE_PORT"), Some(remote_port.as_str()));
+            assert_eq!(lookup(&env, "SERVER_NAME"), Some(local_ip.as_str()));
+            assert_eq!(lookup(&env, "SERVER_PORT"), Some(local_port.as_str()));
+        }
     }
 
     #[test]

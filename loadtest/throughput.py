@@ -8,7 +8,9 @@ and the server's CPU time per request, with wasmgate's ratio to the reference. T
 throughput with 1, 100 and 1000 modules loaded; resident memory with 1000 modules and
 1000 pool slots; and PNG plots of latency percentiles and throughput per load level
 (loadtest/results/). wrk (Debian) drives the load; oha (crates.io) too when installed
-(`cargo install oha`), as a cross-check at 32 connections.
+(`cargo install oha`), as a cross-check at 32 connections, and to run both servers at one
+fixed request rate, where their CPU per request compares without the load generator's
+own state (busy or idle) weighing on one side.
 
 Run: python3 loadtest/throughput.py [--quick] [--serve-threads N]
 
@@ -33,6 +35,8 @@ PLOT_SUFFIX = f"-threads-{SERVE_THREADS}" if SERVE_THREADS else ""
 SECONDS = 4 if QUICK else 8
 CONNECTIONS = [1, 8, 32, 128]
 MODULE_COUNTS = [1, 100, 1000]
+# The same-rate comparison runs both servers at this share of wasmgate's top rate.
+SAME_RATE_SHARE = 0.9
 RESULTS_DIR = os.path.join(ROOT, "loadtest", "results")
 REFERENCE_BIN = os.path.join(ROOT, "target", "release", "hello-reference")
 
@@ -62,16 +66,38 @@ def measure(server, path, connections, seconds=SECONDS):
             "non2xx": non2xx, "errors": errors}
 
 
-def oha(port, path, connections=32, seconds=SECONDS):
+def oha(server, path, connections=32, seconds=SECONDS, rate=None):
+    """oha against `server` (optionally at a fixed `rate` of requests per second): req/s,
+    p50 ms, p99 ms and CPU µs per request; None when oha is not installed or fails."""
     if not shutil.which("oha"):
         return None
+    limit = ["-q", str(rate)] if rate else []
+    cpu0 = server.cpu_seconds()
     out = subprocess.run(["oha", "--no-tui", "--output-format", "json", "-z", f"{seconds}s", "-c", str(connections),
-                          f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True)
+                          *limit, f"http://127.0.0.1:{server.port}{path}"], capture_output=True, text=True)
+    cpu = server.cpu_seconds() - cpu0
     if out.returncode != 0:
         return None
     data = json.loads(out.stdout)
     pct = data.get("latencyPercentiles", {})
-    return {"rps": data["summary"]["requestsPerSec"], "p50": pct.get("p50", 0) * 1000, "p99": pct.get("p99", 0) * 1000}
+    total = sum(data.get("statusCodeDistribution", {}).values())
+    return {"rps": data["summary"]["requestsPerSec"], "p50": pct.get("p50", 0) * 1000,
+            "p99": pct.get("p99", 0) * 1000, "cpu_us": cpu / max(total, 1) * 1e6}
+
+
+def same_rate(ref, gw, gateway_rps):
+    """Both servers at one fixed request rate (a little under what wasmgate sustained at 32
+    connections), so the load generator behaves the same for both: at full speed the
+    reference keeps the load generator busy, and a busy load generator is cheaper to answer.
+    Prints the CPU per request of each and the ratio."""
+    rate = int(gateway_rps * SAME_RATE_SHARE)
+    e_ref, e_gw = oha(ref, "/hello", rate=rate), oha(gw, "/hello", rate=rate)
+    if not (e_ref and e_gw):
+        print("same rate: oha failed, not measured")
+        return
+    print(f"same rate (oha -c32 -q {rate}): reference {e_ref['cpu_us']:.1f} µs CPU/request "
+          f"(p99 {e_ref['p99']:.2f} ms), wasmgate {e_gw['cpu_us']:.1f} µs (p99 {e_gw['p99']:.2f} ms); "
+          f"cpu ratio {e_gw['cpu_us'] / e_ref['cpu_us']:.2f}")
 
 
 def gateway_with(tmp, count, extra=""):
@@ -162,12 +188,14 @@ def main():
                       f"{g['rps'] / r['rps']:>5.2f} {g['cpu_us'] / r['cpu_us']:>5.2f}", flush=True)
                 if g["non2xx"] or g["errors"]:
                     print(f"      wasmgate errors: non-2xx {g['non2xx']} {g['errors']}")
-            o_ref, o_gw = oha(ref.port, "/hello"), oha(gw.port, "/hello")
+            o_ref, o_gw = oha(ref, "/hello"), oha(gw, "/hello")
             if o_ref and o_gw:
                 print(f"oha -c32: reference {o_ref['rps']:.0f} req/s p99 {o_ref['p99']:.2f} ms; wasmgate "
                       f"{o_gw['rps']:.0f} req/s p99 {o_gw['p99']:.2f} ms; ratio {o_gw['rps'] / o_ref['rps']:.2f}")
+                same_rate(ref, gw, next(r["gw"]["rps"] for r in rows if r["c"] == 32))
             else:
-                print("oha: not installed (cargo install oha), skipped")
+                print("oha: not installed (cargo install oha); the oha cross-check and the same-rate "
+                      "CPU comparison were not run")
         finally:
             ref.stop()
             gw.stop()

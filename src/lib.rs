@@ -25,6 +25,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod gateway;
+pub mod histogram;
 pub mod host;
 pub mod invoke;
 pub mod listener;

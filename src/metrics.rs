@@ -4,20 +4,26 @@
 //! gateways in one process — as in the tests — never mix their counts. Every series a
 //! request touches is registered ahead of time, when its module is loaded, into a
 //! [`ModuleMetrics`] kept beside the module: recording a request is then a few atomic
-//! operations, with no label formatting, hashing or map lookup on the request path.
+//! operations, with no label formatting, hashing or map lookup on the request path. The
+//! three histograms every request records are the gateway's own
+//! ([`FixedHistogram`](crate::histogram::FixedHistogram), which says why), written after
+//! the exporter's text; everything else is the exporter's.
 //!
 //! The `module` label only ever takes the names of module files that exist; every request
 //! for anything else is counted under [`UNKNOWN_MODULE`], so a scan of random paths cannot
 //! grow the label set.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString};
+use metrics_exporter_prometheus::formatting::{sanitize_description, sanitize_label_value};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
+use crate::histogram::FixedHistogram;
 use crate::outcome::Outcome;
 
 /// The `module` label of requests for names that are not module files.
@@ -38,24 +44,36 @@ pub const CACHE_LOOKUPS: &str = "wasmgate_cache_lookups_total";
 pub const CACHE_EVICTIONS: &str = "wasmgate_cache_evictions_total";
 pub const TIMEOUT_OVERSHOOT: &str = "wasmgate_timeout_overshoot_seconds";
 
-/// What each series means: the `# HELP` lines of `/metrics`.
-const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
-    (REQUESTS, Kind::Counter, "Requests, by module and outcome."),
+/// One per-request histogram family: its name, its `# HELP` line, and where a module's
+/// series of it is kept.
+type HistogramFamily = (
+    &'static str,
+    &'static str,
+    fn(&RequestHistograms) -> &FixedHistogram,
+);
+
+/// The per-request histograms, in the order `/metrics` shows them.
+const REQUEST_HISTOGRAMS: [HistogramFamily; 3] = [
     (
         REQUEST_DURATION,
-        Kind::Histogram,
         "Time from a request's arrival to its response, by module.",
+        |h| &h.duration,
     ),
     (
         INSTANTIATE_DURATION,
-        Kind::Histogram,
         "Time to instantiate a module for one request.",
+        |h| &h.instantiate,
     ),
     (
         FUEL_CONSUMED,
-        Kind::Histogram,
         "Fuel one request consumed, by module.",
+        |h| &h.fuel,
     ),
+];
+
+/// What each of the exporter's series means: the `# HELP` lines of `/metrics`.
+const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
+    (REQUESTS, Kind::Counter, "Requests, by module and outcome."),
     (
         COMPILE_DURATION,
         Kind::Histogram,
@@ -114,6 +132,10 @@ const DURATION_BUCKETS: &[f64] = &[
 ];
 /// Fuel buckets: a decade apart, from a trivial function to the default budget.
 const FUEL_BUCKETS: &[f64] = &[1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10];
+/// Durations are recorded in nanoseconds and shown in seconds.
+const NANOS_PER_SECOND: u64 = 1_000_000_000;
+/// Fuel is recorded and shown in units of fuel.
+const FUEL_PER_UNIT: u64 = 1;
 /// How often histogram samples are folded into their buckets between scrapes, which keeps
 /// the recorder's memory bounded even when nobody scrapes.
 pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -147,6 +169,9 @@ pub struct Metrics {
 struct Inner {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+    /// Each module's per-request histograms, by name: a reloaded module keeps counting
+    /// into the same ones.
+    histograms: Mutex<BTreeMap<Arc<str>, Arc<RequestHistograms>>>,
     unknown: Arc<ModuleMetrics>,
     modules_loaded: Gauge,
     pool_slots: Gauge,
@@ -160,27 +185,36 @@ pub struct ModuleMetrics {
     /// The `module` label these series carry.
     pub name: Arc<str>,
     requests: Vec<Counter>,
-    duration: Histogram,
-    instantiate: Histogram,
-    fuel: Histogram,
+    histograms: Arc<RequestHistograms>,
     inflight: Gauge,
+}
+
+/// The histograms every request of one module records.
+struct RequestHistograms {
+    duration: FixedHistogram,
+    instantiate: FixedHistogram,
+    fuel: FixedHistogram,
+}
+
+impl RequestHistograms {
+    fn new() -> RequestHistograms {
+        RequestHistograms {
+            duration: FixedHistogram::new(DURATION_BUCKETS, NANOS_PER_SECOND),
+            instantiate: FixedHistogram::new(DURATION_BUCKETS, NANOS_PER_SECOND),
+            fuel: FixedHistogram::new(FUEL_BUCKETS, FUEL_PER_UNIT),
+        }
+    }
 }
 
 impl Metrics {
     /// A recorder for one gateway.
     pub fn new() -> Metrics {
         let builder = PrometheusBuilder::new();
-        let builder = [
-            REQUEST_DURATION,
-            INSTANTIATE_DURATION,
-            COMPILE_DURATION,
-            TIMEOUT_OVERSHOOT,
-        ]
-        .into_iter()
-        .try_fold(builder, |b, name| {
-            b.set_buckets_for_metric(Matcher::Full(name.into()), DURATION_BUCKETS)
-        })
-        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(FUEL_CONSUMED.into()), FUEL_BUCKETS));
+        let builder = [COMPILE_DURATION, TIMEOUT_OVERSHOOT]
+            .into_iter()
+            .try_fold(builder, |b, name| {
+                b.set_buckets_for_metric(Matcher::Full(name.into()), DURATION_BUCKETS)
+            });
         let recorder = match builder {
             Ok(b) => b.build_recorder(),
             // Only an empty bucket list is refused, and the lists above are constants.
@@ -197,8 +231,14 @@ impl Metrics {
         let handle = recorder.handle();
         let gauge =
             |name: &'static str| recorder.register_gauge(&Key::from_static_name(name), &META);
+        let histograms = Mutex::new(BTreeMap::new());
         let inner = Inner {
-            unknown: Arc::new(ModuleMetrics::register(&recorder, UNKNOWN_MODULE)),
+            unknown: Arc::new(ModuleMetrics::register(
+                &recorder,
+                &histograms,
+                UNKNOWN_MODULE,
+            )),
+            histograms,
             modules_loaded: gauge(MODULES_LOADED),
             pool_slots: gauge(POOL_SLOTS),
             pool_in_use: gauge(POOL_SLOTS_IN_USE),
@@ -221,7 +261,11 @@ impl Metrics {
     /// Registers the series of module `name`.
     pub fn module(&self, name: &str) -> Arc<ModuleMetrics> {
         match &self.inner {
-            Some(inner) => Arc::new(ModuleMetrics::register(&inner.recorder, name)),
+            Some(inner) => Arc::new(ModuleMetrics::register(
+                &inner.recorder,
+                &inner.histograms,
+                name,
+            )),
             None => Arc::new(ModuleMetrics::noop()),
         }
     }
@@ -302,10 +346,26 @@ impl Metrics {
 
     /// The Prometheus text exposition of everything recorded.
     pub fn render(&self) -> String {
-        self.inner
-            .as_ref()
-            .map(|i| i.handle.render())
-            .unwrap_or_default()
+        let Some(inner) = &self.inner else {
+            return String::new();
+        };
+        let mut text = inner.handle.render();
+        let histograms = inner
+            .histograms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (name, help, series_of) in REQUEST_HISTOGRAMS {
+            text.push_str(&format!(
+                "# HELP {name} {}\n# TYPE {name} histogram\n",
+                sanitize_description(help)
+            ));
+            for (module, series) in histograms.iter() {
+                let labels = format!("module=\"{}\"", sanitize_label_value(module));
+                series_of(series).write(&mut text, name, &labels);
+            }
+            text.push('\n');
+        }
+        text
     }
 
     /// Folds histogram samples into buckets; call every [`UPKEEP_INTERVAL`].
@@ -330,7 +390,11 @@ fn label(key: &'static str, value: &str) -> Label {
 }
 
 impl ModuleMetrics {
-    fn register(recorder: &PrometheusRecorder, name: &str) -> ModuleMetrics {
+    fn register(
+        recorder: &PrometheusRecorder,
+        histograms: &Mutex<BTreeMap<Arc<str>, Arc<RequestHistograms>>>,
+        name: &str,
+    ) -> ModuleMetrics {
         let module = || vec![label("module", name)];
         let requests = Outcome::ALL
             .iter()
@@ -342,15 +406,18 @@ impl ModuleMetrics {
                 recorder.register_counter(&Key::from_parts(REQUESTS, labels), &META)
             })
             .collect();
+        let name: Arc<str> = Arc::from(name);
+        let histograms = histograms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(name.clone())
+            .or_insert_with(|| Arc::new(RequestHistograms::new()))
+            .clone();
         ModuleMetrics {
-            name: Arc::from(name),
-            requests,
-            duration: recorder
-                .register_histogram(&Key::from_parts(REQUEST_DURATION, module()), &META),
-            instantiate: recorder
-                .register_histogram(&Key::from_parts(INSTANTIATE_DURATION, module()), &META),
-            fuel: recorder.register_histogram(&Key::from_parts(FUEL_CONSUMED, module()), &META),
             inflight: recorder.register_gauge(&Key::from_parts(INFLIGHT, module()), &META),
+            name,
+            requests,
+            histograms,
         }
     }
 
@@ -358,9 +425,7 @@ impl ModuleMetrics {
         ModuleMetrics {
             name: Arc::from(UNKNOWN_MODULE),
             requests: Outcome::ALL.iter().map(|_| Counter::noop()).collect(),
-            duration: Histogram::noop(),
-            instantiate: Histogram::noop(),
-            fuel: Histogram::noop(),
+            histograms: Arc::new(RequestHistograms::new()),
             inflight: Gauge::noop(),
         }
     }
@@ -370,21 +435,26 @@ impl ModuleMetrics {
         if let Some(counter) = self.requests.get(outcome.index()) {
             counter.increment(1);
         }
-        self.duration.record(took.as_secs_f64());
+        self.histograms.duration.record(nanos(took));
     }
 
     pub fn instantiated(&self, took: Duration) {
-        self.instantiate.record(took.as_secs_f64());
+        self.histograms.instantiate.record(nanos(took));
     }
 
     pub fn fuel_consumed(&self, fuel: u64) {
-        self.fuel.record(fuel as f64);
+        self.histograms.fuel.record(fuel);
     }
 
     /// Marks one request of this module as in flight until the guard is dropped.
     pub fn in_flight(&self) -> GaugeGuard {
         GaugeGuard::new(Some(self.inflight.clone()))
     }
+}
+
+/// A duration in whole nanoseconds (saturating after 584 years).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Adds one to a gauge, and takes it back when dropped.
@@ -441,6 +511,78 @@ mod tests {
         );
         assert!(
             text.contains("wasmgate_request_duration_seconds_count{module=\"hello\"} 2"),
+            "{text}"
+        );
+    }
+
+    /// The comments of family `name` in an exposition and the lines of its `hello` series,
+    /// with the `_sum` apart (as a number: the exporter adds up floats, the gateway
+    /// integers, so the last digits may differ).
+    fn family(text: &str, name: &str) -> (Vec<String>, f64) {
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.split([' ', '{']).any(|w| w.starts_with(name)))
+            .filter(|l| l.starts_with('#') || l.contains("module=\"hello\""))
+            .collect();
+        let sum = lines
+            .iter()
+            .find(|l| l.starts_with(&format!("{name}_sum")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN);
+        let rest = lines.iter().filter(|l| !l.contains("_sum{"));
+        (rest.map(|l| l.to_string()).collect(), sum)
+    }
+
+    #[test]
+    fn request_histograms_read_as_the_exporters_would() {
+        let seconds = [0.000_01, 0.000_04, 0.000_7, 0.002, 0.5, 0.5, 31.0];
+        let exporter = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), DURATION_BUCKETS)
+            .unwrap()
+            .build_recorder();
+        exporter.describe_histogram(
+            KeyName::from_const_str(REQUEST_DURATION),
+            None,
+            SharedString::const_str(REQUEST_HISTOGRAMS[0].1),
+        );
+        let key = Key::from_parts(REQUEST_DURATION, vec![label("module", "hello")]);
+        let theirs = exporter.register_histogram(&key, &META);
+        let metrics = Metrics::new();
+        let ours = metrics.module("hello");
+        for s in seconds {
+            theirs.record(s);
+            ours.request(Outcome::Ok, Duration::from_secs_f64(s));
+        }
+        let (their_lines, their_sum) = family(&exporter.handle().render(), REQUEST_DURATION);
+        let (our_lines, our_sum) = family(&metrics.render(), REQUEST_DURATION);
+        assert_eq!(our_lines, their_lines);
+        assert!(
+            their_lines.len() > DURATION_BUCKETS.len(),
+            "{their_lines:?}"
+        );
+        assert!(
+            (our_sum - their_sum).abs() < 1e-9,
+            "{our_sum} vs {their_sum}"
+        );
+    }
+
+    #[test]
+    fn a_reloaded_module_keeps_its_histograms() {
+        let metrics = Metrics::new();
+        metrics.module("hello").fuel_consumed(150);
+        metrics.module("hello").fuel_consumed(5);
+        let text = metrics.render();
+        assert!(
+            text.contains("wasmgate_fuel_consumed_bucket{module=\"hello\",le=\"100\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wasmgate_fuel_consumed_count{module=\"hello\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wasmgate_fuel_consumed_sum{module=\"hello\"} 155\n"),
             "{text}"
         );
     }

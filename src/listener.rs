@@ -86,7 +86,7 @@ pub async fn serve<F, Fut>(
 ///
 /// Against [`serve`] on one multi-threaded runtime (the default, `serve_threads = 0`): no
 /// worker parks and wakes another around each request, which for a small function costs
-/// more than its own work, so CPU per request falls by about a quarter (BENCHMARKS.md). The
+/// more than its own work, so CPU per request falls by 13–19% (BENCHMARKS.md). The
 /// price is that a connection stays on the thread that accepted it: guests still yield at
 /// every epoch tick, so one busy guest delays but cannot stall the others on its thread,
 /// but a thread the kernel takes off its core holds up all of its connections (a higher

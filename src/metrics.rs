@@ -14,6 +14,7 @@
 //! grow the label set.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -191,14 +192,17 @@ pub struct ModuleMetrics {
 
 /// The histograms every request of one module records.
 struct RequestHistograms {
+    /// The series' label set as `/metrics` writes it (`module="hello"`).
+    labels: String,
     duration: FixedHistogram,
     instantiate: FixedHistogram,
     fuel: FixedHistogram,
 }
 
 impl RequestHistograms {
-    fn new() -> RequestHistograms {
+    fn new(module: &str) -> RequestHistograms {
         RequestHistograms {
+            labels: format!("module=\"{}\"", sanitize_label_value(module)),
             duration: FixedHistogram::new(DURATION_BUCKETS, NANOS_PER_SECOND),
             instantiate: FixedHistogram::new(DURATION_BUCKETS, NANOS_PER_SECOND),
             fuel: FixedHistogram::new(FUEL_BUCKETS, FUEL_PER_UNIT),
@@ -355,13 +359,10 @@ impl Metrics {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         for (name, help, series_of) in REQUEST_HISTOGRAMS {
-            text.push_str(&format!(
-                "# HELP {name} {}\n# TYPE {name} histogram\n",
-                sanitize_description(help)
-            ));
-            for (module, series) in histograms.iter() {
-                let labels = format!("module=\"{}\"", sanitize_label_value(module));
-                series_of(series).write(&mut text, name, &labels);
+            let help = sanitize_description(help);
+            let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} histogram");
+            for series in histograms.values() {
+                series_of(series).write(&mut text, name, &series.labels);
             }
             text.push('\n');
         }
@@ -395,7 +396,6 @@ impl ModuleMetrics {
         histograms: &Mutex<BTreeMap<Arc<str>, Arc<RequestHistograms>>>,
         name: &str,
     ) -> ModuleMetrics {
-        let module = || vec![label("module", name)];
         let requests = Outcome::ALL
             .iter()
             .map(|o| {
@@ -411,10 +411,13 @@ impl ModuleMetrics {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .entry(name.clone())
-            .or_insert_with(|| Arc::new(RequestHistograms::new()))
+            .or_insert_with(|| Arc::new(RequestHistograms::new(&name)))
             .clone();
         ModuleMetrics {
-            inflight: recorder.register_gauge(&Key::from_parts(INFLIGHT, module()), &META),
+            inflight: recorder.register_gauge(
+                &Key::from_parts(INFLIGHT, vec![label("module", &name)]),
+                &META,
+            ),
             name,
             requests,
             histograms,
@@ -425,7 +428,7 @@ impl ModuleMetrics {
         ModuleMetrics {
             name: Arc::from(UNKNOWN_MODULE),
             requests: Outcome::ALL.iter().map(|_| Counter::noop()).collect(),
-            histograms: Arc::new(RequestHistograms::new()),
+            histograms: Arc::new(RequestHistograms::new(UNKNOWN_MODULE)),
             inflight: Gauge::noop(),
         }
     }

@@ -1,24 +1,17 @@
 //! The per-request cost of the invoke path: one hello request through a fresh store,
 //! `instantiate_pre`, `_start` and teardown, with the pooling allocator and with on-demand
-//! allocation; `InstancePre` against linking per request, async against sync calls; plus
-//! the pieces around it (building the CGI environment, parsing the output).
+//! allocation, under each set of limits; plus the pieces around it (building the CGI
+//! environment, parsing the output).
 //!
 //! `cargo bench --bench invoke`; results and their meaning are in BENCHMARKS.md.
-
-use std::sync::Arc;
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue};
-use wasmgate::cgi::{Environment, RequestMeta, build_env, parse_output};
-use wasmgate::compile::{Compiler, FileFacts, LoadedModule};
-use wasmgate::config::{Config, ModuleSettings, Overrides};
-use wasmgate::engine::{AllocatorChoice, EpochTicker, GatewayEngine};
-use wasmgate::host::{GuestLimiter, Host, Linkers};
-use wasmgate::invoke::invoke;
-use wasmgate::preview1::RequestIo;
-use wasmgate::stdio::BoundedOutput;
-use wasmtime::{Instance, Store};
+use wasmgate::{
+    AllocatorChoice, Config, Environment, GuestRuntime, ModuleSettings, Overrides, RequestMeta,
+    ServedModule, Stdin, build_env, invoke, parse_output,
+};
 
 // The same allocator as the wasmgate binary, so the figures are the server's.
 #[global_allocator]
@@ -64,7 +57,7 @@ fn sample_env(headers: &HeaderMap) -> Environment {
         remote: "127.0.0.1:50000".parse().unwrap(),
         local: "127.0.0.1:8080".parse().unwrap(),
         protocol: "HTTP/1.1",
-        body_len: 0,
+        body_len: None,
     };
     build_env(&meta, &ModuleSettings::default()).unwrap()
 }
@@ -74,7 +67,7 @@ fn sample_env(headers: &HeaderMap) -> Environment {
 const NO_LIMITS: &str = "[limits]\nfuel = 0\ntimeout_ms = 86400000\nmax_memory_bytes = 4294967296\n\
                          max_output_bytes = 1073741824\nmax_body_bytes = 1073741824\n";
 
-fn load_hello(choice: AllocatorChoice) -> (LoadedModule, EpochTicker) {
+fn load_hello(choice: AllocatorChoice) -> (ServedModule, GuestRuntime) {
     load_module(choice, "", HELLO)
 }
 
@@ -91,23 +84,21 @@ fn data_segment_module() -> String {
 
 const DATA_SEGMENT_BYTES: usize = 16 << 20;
 
+/// Loads `wat_text` as module `hello`; the runtime must outlive the module's requests.
 fn load_module(
     choice: AllocatorChoice,
     extra: &str,
     wat_text: &str,
-) -> (LoadedModule, EpochTicker) {
+) -> (ServedModule, GuestRuntime) {
     let config =
         Config::from_toml(&format!("{BENCH_CONFIG}{extra}"), Overrides::default()).unwrap();
-    let engine = GatewayEngine::new(&config, choice).unwrap();
-    let ticker = EpochTicker::start(&engine.engine).unwrap();
-    let linkers = Linkers::new(&engine.engine).unwrap();
-    let compiler = Compiler::new(engine.engine.clone(), linkers, Arc::new(config));
+    let runtime = GuestRuntime::new(&config, choice).unwrap();
     let wasm = wat::parse_str(wat_text).unwrap();
-    let module = compiler
-        .load_bytes("hello", &wasm, FileFacts::of(&wasm))
+    let module = runtime
+        .load("hello", &wasm, &config)
         .map_err(|f| f.error)
         .unwrap();
-    (module, ticker)
+    (module, runtime)
 }
 
 fn bench_invoke(c: &mut Criterion) {
@@ -121,7 +112,7 @@ fn bench_invoke(c: &mut Criterion) {
         ("pooling", AllocatorChoice::PoolingWithFallback),
         ("on_demand", AllocatorChoice::OnDemand),
     ] {
-        let (module, _ticker) = load_hello(choice);
+        let (module, _runtime) = load_hello(choice);
         bench_requests(&mut group, label, &runtime, &module, &env);
     }
     group.finish();
@@ -132,13 +123,14 @@ fn bench_requests(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     label: &str,
     runtime: &tokio::runtime::Runtime,
-    module: &LoadedModule,
+    module: &ServedModule,
     env: &Environment,
 ) {
     group.bench_function(label, |b| {
         b.to_async(runtime).iter(|| async {
-            let run = invoke(module, env.clone(), Bytes::new()).await.unwrap();
-            assert_eq!(run.stdout.len(), 13);
+            let stdin = Stdin::Buffered(Bytes::new());
+            let stdout = invoke(module, env.clone(), stdin).await.unwrap();
+            assert_eq!(stdout.len(), 13);
         })
     });
 }
@@ -160,7 +152,7 @@ fn bench_limits(c: &mut Criterion) {
         .iter()
         .flat_map(|v| [(*v, ("hello", HELLO)), (*v, ("loop_1m", LOOP))])
     {
-        let (module, _ticker) = load_module(AllocatorChoice::PoolingWithFallback, extra, wat_text);
+        let (module, _runtime) = load_module(AllocatorChoice::PoolingWithFallback, extra, wat_text);
         bench_requests(
             &mut group,
             &format!("{guest}/{label}"),
@@ -183,82 +175,11 @@ fn bench_data_segment(c: &mut Criterion) {
     let big = data_segment_module();
     for (label, wat_text) in [("hello", HELLO), ("data_16mib", big.as_str())] {
         let limits = "[limits]\nmax_memory_bytes = 33554432\n";
-        let (module, _ticker) = load_module(AllocatorChoice::PoolingWithFallback, limits, wat_text);
+        let (module, _runtime) =
+            load_module(AllocatorChoice::PoolingWithFallback, limits, wat_text);
         bench_requests(&mut group, label, &runtime, &module, &env);
     }
     group.finish();
-}
-
-/// How a request's instance is made and called, each variant on its own: `InstancePre`
-/// (imports resolved once, at load) against linking the module per request, and the async
-/// call on a fiber (what the gateway does, so guests can yield) against a plain sync call.
-/// No fuel, no deadline checks, stdout into a buffer: only the instantiate-and-call
-/// mechanics differ between the rows.
-fn bench_strategies(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let env = sample_env(&sample_headers());
-    let (module, _ticker) = load_module(AllocatorChoice::PoolingWithFallback, NO_LIMITS, HELLO);
-    let engine = module.pre.module().engine().clone();
-    let linkers = Linkers::new(&engine).unwrap();
-    let linker = linkers.get(module.abi);
-    let mut group = c.benchmark_group("hello_strategy");
-    group.bench_function("instance_pre_async", |b| {
-        b.to_async(&runtime).iter(|| async {
-            let mut store = hello_store(&module, &env);
-            let instance = module.pre.instantiate_async(&mut store).await.unwrap();
-            call_start_async(&mut store, instance).await;
-        })
-    });
-    group.bench_function("linker_per_request_async", |b| {
-        b.to_async(&runtime).iter(|| async {
-            let mut store = hello_store(&module, &env);
-            let instance = linker
-                .instantiate_async(&mut store, module.pre.module())
-                .await
-                .unwrap();
-            call_start_async(&mut store, instance).await;
-        })
-    });
-    group.bench_function("instance_pre_sync", |b| {
-        b.iter(|| {
-            let mut store = hello_store(&module, &env);
-            let instance = module.pre.instantiate(&mut store).unwrap();
-            let start = instance.get_func(&mut store, "_start").unwrap();
-            start.call(&mut store, &[], &mut []).unwrap();
-        })
-    });
-    group.finish();
-}
-
-/// A store for one hello request, as invoke builds it for a CGI module, minus the limits.
-fn hello_store(module: &LoadedModule, env: &Environment) -> Store<Host> {
-    let io = RequestIo::new(
-        module.args.clone(),
-        env.clone().into_block(),
-        Bytes::new(),
-        BoundedOutput::new(1 << 20),
-        module.name.clone(),
-    );
-    let host = Host {
-        io: Some(io),
-        wasi: None,
-        limits: GuestLimiter::new(usize::MAX),
-        module: module.name.clone(),
-    };
-    let mut store = Store::new(module.pre.module().engine(), host);
-    store.set_epoch_deadline(NO_EPOCH_DEADLINE);
-    store
-}
-
-/// Ticks far enough away that no call reaches them.
-const NO_EPOCH_DEADLINE: u64 = 1 << 40;
-
-async fn call_start_async(store: &mut Store<Host>, instance: Instance) {
-    let start = instance.get_func(&mut *store, "_start").unwrap();
-    start.call_async(&mut *store, &[], &mut []).await.unwrap();
 }
 
 fn bench_cgi(c: &mut Criterion) {
@@ -280,7 +201,6 @@ criterion_group!(
     bench_invoke,
     bench_limits,
     bench_data_segment,
-    bench_strategies,
     bench_cgi
 );
 criterion_main!(benches);

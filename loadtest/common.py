@@ -29,7 +29,9 @@ def ensure_apt(binary, package):
 
 
 def build_release():
-    sh("cargo", "build", "--release", "--quiet", cwd=ROOT)
+    """Builds the release binaries with the same target selection as ./test.sh, so that the
+    dependencies are built once, with one set of features, for both."""
+    sh("cargo", "build", "--release", "--workspace", "--all-targets", "--quiet", cwd=ROOT)
 
 
 def free_port():
@@ -80,7 +82,8 @@ def hello_wat(text, extra_functions=0):
 class Gateway:
     """A wasmgate process serving `modules_dir` on fresh ports."""
 
-    def __init__(self, modules_dir, cache_dir, extra=""):
+    def __init__(self, modules_dir, cache_dir, extra="", binary=BIN):
+        self.binary = binary
         self.port, self.admin = free_port(), free_port()
         self.config = os.path.join(os.path.dirname(modules_dir), f"wasmgate-{self.port}.toml")
         with open(self.config, "w") as f:
@@ -92,7 +95,8 @@ class Gateway:
         """Starts the process; returns seconds until /readyz said 200."""
         t0 = time.monotonic()
         self.log = open(log_path, "ab")
-        self.proc = subprocess.Popen([BIN, "serve", "--config", self.config], stdout=self.log, stderr=self.log)
+        self.proc = subprocess.Popen([self.binary, "serve", "--config", self.config],
+                                     stdout=self.log, stderr=self.log)
         while time.monotonic() - t0 < 120:
             if self.proc.poll() is not None:
                 raise RuntimeError("wasmgate exited during start-up")

@@ -6,19 +6,23 @@
 //! the gateway can trust them.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Display;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::cgi::is_reserved_env_name;
-use crate::error::ConfigError;
-use crate::name::ModuleName;
+use crate::catalogue::name::ModuleName;
+use crate::guest::cgi::reserved::is_reserved_env_name;
+
+/// The size of a WebAssembly page: the unit of linear memory.
+pub(crate) const WASM_PAGE_BYTES: u64 = 64 * 1024;
 
 /// Default public listener: every interface, port 8080.
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+pub(crate) const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 /// Default admin listener: loopback only, so metrics and module details stay private.
-pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9180";
+pub(crate) const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9180";
 const DEFAULT_MAX_INSTANCES: u32 = 1000;
 const DEFAULT_QUEUE_TIMEOUT_MS: u64 = 1000;
 const DEFAULT_CACHE_MAX_BYTES: u64 = 1 << 30;
@@ -35,6 +39,35 @@ const MAX_WASM32_MEMORY_BYTES: u64 = 4 << 30;
 /// A ceiling on buffered request or response bodies, so a typo cannot ask for terabytes.
 const MAX_BUFFER_BYTES: u64 = 1 << 30;
 
+/// A configuration that cannot be used; the message names the key (and the value), and
+/// never a host path.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file '{file}': {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("invalid config: {0}")]
+    Parse(String),
+    #[error("invalid config: `{key}` = {value} {reason}")]
+    Value {
+        key: String,
+        value: String,
+        reason: &'static str,
+    },
+}
+
+impl ConfigError {
+    fn value(key: &str, value: impl Display, reason: &'static str) -> Self {
+        ConfigError::Value {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason,
+        }
+    }
+}
+
 /// The whole configuration, after defaults, file and flags were merged.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -45,7 +78,7 @@ pub struct Config {
     /// Pool slots: guests running at once, across all modules.
     pub max_instances: u32,
     /// How long a request waits for a free slot before it is answered 503.
-    pub queue_timeout_ms: u64,
+    pub queue_timeout: Duration,
     /// The compiled-artifact cache's size cap; least recently used artifacts go first.
     pub cache_max_bytes: u64,
     /// Open client connections accepted at once; more wait in the listen backlog.
@@ -54,16 +87,16 @@ pub struct Config {
     /// threads, each with a runtime and a socket of its own.
     pub serve_threads: usize,
     /// How long a client may take to send a request body.
-    pub body_timeout_ms: u64,
+    pub body_timeout: Duration,
     /// After SIGTERM, how long the public listener keeps accepting while `/readyz` already
     /// says 503, so that load balancers stop sending traffic before connections are refused.
-    pub shutdown_delay_ms: u64,
+    pub shutdown_delay: Duration,
     /// Log one line per request (target `wasmgate::access`).
     pub access_log: bool,
     /// Record Prometheus metrics (on by default; off only to measure what they cost).
     pub metrics: bool,
     /// How long requests in flight may take to finish after SIGTERM.
-    pub shutdown_grace_ms: u64,
+    pub shutdown_grace: Duration,
     /// The defaults for every module.
     pub limits: Limits,
     /// Per-module settings, keyed by module name.
@@ -74,7 +107,7 @@ pub struct Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Wall-clock deadline, enforced with epoch interruption.
-    pub timeout_ms: u64,
+    pub timeout: Duration,
     /// Fuel per request; 0 means unmetered.
     pub fuel: u64,
     pub max_memory_bytes: u64,
@@ -85,7 +118,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            timeout_ms: DEFAULT_TIMEOUT_MS,
+            timeout: Duration::from_millis(DEFAULT_TIMEOUT_MS),
             fuel: DEFAULT_FUEL,
             max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
@@ -197,6 +230,23 @@ impl Config {
         })
     }
 
+    /// Adds `pairs` to module `name`'s own `env`, checked as the config file's are; the
+    /// module keeps every other setting it has.
+    pub fn add_module_env(
+        &mut self,
+        name: &str,
+        pairs: Vec<(String, String)>,
+    ) -> Result<(), ConfigError> {
+        let section = format!("modules.{name}");
+        for (key, value) in &pairs {
+            check_env(&section, key, value)?;
+        }
+        let mut settings = self.module_settings(name);
+        settings.env.extend(pairs);
+        self.modules.insert(name.to_string(), settings);
+        Ok(())
+    }
+
     /// Whether any module is metered: when none is, the engine compiles without fuel checks.
     pub fn fuel_metered(&self) -> bool {
         self.limits.fuel != 0 || self.modules.values().any(|m| m.limits.fuel != 0)
@@ -252,13 +302,13 @@ fn build(file: FileConfig, overrides: Overrides) -> Result<Config, ConfigError> 
             .or(file.cache_dir)
             .unwrap_or_else(|| PathBuf::from(".wasmgate-cache")),
         max_instances: file.max_instances.unwrap_or(DEFAULT_MAX_INSTANCES),
-        queue_timeout_ms: file.queue_timeout_ms.unwrap_or(DEFAULT_QUEUE_TIMEOUT_MS),
-        shutdown_grace_ms: file.shutdown_grace_ms.unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS),
+        queue_timeout: millis(file.queue_timeout_ms, DEFAULT_QUEUE_TIMEOUT_MS),
+        shutdown_grace: millis(file.shutdown_grace_ms, DEFAULT_SHUTDOWN_GRACE_MS),
         cache_max_bytes: file.cache_max_bytes.unwrap_or(DEFAULT_CACHE_MAX_BYTES),
         max_connections: file.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
         serve_threads: file.serve_threads,
-        body_timeout_ms: file.body_timeout_ms.unwrap_or(DEFAULT_BODY_TIMEOUT_MS),
-        shutdown_delay_ms: file.shutdown_delay_ms,
+        body_timeout: millis(file.body_timeout_ms, DEFAULT_BODY_TIMEOUT_MS),
+        shutdown_delay: Duration::from_millis(file.shutdown_delay_ms),
         access_log: file.access_log,
         metrics: file.metrics.unwrap_or(true),
         limits,
@@ -275,6 +325,11 @@ fn build(file: FileConfig, overrides: Overrides) -> Result<Config, ConfigError> 
         ));
     }
     Ok(config)
+}
+
+/// A `*_ms` key as a duration, or its default.
+fn millis(value: Option<u64>, default_ms: u64) -> Duration {
+    Duration::from_millis(value.unwrap_or(default_ms))
 }
 
 fn pick_addr(
@@ -306,27 +361,7 @@ fn module_settings(
     }
     let limits = merge_limits(defaults, &module.limits, &section)?;
     for (key, value) in &module.env {
-        if value.contains('\0') {
-            return Err(ConfigError::value(
-                &format!("{section}.env"),
-                key,
-                "has a NUL byte in its value, which an environment cannot carry",
-            ));
-        }
-        if key.is_empty() || key.contains('=') || key.contains('\0') {
-            return Err(ConfigError::value(
-                &format!("{section}.env"),
-                key,
-                "is not a valid variable name",
-            ));
-        }
-        if is_reserved_env_name(key) {
-            return Err(ConfigError::value(
-                &format!("{section}.env"),
-                key,
-                "is set by the gateway for every request and cannot be overridden",
-            ));
-        }
+        check_env(&section, key, value)?;
     }
     for (guest, host) in &module.volumes {
         let key = format!("{section}.volumes");
@@ -362,23 +397,50 @@ fn module_settings(
     })
 }
 
+/// Refuses an environment variable that a guest cannot be given, naming `section.env`.
+fn check_env(section: &str, key: &str, value: &str) -> Result<(), ConfigError> {
+    let at = || format!("{section}.env");
+    if value.contains('\0') {
+        return Err(ConfigError::value(
+            &at(),
+            key,
+            "has a NUL byte in its value, which an environment cannot carry",
+        ));
+    }
+    if key.is_empty() || key.contains('=') || key.contains('\0') {
+        return Err(ConfigError::value(
+            &at(),
+            key,
+            "is not a valid variable name",
+        ));
+    }
+    if is_reserved_env_name(key) {
+        return Err(ConfigError::value(
+            &at(),
+            key,
+            "is set by the gateway for every request and cannot be overridden",
+        ));
+    }
+    Ok(())
+}
+
 fn merge_limits(base: &Limits, file: &FileLimits, section: &str) -> Result<Limits, ConfigError> {
     let limits = Limits {
-        timeout_ms: file.timeout_ms.unwrap_or(base.timeout_ms),
+        timeout: file.timeout_ms.map_or(base.timeout, Duration::from_millis),
         fuel: file.fuel.unwrap_or(base.fuel),
         max_memory_bytes: file.max_memory_bytes.unwrap_or(base.max_memory_bytes),
         max_output_bytes: file.max_output_bytes.unwrap_or(base.max_output_bytes),
         max_body_bytes: file.max_body_bytes.unwrap_or(base.max_body_bytes),
     };
     let key = |k: &str| format!("{section}.{k}");
-    if limits.timeout_ms == 0 {
+    if limits.timeout.is_zero() {
         return Err(ConfigError::value(
             &key("timeout_ms"),
             0,
             "must be at least 1",
         ));
     }
-    if limits.max_memory_bytes < crate::engine::WASM_PAGE_BYTES
+    if limits.max_memory_bytes < WASM_PAGE_BYTES
         || limits.max_memory_bytes > MAX_WASM32_MEMORY_BYTES
     {
         return Err(ConfigError::value(
@@ -461,7 +523,10 @@ mod tests {
         )
         .unwrap();
         let a = c.module_settings("a");
-        assert_eq!((a.limits.fuel, a.limits.timeout_ms), (3, 9));
+        assert_eq!(
+            (a.limits.fuel, a.limits.timeout),
+            (3, Duration::from_millis(9))
+        );
         assert_eq!(a.env, vec![("G".to_string(), "hi".to_string())]);
         assert_eq!(c.module_settings("b").limits.fuel, 7);
     }

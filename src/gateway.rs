@@ -1,5 +1,6 @@
-//! Puts the pieces together: engine and epoch ticker, registry, loader, and the two
-//! listeners, started in an order that surfaces every error before anything is served.
+//! `wasmgate serve`: puts the pieces together — the guest runtime, registry, loader, and
+//! the two listeners, started in an order that surfaces every error before anything is
+//! served.
 //!
 //! Both addresses are bound first, so a port in use fails start-up at once. The admin
 //! listener then answers (with `/readyz` at 503) while the first scan compiles; the public
@@ -14,26 +15,22 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::admin::AdminService;
-use crate::cache::ArtifactCache;
-use crate::compile::Compiler;
+use crate::catalogue::loader::{Loader, module_files};
+use crate::catalogue::watch::ModuleWatcher;
+use crate::catalogue::{ArtifactCache, Registry};
 use crate::config::Config;
-use crate::engine::{AllocatorChoice, EpochTicker, GatewayEngine};
-use crate::error::EngineError;
-use crate::host;
-use crate::listener::{self, ConnInfo, ListenOptions};
-use crate::loader::Loader;
+use crate::http::admin::AdminService;
+use crate::http::listener::{self, ConnInfo, ListenOptions};
+use crate::http::server::PublicService;
 use crate::metrics::{Metrics, UPKEEP_INTERVAL};
-use crate::registry::Registry;
-use crate::server::PublicService;
+use crate::runtime::{AllocatorChoice, GuestRuntime, RuntimeError};
 use crate::shutdown::Shutdown;
-use crate::watch::ModuleWatcher;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
-    Engine(#[from] EngineError),
+    Runtime(#[from] RuntimeError),
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
         what: &'static str,
@@ -46,15 +43,12 @@ pub enum StartError {
     Threads(String),
     #[error("cannot watch the modules directory: {0}")]
     Watch(String),
-    #[error("cannot start the epoch ticker: {0}")]
-    Ticker(std::io::Error),
 }
 
 /// A gateway that is running.
 pub struct RunningGateway {
     pub public_addr: SocketAddr,
     pub admin_addr: SocketAddr,
-    pub registry: Arc<Registry>,
     pub shutdown: Shutdown,
     task: JoinHandle<()>,
 }
@@ -64,21 +58,16 @@ impl RunningGateway {
     /// (the first scan of the modules directory goes on in the background).
     pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         let config = Arc::new(config);
-        let engine = GatewayEngine::new(&config, AllocatorChoice::PoolingWithFallback)?;
-        let ticker = EpochTicker::start(&engine.engine).map_err(StartError::Ticker)?;
-        let linkers =
-            host::Linkers::new(&engine.engine).map_err(|e| EngineError(format!("{e:#}")))?;
+        let runtime = GuestRuntime::new(&config, AllocatorChoice::PoolingWithFallback)?;
         let metrics = if config.metrics {
             Metrics::new()
         } else {
             Metrics::disabled()
         };
         metrics.set_pool_slots(config.max_instances);
-        let mut compiler = Compiler::new(engine.engine.clone(), linkers, config.clone())
-            .with_metrics(metrics.clone());
         let cache = match ArtifactCache::open(
             &config.cache_dir,
-            &engine.engine,
+            runtime.engine(),
             config.cache_max_bytes,
         ) {
             Ok(cache) => Some(Arc::new(cache)),
@@ -87,19 +76,16 @@ impl RunningGateway {
                 None
             }
         };
-        if let Some(cache) = &cache {
-            compiler = compiler.with_cache(cache.clone());
-        }
         let registry = Arc::new(Registry::new());
         let loader = Loader::new(
-            compiler,
+            runtime.compiler(cache.clone()),
+            config.clone(),
             registry.clone(),
-            config.modules_dir.clone(),
             metrics.clone(),
         )
         .map_err(|e| StartError::Threads(e.to_string()))?;
         // Fail now, not in the background, if the directory cannot be listed.
-        crate::loader::module_files(&config.modules_dir).map_err(StartError::ModulesDir)?;
+        module_files(&config.modules_dir).map_err(StartError::ModulesDir)?;
         let (watcher, events) = ModuleWatcher::start(&loader)
             .map_err(|e| StartError::Watch(format!("{:?}", e.kind)))?;
 
@@ -119,7 +105,7 @@ impl RunningGateway {
         let shutdown = Shutdown::new();
         let options = ListenOptions {
             max_connections: config.max_connections,
-            grace: Duration::from_millis(config.shutdown_grace_ms),
+            grace: config.shutdown_grace,
         };
 
         let slots = Arc::new(Semaphore::new(config.max_instances as usize));
@@ -144,8 +130,8 @@ impl RunningGateway {
         let public_service = Arc::new(PublicService {
             registry: registry.clone(),
             slots: slots.clone(),
-            queue_timeout: Duration::from_millis(config.queue_timeout_ms),
-            body_timeout: Duration::from_millis(config.body_timeout_ms),
+            queue_timeout: config.queue_timeout,
+            body_timeout: config.body_timeout,
             access_log: config.access_log,
             metrics,
         });
@@ -153,9 +139,10 @@ impl RunningGateway {
         let down = shutdown.clone();
         let threads = config.serve_threads;
         // The public listener stops accepting `shutdown_delay_ms` after readiness turns 503.
-        let public_down = delayed(&shutdown, Duration::from_millis(config.shutdown_delay_ms));
+        let public_down = delayed(&shutdown, config.shutdown_delay);
         let task = tokio::spawn(async move {
-            let _ticker = ticker;
+            // Deadlines are enforced while the runtime lives: as long as anything is served.
+            let _runtime = runtime;
             let _watcher = watcher;
             if let Err(e) = loader.load_all().await {
                 tracing::error!(error = %e, "cannot scan the modules directory");
@@ -174,7 +161,6 @@ impl RunningGateway {
         Ok(RunningGateway {
             public_addr,
             admin_addr,
-            registry,
             shutdown,
             task,
         })

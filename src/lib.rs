@@ -2,42 +2,56 @@
 //!
 //! A request to `/NAME/...` runs `NAME.wasm`, a WASI preview1 command module, in a fresh
 //! instance: the request goes in through environment variables and stdin, and stdout comes
-//! back as the response. The pipeline, one module per step:
+//! back as the response. The folders follow a request through the pipeline:
 //!
-//! - [`config`]: the TOML file and flags;
-//! - [`engine`]: the one wasmtime engine (pooling allocator, fuel, epochs) and its ticker;
-//! - [`compile`]: module file → `InstancePre`, checked ahead of any request, through the
-//!   on-disk artifact [`cache`];
-//! - [`watch`], [`loader`] and [`registry`]: which version of each module is served, kept
-//!   in step with the modules directory;
-//! - [`server`], [`body`], [`cgi`], [`invoke`], [`stdio`], [`host`]: one request, end to end,
-//!   with [`preview1`] serving WASI to the modules that need only stdio and environment;
-//! - [`admin`] and [`metrics`]: health, readiness, the module list and Prometheus;
-//! - [`gateway`]: starts and stops it all; [`run`]: one invocation from the command line;
-//!   [`precompile`]: fills the cache and exits.
+//! ```text
+//! config ─> runtime ─────────────> (engine + epoch ticker + linkers, made once)
+//!              │
+//! catalogue:   watch ─> loader ─> file ─> compile (cache) ─> served ─> registry
+//!                                                                         │
+//! http:        listener ─> server (body) ──── registry.lookup ────────────┘
+//!                              │
+//! guest:                       └─> cgi::exchange ─> invoke (store, deadline, linkers)
+//!                                   env · stdin · preview1 · stdio · response
+//! metrics:     every step above records into its module's series; http::admin serves them
+//! ```
+//!
+//! - `config`: the TOML file and flags, checked once;
+//! - `runtime`: the one engine, its epoch ticker and the linkers, built in one place;
+//! - `catalogue`: which version of each module is served, kept in step with the directory;
+//! - `http`: the listeners, the public handler, request bodies, the admin endpoints;
+//! - `guest`: one request's instance, with one folder per guest ABI (`cgi` today);
+//! - `metrics`: the Prometheus series and the gateway's own histograms;
+//! - `gateway` (`serve`) and `commands` (`run`, `compile`): what the binary starts.
+//!
+//! The public API is what the binary, the tests and the benches use; everything else is
+//! private to the crate.
 
-pub mod admin;
-pub mod body;
-pub mod cache;
-pub mod cgi;
-pub mod compile;
-pub mod config;
-pub mod engine;
-pub mod error;
-pub mod gateway;
-pub mod histogram;
-pub mod host;
-pub mod invoke;
-pub mod listener;
-pub mod loader;
-pub mod metrics;
-pub mod name;
-pub mod outcome;
-pub mod precompile;
-pub mod preview1;
-pub mod registry;
-pub mod run;
-pub mod server;
-pub mod shutdown;
-pub mod stdio;
-pub mod watch;
+mod catalogue;
+mod commands;
+mod config;
+mod gateway;
+mod guest;
+mod http;
+mod metrics;
+mod outcome;
+mod runtime;
+mod shutdown;
+
+pub use catalogue::ServedModule;
+pub use catalogue::compile::Source;
+pub use catalogue::failure::{LoadError, LoadFailure};
+pub use commands::compile::{PrecompileError, Precompiled, Precompiler};
+pub use commands::run::{RunBody, RunError, RunRequest, run_once};
+pub use config::{Config, ConfigError, Limits, ModuleSettings, Overrides};
+pub use gateway::{RunningGateway, StartError};
+pub use guest::cgi::env::{EnvError, Environment, RequestMeta, build_env};
+pub use guest::cgi::exchange::{CgiFailure, respond};
+pub use guest::cgi::preview1::Preview1;
+pub use guest::cgi::response::{CgiResponse, OutputError, parse_output};
+pub use guest::cgi::stdin::{BodyOverflow, BodyStream, Stdin};
+pub use guest::invoke::{InvokeError, invoke};
+pub use http::listener::{ConnInfo, ListenOptions, bind_shared, serve, serve_on_threads};
+pub use outcome::Outcome;
+pub use runtime::{AllocatorChoice, GuestRuntime, RuntimeError};
+pub use shutdown::{Shutdown, signal};

@@ -1,16 +1,16 @@
 //! The `wasmgate` command: argument parsing and start-up over the library.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use wasmgate::config::{Config, Overrides};
-use wasmgate::gateway::RunningGateway;
-use wasmgate::precompile::Precompiler;
-use wasmgate::run::{RunRequest, run_once};
+use wasmgate::{
+    CgiResponse, Config, Overrides, Precompiler, RunBody, RunRequest, RunningGateway, run_once,
+};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -65,13 +65,13 @@ enum Command {
         /// The query string, without '?'.
         #[arg(long, default_value = "")]
         query: String,
-        /// The request method [default: POST with a body on stdin, GET otherwise].
+        /// The request method [default: POST when stdin is a file or a pipe, GET otherwise].
         #[arg(long)]
         method: Option<String>,
         /// Print the status line and headers before the body, like `curl -i`.
         #[arg(short, long)]
         include: bool,
-        /// Config file whose [limits] apply.
+        /// Config file whose [limits] and [modules.NAME] settings apply.
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -106,7 +106,7 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("'{s}' is not K=V"))
 }
 
-fn main() -> Result<()> {
+fn main() -> Result<ExitCode> {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -125,11 +125,13 @@ fn main() -> Result<()> {
                 ..common.overrides()
             };
             let config = Config::load(common.config.as_deref(), overrides)?;
-            runtime.block_on(serve(config))
+            runtime.block_on(serve(config))?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Compile { common } => {
             let config = Config::load(common.config.as_deref(), common.overrides())?;
-            compile(&config)
+            compile(&config)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Run {
             file,
@@ -141,18 +143,29 @@ fn main() -> Result<()> {
             config,
         } => {
             let config = Config::load(config.as_deref(), Overrides::default())?;
-            let body = read_stdin()?;
-            let method =
-                method.unwrap_or_else(|| if body.is_empty() { "GET" } else { "POST" }.into());
+            let body = RunBody::from_stdin().context("cannot read stdin")?;
+            let method = method.unwrap_or_else(|| match body {
+                RunBody::Empty => "GET".into(),
+                RunBody::Reader { .. } => "POST".into(),
+            });
             let request = RunRequest {
                 method,
                 path,
                 query,
                 env,
-                body: body.into(),
+                body,
             };
-            let response = runtime.block_on(run_once(&file, config, request))?;
-            write_response(&response, include)
+            let result = runtime.block_on(run_once(&file, config, request));
+            match result {
+                Ok(response) => {
+                    write_response(&response, include)?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(e.exit_code()))
+                }
+            }
         }
     }
 }
@@ -160,7 +173,7 @@ fn main() -> Result<()> {
 async fn serve(config: Config) -> Result<()> {
     let gateway = RunningGateway::start(config).await?;
     tracing::info!(public = %gateway.public_addr, admin = %gateway.admin_addr, "listening");
-    wasmgate::shutdown::signal()
+    wasmgate::signal()
         .await
         .context("cannot wait for signals")?;
     gateway.stop().await;
@@ -186,8 +199,7 @@ fn compile(config: &Config) -> Result<()> {
     let mut failed = 0;
     for name in &names {
         bar.set_message(name.clone());
-        let report = precompiler.compile(name);
-        let line = match &report.result {
+        let line = match &precompiler.compile(name) {
             Ok(c) => format!("{:<8} {name} {} {:.1} ms", c.source, c.digest, c.millis),
             Err(e) => {
                 failed += 1;
@@ -226,19 +238,7 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn read_stdin() -> Result<Vec<u8>> {
-    let mut body = Vec::new();
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        stdin
-            .lock()
-            .read_to_end(&mut body)
-            .context("cannot read stdin")?;
-    }
-    Ok(body)
-}
-
-fn write_response(response: &wasmgate::cgi::CgiResponse, include: bool) -> Result<()> {
+fn write_response(response: &CgiResponse, include: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
     if include {
         writeln!(out, "HTTP/1.1 {}", response.status)?;

@@ -123,6 +123,27 @@ impl Served {
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         self.child.wait().unwrap()
     }
+
+    /// The gateway process's resident memory, from `/proc` (which these tests need).
+    fn resident_kib(&self) -> u64 {
+        let path = format!("/proc/{}/status", self.child.id());
+        let status = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no VmRSS in {path}"))
+    }
+}
+
+/// A test that fails part-way still stops its gateway.
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 /// A field of a JSON log line's `fields`.
@@ -151,7 +172,14 @@ fn serve_logs_guest_output_keeps_the_host_env_private_and_exits_cleanly() {
         gw.wait_for_log("[envdump]: envdump says hello to the log")
             .is_some()
     );
-    assert!(gw.wait_for_log("[envdump]: ").is_some(), "log_i32");
+    // log_i32 logs the number of variables, which the body lists one a line.
+    let variables = body.lines().skip(1).count();
+    assert!(variables > 10, "{body}");
+    assert!(
+        gw.wait_for_log(&format!("[envdump]: {variables}"))
+            .is_some(),
+        "log_i32 of {variables}"
+    );
     let (status, body) = gw.get("/stderr");
     assert_eq!((status, body.as_str()), (200, "done\n"));
     let line = gw
@@ -411,4 +439,35 @@ fn json_logs_carry_the_access_log_and_guest_failures() {
         );
     }
     assert!(gw.terminate().success());
+}
+
+/// Memory and output bombs leave the gateway's own resident memory in bounds: measured on
+/// a gateway process of its own, so that nothing else in the test process counts.
+#[test]
+fn bombs_leave_the_gateways_resident_memory_in_bounds() {
+    let limits = "[limits]\nmax_memory_bytes = 33554432\nmax_output_bytes = 1048576\n";
+    let gw = Served::start_with(
+        &[
+            ("hello", "hello"),
+            ("membomb", "membomb"),
+            ("flood", "flood"),
+        ],
+        &[],
+        limits,
+        &[],
+    );
+    assert_eq!(gw.get("/hello").0, 200);
+    let before = gw.resident_kib();
+    for _ in 0..3 {
+        assert_eq!(gw.get("/membomb").0, 500);
+        let (status, body) = gw.get("/flood");
+        assert_eq!(status, 502, "{body}");
+        assert!(body.len() < 4096, "{} bytes of a flood served", body.len());
+    }
+    let grown_mib = gw.resident_kib().saturating_sub(before) / 1024;
+    assert!(
+        grown_mib < 64,
+        "resident memory grew {grown_mib} MiB after 32 MiB memory bombs and 1 MiB-capped floods"
+    );
+    assert_eq!(gw.get("/hello").0, 200);
 }

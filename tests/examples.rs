@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 
 use common::TestGateway;
-use wasmgate::config::{Config, Overrides};
+use wasmgate::{Config, Overrides};
 
 fn repo(path: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -20,8 +20,8 @@ fn the_example_config_parses_and_keeps_the_defaults() {
     assert_eq!(config.admin_listen, defaults.admin_listen);
     assert_eq!(config.limits, defaults.limits);
     assert_eq!(config.max_instances, defaults.max_instances);
-    assert_eq!(config.queue_timeout_ms, defaults.queue_timeout_ms);
-    assert_eq!(config.shutdown_grace_ms, defaults.shutdown_grace_ms);
+    assert_eq!(config.queue_timeout, defaults.queue_timeout);
+    assert_eq!(config.shutdown_grace, defaults.shutdown_grace);
     let watenv = config.module_settings("watenv");
     assert_eq!(
         watenv.env,

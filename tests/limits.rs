@@ -27,15 +27,6 @@ async fn hostile() -> TestGateway {
     TestGateway::start(&modules, LIMITS).await
 }
 
-fn resident_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 async fn still_serves(gw: &TestGateway) {
     let r = gw.get("/hello").await;
     assert_eq!(
@@ -94,7 +85,6 @@ async fn fuel_exhaustion_is_a_500_that_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_past_the_cap_is_a_500() {
     let mut gw = hostile().await;
-    let before = resident_kib();
     let memory = StatusCode::INTERNAL_SERVER_ERROR;
     refused(
         &gw,
@@ -105,11 +95,8 @@ async fn memory_past_the_cap_is_a_500() {
     .await;
     // A module that starts with more memory than any slot has is refused when it loads.
     refused(&gw, "/bigmem", memory, &["'bigmem'", "memory"]).await;
-    let grown_mib = resident_kib().saturating_sub(before) / 1024;
-    assert!(
-        grown_mib < 64,
-        "resident memory grew {grown_mib} MiB after a 32 MiB memory bomb"
-    );
+    // What the bombs leave resident is measured on a gateway process of its own, in
+    // tests/cli.rs.
     still_serves(&gw).await;
     gw.stop().await;
 }
@@ -117,7 +104,6 @@ async fn memory_past_the_cap_is_a_500() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_output_is_cut_at_the_cap_without_buffering_it() {
     let mut gw = hostile().await;
-    let before = resident_kib();
     for _ in 0..3 {
         let r = refused(
             &gw,
@@ -128,11 +114,6 @@ async fn a_flood_of_output_is_cut_at_the_cap_without_buffering_it() {
         .await;
         assert!(r.body.len() < 4096);
     }
-    let grown_mib = resident_kib().saturating_sub(before) / 1024;
-    assert!(
-        grown_mib < 64,
-        "resident memory grew {grown_mib} MiB for a 1 MiB cap"
-    );
     still_serves(&gw).await;
     gw.stop().await;
 }
@@ -221,7 +202,7 @@ async fn a_spinning_guest_does_not_stall_the_others() {
     .await;
     let addr = gw.public;
     let spinner = tokio::spawn(async move { common::get(addr, "/spin").await.unwrap().status });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    gw.wait_for_metric("wasmgate_pool_slots_in_use 1").await;
     // Twenty hellos complete while the spinner still holds its slot and a worker thread.
     for _ in 0..20 {
         still_serves(&gw).await;
@@ -257,26 +238,11 @@ async fn forty_sleeping_guests_run_side_by_side() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_free_slot_in_time_is_503_with_retry_after() {
-    let extra = "max_instances = 1\nqueue_timeout_ms = 50\n";
-    // `max_instances` set after the harness's own value wins: TOML would reject a duplicate,
-    // so the harness's config is bypassed by starting with a full config here.
-    let dir = tempfile::tempdir().unwrap();
-    let modules = dir.path().join("modules");
-    std::fs::create_dir(&modules).unwrap();
-    std::fs::write(modules.join("sleepy.wasm"), common::fixture("sleepy")).unwrap();
-    let toml = format!(
-        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nmodules_dir = {modules:?}\n{extra}"
-    );
-    let config = wasmgate::config::Config::from_toml(&toml, Default::default()).unwrap();
-    let gateway = wasmgate::gateway::RunningGateway::start(config)
-        .await
-        .unwrap();
-    let addr = gateway.public_addr;
-    while !gateway.registry.is_ready() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let dir = modules_dir_with(&["sleepy"]);
+    let mut gw = TestGateway::start_with_slots(dir, 1, "queue_timeout_ms = 50\n").await;
+    let addr = gw.public;
     let first = tokio::spawn(async move { common::get(addr, "/sleepy").await.unwrap() });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    gw.wait_for_metric("wasmgate_pool_slots_in_use 1").await;
     let second = common::get(addr, "/sleepy").await.unwrap();
     assert_eq!(second.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(second.headers["retry-after"], "1");
@@ -287,7 +253,18 @@ async fn no_free_slot_in_time_is_503_with_retry_after() {
         common::get(addr, "/sleepy").await.unwrap().status,
         StatusCode::OK
     );
-    gateway.stop().await;
+    gw.stop().await;
+}
+
+/// A temporary directory whose `modules/` holds the fixtures `names`.
+fn modules_dir_with(names: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let modules = dir.path().join("modules");
+    std::fs::create_dir(&modules).unwrap();
+    for name in names {
+        std::fs::write(modules.join(format!("{name}.wasm")), common::fixture(name)).unwrap();
+    }
+    dir
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -295,7 +272,7 @@ async fn shutdown_lets_requests_in_flight_finish() {
     let mut gw = hostile().await;
     let addr = gw.public;
     let in_flight = tokio::spawn(async move { common::get(addr, "/sleepy").await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    gw.wait_for_metric("wasmgate_pool_slots_in_use 1").await;
     let gateway = gw.gateway.take().unwrap();
     let admin = gw.admin;
     let shutdown = gateway.shutdown.clone();
@@ -481,24 +458,9 @@ async fn serving_threads_share_the_connection_cap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_times_more_requests_than_slots_is_backpressure_not_collapse() {
-    let extra = "max_instances = 4\nqueue_timeout_ms = 100\n";
-    let dir = tempfile::tempdir().unwrap();
-    let modules = dir.path().join("modules");
-    std::fs::create_dir(&modules).unwrap();
-    for fx in ["sleepy", "hello"] {
-        std::fs::write(modules.join(format!("{fx}.wasm")), common::fixture(fx)).unwrap();
-    }
-    let toml = format!(
-        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nmodules_dir = {modules:?}\n{extra}"
-    );
-    let config = wasmgate::config::Config::from_toml(&toml, Default::default()).unwrap();
-    let gateway = wasmgate::gateway::RunningGateway::start(config)
-        .await
-        .unwrap();
-    while !gateway.registry.is_ready() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let addr = gateway.public_addr;
+    let dir = modules_dir_with(&["sleepy", "hello"]);
+    let mut gw = TestGateway::start_with_slots(dir, 4, "queue_timeout_ms = 100\n").await;
+    let addr = gw.public;
     let all: Vec<_> = (0..40)
         .map(|_| tokio::spawn(async move { common::get(addr, "/sleepy").await.unwrap().status }))
         .collect();
@@ -517,11 +479,8 @@ async fn ten_times_more_requests_than_slots_is_backpressure_not_collapse() {
     // Recovered at once.
     let r = common::get(addr, "/hello").await.unwrap();
     assert_eq!(r.status, StatusCode::OK);
-    let m = common::get(gateway.admin_addr, "/metrics")
-        .await
-        .unwrap()
-        .text();
+    let m = gw.metrics().await;
     assert!(m.contains("wasmgate_pool_slots_in_use 0"), "{m}");
     assert!(m.contains("wasmgate_requests_waiting_for_slot 0"), "{m}");
-    gateway.stop().await;
+    gw.stop().await;
 }

@@ -160,10 +160,10 @@ async fn in_flight_requests_and_pool_slots_show_while_guests_run() {
     let sleepers: Vec<_> = (0..3)
         .map(|_| tokio::spawn(async move { common::get(addr, "/sleepy").await }))
         .collect();
-    tokio::time::sleep(Duration::from_millis(120)).await;
+    // All three are running once the pool says so; the in-flight gauge agrees.
+    gw.wait_for_metric("wasmgate_pool_slots_in_use 3").await;
     let (_, m) = scrape(&gw).await;
     assert_eq!(m[r#"wasmgate_inflight_requests{module="sleepy"}"#], 3.0);
-    assert_eq!(m["wasmgate_pool_slots_in_use"], 3.0);
     for s in sleepers {
         s.await.unwrap().unwrap();
     }

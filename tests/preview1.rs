@@ -7,17 +7,11 @@
 //! which links it against the gateway's functions, and with one more import, which links
 //! it against wasmtime-wasi. Both runs must write the same bytes.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
-use wasmgate::cgi::Environment;
-use wasmgate::compile::{Compiler, FileFacts, LoadedModule};
-use wasmgate::config::{Config, Overrides};
-use wasmgate::engine::{AllocatorChoice, EpochTicker, GatewayEngine};
-use wasmgate::host::Linkers;
-use wasmgate::invoke::{GuestRun, InvokeError, invoke};
-use wasmgate::outcome::Outcome;
-use wasmgate::preview1::GuestAbi;
+use wasmgate::{
+    AllocatorChoice, Config, Environment, GuestRuntime, InvokeError, Outcome, Overrides, Preview1,
+    ServedModule, Stdin, invoke,
+};
 
 const PROBE: &str = include_str!("fixtures/wasiprobe.wat");
 /// An import the gateway leaves to wasmtime-wasi: adding it switches the implementation.
@@ -25,8 +19,8 @@ const POLL_IMPORT: &str = r#"(import "wasi_snapshot_preview1" "poll_oneoff" (fun
 const STDIN: &[u8] = b"hello, stdin: more than five bytes";
 
 struct Gateway {
-    compiler: Compiler,
-    _ticker: EpochTicker,
+    runtime: GuestRuntime,
+    config: Config,
 }
 
 impl Gateway {
@@ -36,23 +30,21 @@ impl Gateway {
             Overrides::default(),
         )
         .unwrap();
-        let engine = GatewayEngine::new(&config, AllocatorChoice::OnDemand).unwrap();
-        let ticker = EpochTicker::start(&engine.engine).unwrap();
-        let linkers = Linkers::new(&engine.engine).unwrap();
-        let compiler = Compiler::new(engine.engine.clone(), linkers, Arc::new(config));
-        Gateway {
-            compiler,
-            _ticker: ticker,
-        }
+        let runtime = GuestRuntime::new(&config, AllocatorChoice::OnDemand).unwrap();
+        Gateway { runtime, config }
     }
 
-    fn load(&self, name: &str, wat_text: &str) -> LoadedModule {
+    fn load(&self, name: &str, wat_text: &str) -> ServedModule {
         let wasm = wat::parse_str(wat_text).unwrap();
-        self.compiler
-            .load_bytes(name, &wasm, FileFacts::of(&wasm))
+        self.runtime
+            .load(name, &wasm, &self.config)
             .map_err(|f| f.error)
             .unwrap()
     }
+}
+
+fn buffered(bytes: &'static [u8]) -> Stdin {
+    Stdin::Buffered(Bytes::from_static(bytes))
 }
 
 fn env() -> Environment {
@@ -67,8 +59,8 @@ fn env() -> Environment {
 }
 
 /// Runs `module` once with no environment and no input.
-async fn run(module: &LoadedModule) -> Result<GuestRun, InvokeError> {
-    invoke(module, Environment::default(), Bytes::new()).await
+async fn run(module: &ServedModule) -> Result<Bytes, InvokeError> {
+    invoke(module, Environment::default(), buffered(b"")).await
 }
 
 fn with_poll_import(wat_text: &str) -> String {
@@ -80,12 +72,11 @@ async fn the_gateways_functions_answer_as_wasmtime_wasi_does() {
     let gateway = Gateway::new("");
     let own = gateway.load("probe", PROBE);
     let wasi = gateway.load("probe", &with_poll_import(PROBE));
-    assert_eq!(own.abi, GuestAbi::Cgi);
-    assert_eq!(wasi.abi, GuestAbi::Wasi);
+    assert_eq!(own.preview1(), Preview1::Gateway);
+    assert_eq!(wasi.preview1(), Preview1::WasmtimeWasi);
 
-    let stdin = Bytes::from_static(STDIN);
-    let own_out = invoke(&own, env(), stdin.clone()).await.unwrap().stdout;
-    let wasi_out = invoke(&wasi, env(), stdin).await.unwrap().stdout;
+    let own_out = invoke(&own, env(), buffered(STDIN)).await.unwrap();
+    let wasi_out = invoke(&wasi, env(), buffered(STDIN)).await.unwrap();
     assert!(
         own_out.len() > 400,
         "the probe wrote {} bytes",
@@ -108,11 +99,14 @@ async fn modules_that_need_more_than_stdio_get_wasmtime_wasi() {
         dir.path()
     ));
     let hello = include_str!("fixtures/hello.wat");
-    assert_eq!(gateway.load("hello", hello).abi, GuestAbi::Cgi);
-    assert_eq!(gateway.load("withvolume", hello).abi, GuestAbi::Wasi);
+    assert_eq!(gateway.load("hello", hello).preview1(), Preview1::Gateway);
     assert_eq!(
-        gateway.load("polls", &with_poll_import(hello)).abi,
-        GuestAbi::Wasi
+        gateway.load("withvolume", hello).preview1(),
+        Preview1::WasmtimeWasi
+    );
+    assert_eq!(
+        gateway.load("polls", &with_poll_import(hello)).preview1(),
+        Preview1::WasmtimeWasi
     );
 }
 
@@ -132,7 +126,12 @@ async fn a_buffer_outside_memory_is_a_trap() {
         gateway.load("oob", &with_poll_import(wat_text)),
     ] {
         let error = run(&module).await.unwrap_err();
-        assert_eq!(error.outcome(), Outcome::Trap, "{:?}: {error}", module.abi);
+        assert_eq!(
+            error.outcome(),
+            Outcome::Trap,
+            "{:?}: {error}",
+            module.preview1()
+        );
         assert!(error.to_string().contains("out of bounds"), "{error}");
     }
 }
@@ -162,12 +161,11 @@ async fn reads_fill_every_buffer_and_closed_stdout_refuses_writes() {
     {tail}))"#
         )
     };
-    let stdin = Bytes::from_static(b"abcdef");
     let echo = gateway.load("readv", &readv(""));
-    let run = invoke(&echo, Environment::default(), stdin.clone())
+    let out = invoke(&echo, Environment::default(), buffered(b"abcdef"))
         .await
         .unwrap();
-    assert_eq!(&run.stdout[..], b"abcde");
+    assert_eq!(&out[..], b"abcde");
 
     let close_then_write = gateway.load(
         "closed",
@@ -176,9 +174,13 @@ async fn reads_fill_every_buffer_and_closed_stdout_refuses_writes() {
     (call $exit (call $w (i32.const 1) (i32.const 0) (i32.const 2) (i32.const 16)))",
         ),
     );
-    let error = invoke(&close_then_write, Environment::default(), stdin)
-        .await
-        .unwrap_err();
+    let error = invoke(
+        &close_then_write,
+        Environment::default(),
+        buffered(b"abcdef"),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(error.to_string(), "module 'closed' exited with status 8");
 }
 
@@ -220,8 +222,8 @@ async fn random_bytes_differ_between_requests() {
     (i32.store (i32.const 4) (i32.const 32))
     (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
     );
-    let a = run(&module).await.unwrap().stdout;
-    let b = run(&module).await.unwrap().stdout;
+    let a = run(&module).await.unwrap();
+    let b = run(&module).await.unwrap();
     assert_eq!(a.len(), 32);
     assert_ne!(a, b);
     assert!(a.iter().any(|&x| x != 0));

@@ -9,25 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{TestGateway, fixture};
+use common::{TestGateway, eventually, eventually_within, fixture};
 use http::StatusCode;
-
-/// Polls `check` every 10 ms for up to 5 s.
-async fn eventually(what: &str, check: impl AsyncFnMut() -> bool) {
-    eventually_within(Duration::from_secs(5), what, check).await
-}
-
-/// Polls `check` every 10 ms until `limit` has passed.
-async fn eventually_within(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = std::time::Instant::now() + limit;
-    while std::time::Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("not within {limit:?}: {what}");
-}
 
 async fn body(gw: &TestGateway, path: &str) -> (StatusCode, String) {
     let r = gw.get(path).await;
@@ -135,8 +118,13 @@ async fn a_half_written_file_is_never_served() {
         .unwrap();
     file.write_all(first).unwrap();
     file.flush().unwrap();
-    // Stalled mid-copy for longer than the watcher's patience.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Stalled mid-copy for longer than the watcher's patience: the half-written file is
+    // tried, fails, and is recorded beside the version that keeps serving.
+    eventually("the truncated file is refused", async || {
+        let modules = gw.modules().await;
+        modules[0]["state"] == "ready" && modules[0]["error"].is_string()
+    })
+    .await;
     for _ in 0..10 {
         assert_eq!(
             body(&gw, "/hello").await,
@@ -193,7 +181,7 @@ async fn requests_in_flight_finish_on_the_version_they_started_with() {
     let mut gw = TestGateway::start(&[("svc", "sleepy")], "").await;
     let addr = gw.public;
     let in_flight = tokio::spawn(async move { common::get(addr, "/svc").await.unwrap().text() });
-    tokio::time::sleep(Duration::from_millis(80)).await;
+    gw.wait_for_metric("wasmgate_pool_slots_in_use 1").await;
     rename_into(&gw.modules_dir().join("svc.wasm"), &fixture("hello2"));
     eventually("new version", async || {
         body(&gw, "/svc").await.1 == "hello, v2\n"
@@ -262,22 +250,43 @@ async fn a_compile_storm_loads_everything_while_others_keep_serving() {
         )
         .unwrap();
     }
-    let mut hellos = 0;
     // Reload compiles run at nice 19: on a machine busy with other work they crawl, and
-    // this test is about all of them landing, not about how fast.
+    // this test is about all of them landing, not about how fast. Meanwhile a client asks
+    // for /hello without pause, from before the storm until it is over.
+    let storming = Arc::new(AtomicBool::new(true));
+    let addr = gw.public;
+    let client = tokio::spawn({
+        let storming = storming.clone();
+        async move {
+            let mut served = 0u32;
+            while storming.load(Ordering::Relaxed) {
+                let r = common::get(addr, "/hello").await.unwrap();
+                assert_eq!(r.status, StatusCode::OK, "during the storm: {}", r.text());
+                served += 1;
+            }
+            served
+        }
+    });
     eventually_within(Duration::from_secs(120), "all 100 served", async || {
-        assert_eq!(body(&gw, "/hello").await.0, StatusCode::OK);
-        hellos += 1;
         gw.modules().await.as_array().unwrap().len() == 101
     })
     .await;
+    storming.store(false, Ordering::Relaxed);
+    let served = client.await.unwrap();
+    let loads = gw.metrics().await;
+    let compiled = loads
+        .lines()
+        .filter(|l| l.starts_with("wasmgate_module_loads_total{module=\"m"))
+        .filter(|l| l.contains("result=\"compiled\""))
+        .count();
+    assert_eq!(compiled, 100, "{loads}");
     for i in (0..100).step_by(7) {
         assert_eq!(
             body(&gw, &format!("/m{i:03}")).await.1,
             format!("module {i}\n")
         );
     }
-    assert!(hellos > 0);
+    assert!(served > 0, "no /hello was answered during the storm");
     gw.stop().await;
 }
 

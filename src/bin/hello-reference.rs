@@ -17,8 +17,8 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use tokio::net::TcpListener;
-use wasmgate::listener::{ConnInfo, ListenOptions, bind_shared, serve, serve_on_threads};
-use wasmgate::shutdown::{Shutdown, signal};
+use wasmgate::{ConnInfo, ListenOptions, bind_shared, serve, serve_on_threads};
+use wasmgate::{Shutdown, signal};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
@@ -12,8 +13,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use wasmgate::config::{Config, Overrides};
-use wasmgate::gateway::RunningGateway;
+use wasmgate::{Config, Overrides, RunningGateway};
 
 /// Pool slots for test gateways: enough for the concurrency tests, small enough that
 /// many gateways in one test process do not reserve terabytes of address space.
@@ -51,9 +51,14 @@ impl TestGateway {
 
     /// Serves whatever `dir/modules` holds.
     pub async fn start_in(dir: tempfile::TempDir, extra: &str) -> TestGateway {
+        Self::start_with_slots(dir, TEST_SLOTS, extra).await
+    }
+
+    /// Serves whatever `dir/modules` holds, with `slots` pool slots.
+    pub async fn start_with_slots(dir: tempfile::TempDir, slots: u32, extra: &str) -> TestGateway {
         let toml = format!(
             "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nmodules_dir = {:?}\n\
-             cache_dir = {:?}\nmax_instances = {TEST_SLOTS}\n{extra}",
+             cache_dir = {:?}\nmax_instances = {slots}\n{extra}",
             dir.path().join("modules"),
             dir.path().join("cache"),
         );
@@ -97,12 +102,45 @@ impl TestGateway {
         serde_json::from_slice(&reply.body).expect("/modules is JSON")
     }
 
+    /// The admin listener's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        get(self.admin, "/metrics")
+            .await
+            .expect("admin request")
+            .text()
+    }
+
+    /// Waits until `/metrics` has a line that starts with `line` (a series and its value).
+    pub async fn wait_for_metric(&self, line: &str) {
+        eventually(&format!("/metrics shows {line}"), async || {
+            self.metrics().await.lines().any(|l| l.starts_with(line))
+        })
+        .await;
+    }
+
     /// Drains and stops the gateway.
     pub async fn stop(&mut self) {
         if let Some(gateway) = self.gateway.take() {
             gateway.stop().await;
         }
     }
+}
+
+/// Polls `check` until it holds, for up to 5 s.
+pub async fn eventually(what: &str, check: impl AsyncFnMut() -> bool) {
+    eventually_within(Duration::from_secs(5), what, check).await
+}
+
+/// Polls `check` every 10 ms until it holds; panics once `limit` has passed.
+pub async fn eventually_within(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("not within {limit:?}: {what}");
 }
 
 /// A response, read whole.

@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Two wasmgate binaries side by side: the current build against a baseline (an older
+commit's release binary), with the bare hyper reference as the yardstick, all in one run.
+
+Each round drives the reference, the baseline and the current binary in turn with the same
+wrk load (hello, 32 connections, one wrk thread), so that a noisy neighbour weighs on all
+three alike; it prints each round and the medians, and the current binary's req/s as a
+ratio to the baseline's and to the reference's. This is how a change that should not cost
+throughput (a refactoring, a new feature off the fast path) is checked.
+
+Build a baseline binary once, for example:
+    git worktree add /tmp/wg-base <commit> && (cd /tmp/wg-base && cargo build --release) \\
+      && cp /tmp/wg-base/target/release/wasmgate /tmp/wasmgate-base
+
+Run: python3 loadtest/compare.py --baseline /tmp/wasmgate-base [--rounds 5] [--seconds 5]
+"""
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import ROOT, Gateway, build_release, modules_dir_with_examples, wrk  # noqa: E402
+from throughput import Reference  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--baseline", required=True, help="the baseline wasmgate binary")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    build_release()
+    with tempfile.TemporaryDirectory() as tmp:
+        servers = {}
+        for label, binary in (("baseline", args.baseline), ("current", None)):
+            own = os.path.join(tmp, label)
+            os.makedirs(own)
+            mods = modules_dir_with_examples(own, ["hello"])
+            extra = {} if binary is None else {"binary": binary}
+            servers[label] = Gateway(mods, os.path.join(own, "cache"), **extra)
+            servers[label].start()
+        reference = Reference()
+        urls = {"reference": f"http://127.0.0.1:{reference.port}/hello",
+                **{label: f"http://127.0.0.1:{gw.port}/hello" for label, gw in servers.items()}}
+        rates = {label: [] for label in urls}
+        try:
+            for label, url in urls.items():  # warm-up
+                wrk(url, 1, args.connections)
+            for round_no in range(1, args.rounds + 1):
+                line = []
+                for label, url in urls.items():
+                    rps, p50, p99, non2xx, _, errors = wrk(url, args.seconds, args.connections)
+                    if non2xx or errors:
+                        sys.exit(f"{label}: {non2xx} non-2xx responses {errors}")
+                    rates[label].append(rps)
+                    line.append(f"{label} {rps:9.0f} req/s (p50 {p50:.2f} ms, p99 {p99:.2f} ms)")
+                print(f"round {round_no}: " + "; ".join(line), flush=True)
+        finally:
+            reference.stop()
+            for gw in servers.values():
+                gw.stop()
+    median = {label: statistics.median(r) for label, r in rates.items()}
+    print(f"\nmedians over {args.rounds} rounds of {args.seconds} s, wrk -t1 -c{args.connections}:")
+    for label, value in median.items():
+        print(f"  {label:<9} {value:9.0f} req/s")
+    print(f"current / baseline:  {median['current'] / median['baseline']:.3f}")
+    print(f"current / reference: {median['current'] / median['reference']:.3f}")
+    print(f"baseline / reference: {median['baseline'] / median['reference']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

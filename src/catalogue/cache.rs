@@ -1,0 +1,351 @@
+//! The compiled-artifact cache: machine code for each module, kept on disk so that a
+//! restart loads modules instead of compiling them again.
+//!
+//! Artifacts live in `cache_dir/<engine fingerprint>/<module sha256>.cwasm`. The fingerprint
+//! comes from `Engine::precompile_compatibility_hash`, so an artifact built by another
+//! wasmtime version or with other settings is never even looked at.
+//!
+//! Loading an artifact runs native code (`Module::deserialize` is unsafe), so it is only
+//! loaded after checking it against a seal kept beside it (`.seal`): the module digest it
+//! was compiled from and the sha256 of the artifact's own bytes. A mismatch — a flipped
+//! byte, a truncated write, another module's artifact copied into place — is discarded,
+//! logged, counted and recompiled, never executed. The bytes checked are the bytes loaded
+//! (read once into memory), so nothing can change between the check and the load.
+//!
+//! Writes go to a temporary file that is renamed into place, in a directory created with
+//! owner-only permissions. The cache has a size cap: when a write takes it past the cap,
+//! the least recently used artifacts are removed (a hit refreshes an artifact's mtime).
+
+use std::fs;
+use std::hash::{Hash, Hasher};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use sha2::{Digest as _, Sha256};
+use wasmtime::{Engine, Module};
+
+use super::digest::Digest;
+
+/// The first line of every seal; a seal of another format is discarded.
+const SEAL_HEADER: &str = "wasmgate-artifact-seal v1";
+const ARTIFACT_EXT: &str = "cwasm";
+const SEAL_EXT: &str = "seal";
+/// Hex characters of the engine fingerprint used as the directory name.
+const FINGERPRINT_HEX_LEN: usize = 16;
+/// Owner-only: artifacts are executable code.
+const DIR_MODE: u32 = 0o700;
+const FILE_MODE: u32 = 0o600;
+
+/// Counts of what the cache did, for the log and the metrics.
+#[derive(Debug, Default)]
+pub(crate) struct CacheStats {
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    pub(crate) discarded: AtomicU64,
+    pub(crate) evicted: AtomicU64,
+}
+
+/// The artifact cache of one engine.
+pub(crate) struct ArtifactCache {
+    dir: PathBuf,
+    max_bytes: u64,
+    pub(crate) stats: CacheStats,
+}
+
+/// Why an artifact was not used.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Discard {
+    #[error("its seal is missing or unreadable")]
+    NoSeal,
+    #[error("its seal is malformed")]
+    BadSeal,
+    #[error("it was compiled from another module")]
+    WrongModule,
+    #[error("its bytes do not match its seal (corrupt or tampered)")]
+    Tampered,
+    #[error("wasmtime refused it: {0}")]
+    Incompatible(String),
+}
+
+impl ArtifactCache {
+    /// Opens (creating if needed) the cache for `engine` under `root`.
+    pub(crate) fn open(root: &Path, engine: &Engine, max_bytes: u64) -> io::Result<ArtifactCache> {
+        let dir = root.join(fingerprint(engine));
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(&dir)?;
+        Ok(ArtifactCache {
+            dir,
+            max_bytes,
+            stats: CacheStats::default(),
+        })
+    }
+
+    /// The compiled module for `digest`, if a sound artifact is cached. Blocking.
+    pub(crate) fn get(&self, engine: &Engine, digest: &Digest) -> Option<Module> {
+        let artifact = self.artifact_path(digest);
+        let bytes = match fs::read(&artifact) {
+            Ok(bytes) => bytes,
+            Err(_) => {
+                self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        };
+        match self.verify_and_load(engine, digest, &bytes) {
+            Ok(module) => {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                touch(&artifact);
+                Some(module)
+            }
+            Err(why) => {
+                self.stats.discarded.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(module_digest = %digest, reason = %why, "cached artifact discarded; recompiling");
+                let _ = fs::remove_file(&artifact);
+                let _ = fs::remove_file(self.seal_path(digest));
+                None
+            }
+        }
+    }
+
+    fn verify_and_load(
+        &self,
+        engine: &Engine,
+        digest: &Digest,
+        bytes: &[u8],
+    ) -> Result<Module, Discard> {
+        let seal = fs::read_to_string(self.seal_path(digest)).map_err(|_| Discard::NoSeal)?;
+        let (module, artifact) = parse_seal(&seal).ok_or(Discard::BadSeal)?;
+        if module != digest.to_string() {
+            return Err(Discard::WrongModule);
+        }
+        if artifact != Digest::of(bytes).to_string() {
+            return Err(Discard::Tampered);
+        }
+        // SAFETY: `bytes` are exactly what this cache wrote for this module digest and this
+        // engine fingerprint (checked against the seal just above), in a directory only this
+        // user can write; wasmtime checks its own header and engine compatibility on top.
+        unsafe { Module::deserialize(engine, bytes) }
+            .map_err(|e| Discard::Incompatible(format!("{e:#}")))
+    }
+
+    /// Stores the compiled `module` for `digest`, then trims the cache to its cap. Blocking.
+    pub(crate) fn put(&self, digest: &Digest, module: &Module) -> io::Result<()> {
+        let bytes = module.serialize().map_err(io::Error::other)?;
+        let seal = format!(
+            "{SEAL_HEADER}\nmodule {digest}\nartifact {}\n",
+            Digest::of(&bytes)
+        );
+        write_atomically(&self.artifact_path(digest), &bytes)?;
+        write_atomically(&self.seal_path(digest), seal.as_bytes())?;
+        self.evict_to_cap()
+    }
+
+    fn artifact_path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join(format!("{}.{ARTIFACT_EXT}", digest.hex()))
+    }
+
+    fn seal_path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join(format!("{}.{SEAL_EXT}", digest.hex()))
+    }
+
+    /// Removes the least recently used artifacts until the cache fits its cap.
+    fn evict_to_cap(&self) -> io::Result<()> {
+        let mut artifacts = Vec::new();
+        let mut total = 0u64;
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == ARTIFACT_EXT) {
+                let meta = entry.metadata()?;
+                total += meta.len();
+                artifacts.push((
+                    meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    meta.len(),
+                    path,
+                ));
+            }
+        }
+        artifacts.sort();
+        for (_, len, path) in artifacts {
+            if total <= self.max_bytes {
+                break;
+            }
+            fs::remove_file(&path)?;
+            let _ = fs::remove_file(path.with_extension(SEAL_EXT));
+            total -= len;
+            self.stats.evicted.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(artifact = %display_file(&path), "cache over its cap: least recently used artifact evicted");
+        }
+        Ok(())
+    }
+}
+
+fn parse_seal(seal: &str) -> Option<(&str, &str)> {
+    let mut lines = seal.lines();
+    (lines.next()? == SEAL_HEADER).then_some(())?;
+    let module = lines.next()?.strip_prefix("module ")?;
+    let artifact = lines.next()?.strip_prefix("artifact ")?;
+    Some((module, artifact))
+}
+
+/// A stable name for everything that makes compiled code compatible with `engine`.
+fn fingerprint(engine: &Engine) -> String {
+    let mut hasher = Sha256Hasher(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    let mut hex = hex::encode(hasher.0.finalize());
+    hex.truncate(FINGERPRINT_HEX_LEN);
+    hex
+}
+
+/// Feeds `Hash` into sha256, whose output (unlike `DefaultHasher`'s) is stable.
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    fn finish(&self) -> u64 {
+        let digest = self.0.clone().finalize();
+        u64::from_le_bytes(digest[..8].try_into().unwrap_or_default())
+    }
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it into place.
+fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_data()?;
+    drop(file);
+    fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
+}
+
+/// Marks an artifact as just used, for the LRU eviction.
+fn touch(path: &Path) {
+    if let Ok(file) = fs::File::options().append(true).open(path) {
+        let _ = file.set_modified(SystemTime::now());
+    }
+}
+
+fn display_file(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine() -> Engine {
+        Engine::default()
+    }
+
+    fn module(engine: &Engine, text: &str) -> (Module, Digest) {
+        let wasm = wat::parse_str(text).unwrap();
+        (Module::new(engine, &wasm).unwrap(), Digest::of(&wasm))
+    }
+
+    #[test]
+    fn a_stored_artifact_loads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine();
+        let cache = ArtifactCache::open(dir.path(), &engine, u64::MAX).unwrap();
+        let (m, digest) = module(&engine, "(module (func (export \"f\")))");
+        assert!(cache.get(&engine, &digest).is_none());
+        cache.put(&digest, &m).unwrap();
+        let loaded = cache.get(&engine, &digest).expect("hit");
+        assert!(loaded.get_export("f").is_some());
+        assert_eq!(cache.stats.hits.load(Ordering::Relaxed), 1);
+        assert_eq!(cache.stats.misses.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn the_cache_directory_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine();
+        let cache = ArtifactCache::open(dir.path(), &engine, u64::MAX).unwrap();
+        let (m, digest) = module(&engine, "(module)");
+        cache.put(&digest, &m).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&cache.dir), DIR_MODE);
+        assert_eq!(mode(&cache.artifact_path(&digest)), FILE_MODE);
+        assert_eq!(mode(&cache.seal_path(&digest)), FILE_MODE);
+    }
+
+    #[test]
+    fn tampered_truncated_and_swapped_artifacts_are_discarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine();
+        let cache = ArtifactCache::open(dir.path(), &engine, u64::MAX).unwrap();
+        let (a, da) = module(&engine, "(module (func (export \"a\")))");
+        let (b, db) = module(&engine, "(module (func (export \"b\")))");
+        cache.put(&da, &a).unwrap();
+        cache.put(&db, &b).unwrap();
+
+        // Another module's artifact and seal copied into place.
+        fs::copy(cache.artifact_path(&db), cache.artifact_path(&da)).unwrap();
+        fs::copy(cache.seal_path(&db), cache.seal_path(&da)).unwrap();
+        assert!(cache.get(&engine, &da).is_none());
+        assert!(
+            !cache.artifact_path(&da).exists(),
+            "a discarded artifact is removed"
+        );
+
+        // A flipped byte.
+        let mut bytes = fs::read(cache.artifact_path(&db)).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        fs::write(cache.artifact_path(&db), &bytes).unwrap();
+        assert!(cache.get(&engine, &db).is_none());
+
+        // A truncated artifact with a fresh seal is still refused (by the seal).
+        cache.put(&db, &b).unwrap();
+        let bytes = fs::read(cache.artifact_path(&db)).unwrap();
+        fs::write(cache.artifact_path(&db), &bytes[..bytes.len() / 2]).unwrap();
+        assert!(cache.get(&engine, &db).is_none());
+        assert_eq!(cache.stats.discarded.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn least_recently_used_artifacts_are_evicted_past_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine();
+        let probe = ArtifactCache::open(dir.path(), &engine, u64::MAX).unwrap();
+        let (m0, d0) = module(&engine, "(module (func (export \"x0\")))");
+        probe.put(&d0, &m0).unwrap();
+        let one = fs::metadata(probe.artifact_path(&d0)).unwrap().len();
+        // Room for about two artifacts.
+        let cache = ArtifactCache::open(dir.path(), &engine, one * 2 + one / 2).unwrap();
+        let (m1, d1) = module(&engine, "(module (func (export \"x1\")))");
+        let (m2, d2) = module(&engine, "(module (func (export \"x2\")))");
+        let old = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        fs::File::options()
+            .append(true)
+            .open(cache.artifact_path(&d0))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        cache.put(&d1, &m1).unwrap();
+        cache.put(&d2, &m2).unwrap();
+        assert!(
+            !cache.artifact_path(&d0).exists(),
+            "the oldest artifact is evicted"
+        );
+        assert!(cache.artifact_path(&d1).exists() && cache.artifact_path(&d2).exists());
+        assert_eq!(cache.stats.evicted.load(Ordering::Relaxed), 1);
+    }
+}

@@ -1,0 +1,37 @@
+//! Why a module file could not be made ready to serve. The messages name the reason and
+//! never a host path: they end up in `/modules`, the log and HTTP error bodies.
+
+use std::time::SystemTime;
+
+use super::file::{FileFacts, ReadError};
+use crate::guest::linkers::LinkError;
+
+/// Why a module could not be made ready to serve.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("cannot compile the module: {0}")]
+    Compile(String),
+    #[error(transparent)]
+    Link(#[from] LinkError),
+}
+
+/// A module file that could not be loaded.
+#[derive(Debug, Clone)]
+pub struct LoadFailure {
+    /// The file's facts, when it could be read.
+    pub facts: Option<FileFacts>,
+    pub error: LoadError,
+    pub at: SystemTime,
+}
+
+impl LoadFailure {
+    pub(crate) fn new(facts: Option<FileFacts>, error: LoadError) -> Self {
+        LoadFailure {
+            facts,
+            error,
+            at: SystemTime::now(),
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! Keeps the registry in step with the modules directory: the first scan at start-up, then
+//! one module at a time whenever the watcher reports a change.
+//!
+//! [`Loader::sync`] is the single way a module's state changes: it looks at the file as it
+//! is now — gone (stop serving), unchanged (nothing to do), or new bytes (compile, then
+//! serve or record the failure) — so it is safe to call for any event, any number of times.
+//! Syncs of one module are serialised by a per-name lock; syncs of different modules run in
+//! parallel. Compilation is CPU-bound and blocking, so it never runs on a worker that serves
+//! requests. At start-up, when nothing is served yet, it runs on tokio's blocking pool, one
+//! module per core, and Cranelift spreads each module over every core (wasmtime's parallel
+//! compilation uses rayon's global pool). While serving, it runs on a rayon pool of its own
+//! with one core fewer than the machine and at a lower scheduling priority (nice
+//! [`RELOAD_NICENESS`]); wasmtime's parallel compilation then stays inside that pool. A
+//! storm of reloads so leaves a core, and the scheduler's preference, to the requests:
+//! measured in BENCHMARKS.md, the p99 of a steady load while a module is recompiled every
+//! 100 ms.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use tokio::sync::{Mutex, Semaphore};
+
+use super::compile::{Compiler, Source};
+use super::digest::Digest;
+use super::failure::{LoadError, LoadFailure};
+use super::file::{FileFacts, module_path, read_module_file};
+use super::name;
+use super::registry::Registry;
+use super::served::ServedModule;
+use crate::config::Config;
+use crate::metrics::{LoadResult, Metrics};
+
+/// When a sync happens: it decides how many compiles may run at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// The first scan, before the public listener accepts.
+    Startup,
+    /// A change while serving.
+    Reload,
+}
+
+/// Loads the module files of one directory into a registry.
+#[derive(Clone)]
+pub(crate) struct Loader {
+    compiler: Compiler,
+    config: Arc<Config>,
+    registry: Arc<Registry>,
+    dir: PathBuf,
+    startup_compiles: Arc<Semaphore>,
+    reload_pool: Arc<rayon::ThreadPool>,
+    locks: Arc<DashMap<String, Arc<Mutex<()>>>>,
+    metrics: Metrics,
+}
+
+impl Loader {
+    /// Fails only if the reload compile threads cannot be started.
+    pub(crate) fn new(
+        compiler: Compiler,
+        config: Arc<Config>,
+        registry: Arc<Registry>,
+        metrics: Metrics,
+    ) -> Result<Self, rayon::ThreadPoolBuildError> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Ok(Loader {
+            compiler,
+            dir: config.modules_dir.clone(),
+            config,
+            registry,
+            startup_compiles: Arc::new(Semaphore::new(cores)),
+            reload_pool: Arc::new(reload_pool(cores.saturating_sub(1).max(1))?),
+            locks: Arc::new(DashMap::new()),
+            metrics,
+        })
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Syncs every module file in the directory, in parallel, and waits for all of them.
+    pub(crate) async fn load_all(&self) -> io::Result<()> {
+        self.sync_all(module_files(&self.dir)?, Phase::Startup)
+            .await;
+        Ok(())
+    }
+
+    /// Syncs every module file in the directory and every module in the registry: what a
+    /// watcher does when it may have missed events.
+    pub(crate) async fn rescan(&self) {
+        let mut names = module_files(&self.dir).unwrap_or_default();
+        names.extend(self.registry.names());
+        names.sort();
+        names.dedup();
+        self.sync_all(names, Phase::Reload).await;
+    }
+
+    async fn sync_all(&self, names: Vec<String>, phase: Phase) {
+        let tasks: Vec<_> = names
+            .into_iter()
+            .map(|name| {
+                let loader = self.clone();
+                tokio::spawn(async move { loader.sync(&name, phase).await })
+            })
+            .collect();
+        for task in tasks {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "a module sync task failed");
+            }
+        }
+    }
+
+    /// Brings module `name` in line with its file.
+    pub(crate) async fn sync(&self, name: &str, phase: Phase) {
+        let lock = self.locks.entry(name.to_string()).or_default().clone();
+        let _guard = lock.lock().await;
+        let current = self.registry.current_digest(name);
+        let compiler = self.compiler.clone();
+        let has_volumes = !self.config.module_settings(name).volumes.is_empty();
+        let path = self.path_of(name);
+        let job = move || compile_if_changed(&compiler, &path, current, has_volumes);
+        let outcome = match phase {
+            Phase::Startup => {
+                let Ok(_permit) = self.startup_compiles.acquire().await else {
+                    return;
+                };
+                tokio::task::spawn_blocking(job).await.ok()
+            }
+            Phase::Reload => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                self.reload_pool.spawn(move || {
+                    let _ = tx.send(job());
+                });
+                rx.await.ok()
+            }
+        };
+        let outcome = outcome.unwrap_or_else(|| {
+            Step::Failed(LoadFailure::new(
+                None,
+                LoadError::Compile("the compiler stopped unexpectedly".into()),
+            ))
+        });
+        self.apply(name, outcome);
+        self.metrics
+            .set_modules_loaded(self.registry.serving_count());
+    }
+
+    fn apply(&self, name: &str, step: Step) {
+        match step {
+            Step::Gone => {
+                if self.registry.remove(name) {
+                    tracing::info!(module = %name, "module removed");
+                    self.metrics.module_load(name, LoadResult::Removed, None);
+                }
+            }
+            Step::Unchanged => {}
+            Step::Compiled(compiled) => {
+                let (result, compile) = match compiled.source {
+                    Source::Compiled => (LoadResult::Compiled, Some(compiled.took)),
+                    Source::Cache => (LoadResult::CacheHit, None),
+                };
+                let metrics = self
+                    .registry
+                    .metrics_of(name)
+                    .unwrap_or_else(|| self.metrics.module(name));
+                let settings = self.config.module_settings(name);
+                let module = Arc::new(ServedModule::new(name, *compiled, settings, metrics));
+                self.metrics.module_load(name, result, compile);
+                let old = self.registry.install(module.clone());
+                log_loaded(&module, old.as_deref());
+            }
+            Step::Failed(failure) => {
+                tracing::warn!(
+                    module = %name,
+                    error = %failure.error,
+                    digest = %failure.facts.as_ref().map(|f| f.digest.to_string()).unwrap_or_default(),
+                    "module failed to load; the last good version, if any, keeps serving"
+                );
+                self.registry
+                    .record_failure(name, failure, || self.metrics.module(name));
+                self.metrics.module_load(name, LoadResult::Failed, None);
+            }
+        }
+    }
+
+    fn path_of(&self, name: &str) -> PathBuf {
+        module_path(&self.dir, name)
+    }
+}
+
+/// How much lower than the request workers reload compiles are scheduled.
+pub(crate) const RELOAD_NICENESS: i32 = 19;
+
+/// The pool reload compiles run on: `threads` threads at a lower priority.
+fn reload_pool(threads: usize) -> Result<rayon::ThreadPool, rayon::ThreadPoolBuildError> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("wasmgate-reload-{i}"))
+        .start_handler(|_| lower_priority())
+        .build()
+}
+
+/// Lowers the calling thread's scheduling priority. On Linux a nice value belongs to one
+/// thread, so this leaves the request workers as they are; elsewhere it would renice the
+/// whole process, so it does nothing there.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if rustix::process::setpriority_process(None, RELOAD_NICENESS).is_err() {
+        tracing::debug!("cannot lower the reload compile thread's priority");
+    }
+}
+
+/// What the blocking half of a sync found.
+enum Step {
+    Gone,
+    Unchanged,
+    Compiled(Box<super::compile::Compiled>),
+    Failed(LoadFailure),
+}
+
+fn compile_if_changed(
+    compiler: &Compiler,
+    path: &Path,
+    current: Option<Digest>,
+    has_volumes: bool,
+) -> Step {
+    let bytes = match read_module_file(path) {
+        Ok(bytes) => bytes,
+        Err(_) if !path.exists() => return Step::Gone,
+        Err(error) => return Step::Failed(LoadFailure::new(None, error.into())),
+    };
+    let facts = FileFacts::of(&bytes);
+    if current == Some(facts.digest) {
+        return Step::Unchanged;
+    }
+    match compiler.compile(&bytes, facts.clone(), has_volumes) {
+        Ok(compiled) => Step::Compiled(Box::new(compiled)),
+        Err(error) => Step::Failed(LoadFailure::new(Some(facts), error)),
+    }
+}
+
+/// One log line per load: module, old → new digest, compile time, and where it came from.
+fn log_loaded(module: &ServedModule, old: Option<&ServedModule>) {
+    let new = &module.compiled;
+    let compile_ms = format_args!("{:.1}", new.took.as_secs_f64() * 1000.0);
+    match old {
+        Some(old) => tracing::info!(
+            module = %module.name,
+            old = %old.compiled.facts.digest,
+            new = %new.facts.digest,
+            compile_ms = %compile_ms,
+            source = %new.source,
+            "module reloaded"
+        ),
+        None => tracing::info!(
+            module = %module.name,
+            digest = %new.facts.digest,
+            compile_ms = %compile_ms,
+            source = %new.source,
+            "module loaded"
+        ),
+    }
+}
+
+/// The module names of the `NAME.wasm` files in `dir`.
+pub(crate) fn module_files(dir: &Path) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if !entry
+            .file_type()
+            .is_ok_and(|t| t.is_file() || t.is_symlink())
+        {
+            continue;
+        }
+        if let Some(name) = entry.file_name().to_str().and_then(name::from_file_name) {
+            names.push(name.as_str().to_string());
+        }
+    }
+    names.sort();
+    Ok(names)
+}

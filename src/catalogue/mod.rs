@@ -1,0 +1,24 @@
+//! The module catalogue: which version of each module is served, kept in step with the
+//! modules directory, and compiled off the request path.
+//!
+//! - [`watch`]: file-system events, debounced, to [`loader`] syncs;
+//! - [`loader`]: one module file at a time, to a new version or a recorded failure;
+//! - [`file`], [`digest`], [`name`]: what a module file is and what it may be called;
+//! - [`compile`] and [`cache`]: bytes to a prepared module, through the artifact cache;
+//! - [`served`] and [`registry`]: what requests find, by name;
+//! - [`failure`]: why a file could not be loaded.
+
+pub(crate) mod cache;
+pub(crate) mod compile;
+pub(crate) mod digest;
+pub(crate) mod failure;
+pub(crate) mod file;
+pub(crate) mod loader;
+pub(crate) mod name;
+pub(crate) mod registry;
+pub(crate) mod served;
+pub(crate) mod watch;
+
+pub(crate) use cache::ArtifactCache;
+pub(crate) use registry::Registry;
+pub use served::ServedModule;

@@ -1,0 +1,194 @@
+//! The registry: which modules exist and which version of each is being served.
+//!
+//! A `DashMap` keyed by module name, read on every request and written only when a module
+//! file is loaded, replaced or removed. A request takes an `Arc` of the version it found, so
+//! a reload swaps the entry atomically while requests in flight finish on the version they
+//! started with. A failed load never replaces a good version: it is recorded beside it.
+//! Each entry keeps its module's metric series, so that a request for a module that failed
+//! to load is counted without registering anything.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
+
+use dashmap::DashMap;
+use serde::Serialize;
+
+use super::compile::Source;
+use super::digest::Digest;
+use super::failure::LoadFailure;
+use super::served::ServedModule;
+use crate::metrics::ModuleMetrics;
+
+/// One module file's state.
+#[derive(Clone)]
+struct Entry {
+    /// The version requests run, if any version ever loaded.
+    serving: Option<Arc<ServedModule>>,
+    /// The latest load failure, when the file on disk is not the version being served.
+    failure: Option<Arc<LoadFailure>>,
+    /// The module's metric series, the same across its versions and failures.
+    metrics: Arc<ModuleMetrics>,
+}
+
+/// What a request finds under a name.
+pub(crate) enum Lookup {
+    Ready(Arc<ServedModule>),
+    /// The file exists but no version of it could be loaded.
+    Unavailable(Arc<LoadFailure>, Arc<ModuleMetrics>),
+    NotFound,
+}
+
+/// All modules, by name.
+#[derive(Default)]
+pub(crate) struct Registry {
+    modules: DashMap<String, Entry>,
+    ready: AtomicBool,
+}
+
+/// A module as `/modules` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ModuleStatus {
+    pub(crate) name: String,
+    pub(crate) digest: Option<String>,
+    pub(crate) size_bytes: Option<u64>,
+    pub(crate) state: &'static str,
+    pub(crate) error: Option<String>,
+    pub(crate) source: Option<Source>,
+    pub(crate) compile_ms: Option<f64>,
+    pub(crate) loaded_at: Option<u64>,
+    /// Which WASI implementation serves it: `cgi` (the gateway's own stdio functions) or
+    /// `wasi` (wasmtime-wasi's complete preview1).
+    pub(crate) wasi: Option<&'static str>,
+}
+
+impl Registry {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Finds the module a request should run.
+    pub(crate) fn lookup(&self, name: &str) -> Lookup {
+        match self.modules.get(name) {
+            None => Lookup::NotFound,
+            Some(entry) => match (&entry.serving, &entry.failure) {
+                (Some(module), _) => Lookup::Ready(module.clone()),
+                (None, Some(failure)) => {
+                    Lookup::Unavailable(failure.clone(), entry.metrics.clone())
+                }
+                (None, None) => Lookup::NotFound,
+            },
+        }
+    }
+
+    /// Serves `module` from now on, in place of any earlier version or failure.
+    pub(crate) fn install(&self, module: Arc<ServedModule>) -> Option<Arc<ServedModule>> {
+        let name = module.name.to_string();
+        let metrics = module.metrics.clone();
+        let mut entry = self.modules.entry(name).or_insert_with(|| Entry {
+            serving: None,
+            failure: None,
+            metrics: metrics.clone(),
+        });
+        entry.failure = None;
+        entry.metrics = metrics;
+        entry.serving.replace(module)
+    }
+
+    /// Records that the file `name` failed to load; a version already serving stays. A
+    /// module seen for the first time gets the series `metrics` makes for it.
+    pub(crate) fn record_failure(
+        &self,
+        name: &str,
+        failure: LoadFailure,
+        metrics: impl FnOnce() -> Arc<ModuleMetrics>,
+    ) {
+        let mut entry = self
+            .modules
+            .entry(name.to_string())
+            .or_insert_with(|| Entry {
+                serving: None,
+                failure: None,
+                metrics: metrics(),
+            });
+        entry.failure = Some(Arc::new(failure));
+    }
+
+    /// The series of a known module, so that a new version counts into the same ones.
+    pub(crate) fn metrics_of(&self, name: &str) -> Option<Arc<ModuleMetrics>> {
+        self.modules.get(name).map(|entry| entry.metrics.clone())
+    }
+
+    /// Stops serving `name`; returns whether it was known.
+    pub(crate) fn remove(&self, name: &str) -> bool {
+        self.modules.remove(name).is_some()
+    }
+
+    /// The digest of the file the registry last saw for `name` (served or failed), so that
+    /// an unchanged file is not compiled again.
+    pub(crate) fn current_digest(&self, name: &str) -> Option<Digest> {
+        let entry = self.modules.get(name)?;
+        match (&entry.failure, &entry.serving) {
+            (Some(failure), _) => failure.facts.as_ref().map(|f| f.digest),
+            (None, Some(module)) => Some(module.compiled.facts.digest),
+            (None, None) => None,
+        }
+    }
+
+    /// The names of every known module file.
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.modules.iter().map(|e| e.key().clone()).collect()
+    }
+
+    /// How many modules are serving.
+    pub(crate) fn serving_count(&self) -> usize {
+        self.modules.iter().filter(|e| e.serving.is_some()).count()
+    }
+
+    /// Marks the first scan of the modules directory as done.
+    pub(crate) fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Every module's status, sorted by name.
+    pub(crate) fn statuses(&self) -> Vec<ModuleStatus> {
+        let mut all: Vec<ModuleStatus> = self
+            .modules
+            .iter()
+            .map(|e| status(e.key(), e.value()))
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+}
+
+fn status(name: &str, entry: &Entry) -> ModuleStatus {
+    let serving = entry.serving.as_deref();
+    let failure = entry.failure.as_deref();
+    // The digest and size describe the file on disk: the failed one when the latest load
+    // failed, otherwise the version being served.
+    let facts = failure
+        .and_then(|f| f.facts.as_ref())
+        .or(serving.map(|m| &m.compiled.facts));
+    ModuleStatus {
+        name: name.to_string(),
+        digest: facts.map(|f| f.digest.to_string()),
+        size_bytes: facts.map(|f| f.size_bytes),
+        state: if serving.is_some() { "ready" } else { "failed" },
+        error: failure.map(|f| f.error.to_string()),
+        source: serving.map(|m| m.compiled.source),
+        compile_ms: serving.map(|m| m.compiled.took.as_secs_f64() * 1000.0),
+        loaded_at: serving.map(|m| unix_seconds(m.loaded_at)),
+        wasi: serving.map(|m| m.compiled.prepared.preview1().label()),
+    }
+}
+
+fn unix_seconds(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}

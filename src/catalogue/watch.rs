@@ -1,0 +1,133 @@
+//! Hot reload: watches the modules directory and syncs each module whose file changed.
+//!
+//! Events come from `notify` (inotify on Linux) and are debounced per module: a module is
+//! synced once its file has been quiet for a moment. The moment depends on what the last
+//! event said. A finished write (close after writing), a rename into place, a creation or a
+//! deletion are final, so the sync follows within [`SETTLED_QUIET`]. A bare data write may
+//! be one chunk of a `cp` still in progress, so it waits [`WRITING_QUIET`] for more. A
+//! large `cp` therefore causes one compile, not one per chunk, and a sync never reads a file
+//! mid-copy unless the copier stalls for longer than that; even then the truncated module
+//! fails to compile and never replaces the version being served, and the write that
+//! completes it triggers the next sync.
+//!
+//! Events are only hints: [`Loader::sync`] looks at the file itself. When the watcher says
+//! it may have lost events (an inotify queue overflow), everything is rescanned.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use notify::event::{AccessKind, AccessMode, ModifyKind};
+use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::loader::{Loader, Phase};
+use super::name;
+use crate::shutdown::Shutdown;
+
+/// Quiet time after an event that ends a change (close-after-write, rename, create, delete).
+pub(crate) const SETTLED_QUIET: Duration = Duration::from_millis(5);
+/// Quiet time after a data write that may be followed by more.
+pub(crate) const WRITING_QUIET: Duration = Duration::from_millis(150);
+
+/// Watches a modules directory until dropped.
+pub(crate) struct ModuleWatcher {
+    _watcher: RecommendedWatcher,
+}
+
+impl ModuleWatcher {
+    /// Starts watching `loader`'s directory. Events are buffered from now on, and handled
+    /// once `serve` runs (so none is lost while the first scan compiles).
+    pub(crate) fn start(loader: &Loader) -> notify::Result<(ModuleWatcher, WatchEvents)> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut watcher = notify::recommended_watcher(move |event| {
+            // The receiver is gone only when the gateway is stopping.
+            let _ = tx.send(event);
+        })?;
+        watcher.watch(loader.dir(), RecursiveMode::NonRecursive)?;
+        Ok((ModuleWatcher { _watcher: watcher }, WatchEvents { rx }))
+    }
+}
+
+/// The stream of directory events, to be handled by [`WatchEvents::serve`].
+pub(crate) struct WatchEvents {
+    rx: mpsc::UnboundedReceiver<notify::Result<Event>>,
+}
+
+impl WatchEvents {
+    /// Debounces events and syncs modules until shutdown.
+    pub(crate) async fn serve(mut self, loader: Loader, shutdown: Shutdown) {
+        let mut due: HashMap<String, Instant> = HashMap::new();
+        loop {
+            let next = due.values().min().copied();
+            tokio::select! {
+                event = self.rx.recv() => match event {
+                    Some(Ok(event)) if event.need_rescan() => rescan(&loader),
+                    Some(Ok(event)) => note(&event, &mut due),
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "watcher error; rescanning the modules directory");
+                        rescan(&loader);
+                    }
+                    None => break,
+                },
+                () = sleep_until(next), if next.is_some() => start_due(&loader, &mut due),
+                () = shutdown.triggered() => break,
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+/// Records when each module named by `event` should be synced.
+fn note(event: &Event, due: &mut HashMap<String, Instant>) {
+    let Some(quiet) = quiet_after(&event.kind) else {
+        return;
+    };
+    for path in &event.paths {
+        if let Some(name) = module_of(path) {
+            due.insert(name, Instant::now() + quiet);
+        }
+    }
+}
+
+/// How long to wait after an event of `kind`; `None` for events that change nothing.
+fn quiet_after(kind: &EventKind) -> Option<Duration> {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(SETTLED_QUIET),
+        EventKind::Access(_) => None,
+        EventKind::Modify(ModifyKind::Data(_)) | EventKind::Modify(ModifyKind::Any) => {
+            Some(WRITING_QUIET)
+        }
+        _ => Some(SETTLED_QUIET),
+    }
+}
+
+fn module_of(path: &Path) -> Option<String> {
+    let file = path.file_name()?.to_str()?;
+    name::from_file_name(file).map(|n| n.as_str().to_string())
+}
+
+/// Starts a sync for every module whose quiet time is over.
+fn start_due(loader: &Loader, due: &mut HashMap<String, Instant>) {
+    let now = Instant::now();
+    due.retain(|name, at| {
+        if *at > now {
+            return true;
+        }
+        let loader = loader.clone();
+        let name = name.clone();
+        tokio::spawn(async move { loader.sync(&name, Phase::Reload).await });
+        false
+    });
+}
+
+fn rescan(loader: &Loader) {
+    let loader = loader.clone();
+    tokio::spawn(async move { loader.rescan().await });
+}

@@ -1,0 +1,81 @@
+//! `wasmgate compile`: fills the compiled-artifact cache for a modules directory and exits,
+//! so that container images and CI can ship modules precompiled and a gateway starting from
+//! them is ready at once.
+//!
+//! It builds the runtime exactly as `serve` does, so the artifacts it writes carry the same
+//! engine fingerprint and are the ones `serve` will look for.
+
+use std::sync::Arc;
+
+use crate::catalogue::ArtifactCache;
+use crate::catalogue::compile::{Compiler, Source};
+use crate::catalogue::digest::Digest;
+use crate::catalogue::failure::LoadError;
+use crate::catalogue::file::{FileFacts, module_path, read_module_file};
+use crate::catalogue::loader::module_files;
+use crate::config::Config;
+use crate::runtime::{AllocatorChoice, GuestRuntime, RuntimeError};
+
+/// Why the directory could not be compiled at all.
+#[derive(Debug, thiserror::Error)]
+pub enum PrecompileError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("cannot open the cache directory: {0}")]
+    Cache(std::io::Error),
+    #[error("cannot read the modules directory: {0}")]
+    ModulesDir(std::io::Error),
+}
+
+/// A module that is now in the cache.
+#[derive(Debug, Clone, Copy)]
+pub struct Precompiled {
+    pub digest: Digest,
+    /// `Cache` when a sound artifact was already there.
+    pub source: Source,
+    pub millis: f64,
+}
+
+/// Compiles the modules of one directory into the cache.
+pub struct Precompiler {
+    compiler: Compiler,
+    config: Config,
+    names: Vec<String>,
+    /// Keeps the engine's ticker for as long as the compiler is used.
+    _runtime: GuestRuntime,
+}
+
+impl Precompiler {
+    pub fn new(config: &Config) -> Result<Self, PrecompileError> {
+        let runtime = GuestRuntime::new(config, AllocatorChoice::PoolingWithFallback)?;
+        let cache =
+            ArtifactCache::open(&config.cache_dir, runtime.engine(), config.cache_max_bytes)
+                .map_err(PrecompileError::Cache)?;
+        let names = module_files(&config.modules_dir).map_err(PrecompileError::ModulesDir)?;
+        Ok(Precompiler {
+            compiler: runtime.compiler(Some(Arc::new(cache))),
+            config: config.clone(),
+            names,
+            _runtime: runtime,
+        })
+    }
+
+    /// The modules to compile, in order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Compiles (or finds in the cache) and links one module. Blocking.
+    pub fn compile(&self, name: &str) -> Result<Precompiled, LoadError> {
+        let bytes = read_module_file(&module_path(&self.config.modules_dir, name))?;
+        let has_volumes = !self.config.module_settings(name).volumes.is_empty();
+        let compiled = self
+            .compiler
+            .compile(&bytes, FileFacts::of(&bytes), has_volumes)?;
+        Ok(Precompiled {
+            digest: compiled.facts.digest,
+            source: compiled.source,
+            millis: compiled.took.as_secs_f64() * 1000.0,
+        })
+    }
+}

@@ -1,0 +1,285 @@
+//! `wasmgate run`: one request through a module file, exactly as the gateway would serve it,
+//! for module authors to try a function before deploying it.
+//!
+//! It is the gateway's twin: the module's own `[modules.NAME]` settings and limits from
+//! `--config`, the same CGI exchange ([`respond`]), the same body limit. The process's
+//! stdin is the request body, read only as the guest reads it, so a guest that never reads
+//! stdin does not wait for its end. The exit status says how the guest ended
+//! ([`RunError::exit_code`]): the guest's own code for a `proc_exit`, and codes from 126 up
+//! for what the gateway would have answered with an error.
+
+use std::io::{IsTerminal, Read};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use http::HeaderMap;
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::sync::mpsc;
+
+use crate::catalogue::failure::LoadError;
+use crate::catalogue::file::read_module_file;
+use crate::config::{Config, ConfigError};
+use crate::guest::cgi::env::RequestMeta;
+use crate::guest::cgi::exchange::{CgiFailure, respond};
+use crate::guest::cgi::response::CgiResponse;
+use crate::guest::cgi::stdin::{BodyStream, Stdin};
+use crate::guest::invoke::InvokeError;
+use crate::runtime::{AllocatorChoice, GuestRuntime, RuntimeError};
+
+/// The addresses a one-shot run pretends the request came from and went to.
+const RUN_REMOTE: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+const RUN_LOCAL: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
+/// Exit statuses of `wasmgate run` beside the guest's own (DESIGN.md).
+const EXIT_CANNOT_RUN: u8 = 126;
+const EXIT_TRAP: u8 = 134;
+const EXIT_LIMIT: u8 = 137;
+
+/// How long `run` waits for a pipe on stdin to show whether it carries a body at all.
+const FIRST_BYTES_WAIT: Duration = Duration::from_millis(100);
+/// Bytes of stdin read ahead of the guest: a few chunks, so a pipe keeps flowing.
+const STDIN_CHUNK_BYTES: usize = 64 * 1024;
+const STDIN_CHUNKS_AHEAD: usize = 4;
+
+/// The request to simulate.
+pub struct RunRequest {
+    pub method: String,
+    /// The path after `/NAME` (the guest's `PATH_INFO`).
+    pub path: String,
+    pub query: String,
+    /// Extra environment variables, on top of the module's own `env`.
+    pub env: Vec<(String, String)>,
+    pub body: RunBody,
+}
+
+/// Where the request body comes from.
+pub enum RunBody {
+    /// No body.
+    Empty,
+    /// A body read as the guest reads it; `len` is its length when it is known ahead
+    /// (a file), which the guest sees as `CONTENT_LENGTH`.
+    Reader {
+        reader: Box<dyn AsyncRead + Send + Sync + Unpin>,
+        len: Option<u64>,
+    },
+}
+
+impl RunBody {
+    /// The process's stdin as the request body: none from a terminal, `/dev/null`, an empty
+    /// file or a pipe that ends at once; otherwise a body read on a thread of its own, a
+    /// few chunks ahead of the guest, so that a guest that never reads stdin does not wait
+    /// for its end. A file's length is known; a pipe's is not.
+    pub fn from_stdin() -> std::io::Result<RunBody> {
+        let stdin = std::io::stdin();
+        if stdin.is_terminal() {
+            return Ok(RunBody::Empty);
+        }
+        let meta = std::fs::File::from(std::os::fd::AsFd::as_fd(&stdin).try_clone_to_owned()?)
+            .metadata()?;
+        if std::os::unix::fs::FileTypeExt::is_char_device(&meta.file_type()) {
+            return Ok(RunBody::Empty);
+        }
+        let len = meta.is_file().then_some(meta.len());
+        let mut chunks = read_ahead(stdin);
+        let first = chunks.blocking_recv_timeout(FIRST_BYTES_WAIT);
+        let reader = match first {
+            First::Ended => return Ok(RunBody::Empty),
+            First::Chunk(chunk) => ChunkReader::new(chunk, chunks.0),
+            First::NotYet => ChunkReader::new(Ok(Bytes::new()), chunks.0),
+        };
+        Ok(RunBody::Reader {
+            reader: Box::new(reader),
+            len,
+        })
+    }
+}
+
+/// Reads `stdin` on a thread of its own into a bounded channel, until it ends.
+fn read_ahead(mut stdin: std::io::Stdin) -> Chunks {
+    let (tx, rx) = mpsc::channel(STDIN_CHUNKS_AHEAD);
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; STDIN_CHUNK_BYTES];
+        loop {
+            let chunk = match stdin.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => Ok(Bytes::copy_from_slice(&buf[..n])),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            };
+            let failed = chunk.is_err();
+            if tx.blocking_send(chunk).is_err() || failed {
+                break;
+            }
+        }
+    });
+    Chunks(rx)
+}
+
+/// The chunks of stdin, as the reading thread sends them.
+struct Chunks(mpsc::Receiver<std::io::Result<Bytes>>);
+
+/// What stdin showed within [`FIRST_BYTES_WAIT`].
+enum First {
+    Chunk(std::io::Result<Bytes>),
+    Ended,
+    NotYet,
+}
+
+impl Chunks {
+    fn blocking_recv_timeout(&mut self, wait: Duration) -> First {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match self.0.try_recv() {
+                Ok(chunk) => return First::Chunk(chunk),
+                Err(mpsc::error::TryRecvError::Disconnected) => return First::Ended,
+                Err(mpsc::error::TryRecvError::Empty) if std::time::Instant::now() >= deadline => {
+                    return First::NotYet;
+                }
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+}
+
+/// An async reader over the chunks the reading thread sends.
+struct ChunkReader {
+    current: Bytes,
+    rest: mpsc::Receiver<std::io::Result<Bytes>>,
+    failed: Option<std::io::Error>,
+}
+
+impl ChunkReader {
+    fn new(first: std::io::Result<Bytes>, rest: mpsc::Receiver<std::io::Result<Bytes>>) -> Self {
+        let (current, failed) = match first {
+            Ok(bytes) => (bytes, None),
+            Err(e) => (Bytes::new(), Some(e)),
+        };
+        ChunkReader {
+            current,
+            rest,
+            failed,
+        }
+    }
+}
+
+impl AsyncRead for ChunkReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        while self.current.is_empty() {
+            if let Some(e) = self.failed.take() {
+                return Poll::Ready(Err(e));
+            }
+            match self.rest.poll_recv(cx) {
+                Poll::Ready(Some(Ok(chunk))) => self.current = chunk,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let n = self.current.len().min(buf.remaining());
+        buf.put_slice(&self.current[..n]);
+        self.current.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Why a one-shot run produced no response.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("module '{module}': {error}")]
+    Load { module: String, error: LoadError },
+    #[error("module '{module}': the request body is larger than {limit} bytes")]
+    BodyTooLarge { module: String, limit: u64 },
+    #[error(transparent)]
+    Failed(#[from] CgiFailure),
+}
+
+impl RunError {
+    /// The process's exit status: the guest's own for a non-zero `proc_exit`, 137 for a
+    /// limit, 134 for a trap or output that is no response, 126 for everything that kept
+    /// the guest from running.
+    pub fn exit_code(&self) -> u8 {
+        let error = match self {
+            RunError::Failed(CgiFailure::Guest(error)) => error,
+            RunError::Failed(CgiFailure::Output { .. }) => return EXIT_TRAP,
+            _ => return EXIT_CANNOT_RUN,
+        };
+        match error {
+            InvokeError::Exit { code, .. } => u8::try_from(*code).unwrap_or(EXIT_TRAP),
+            InvokeError::Trap { .. } => EXIT_TRAP,
+            InvokeError::FuelExhausted { .. }
+            | InvokeError::MemoryExceeded { .. }
+            | InvokeError::OutputTooLarge { .. }
+            | InvokeError::Timeout { .. } => EXIT_LIMIT,
+            InvokeError::Instantiate { .. } => EXIT_CANNOT_RUN,
+        }
+    }
+}
+
+/// Loads `file` and runs it once with `request`; returns the response it made.
+pub async fn run_once(
+    file: &Path,
+    mut config: Config,
+    request: RunRequest,
+) -> Result<CgiResponse, RunError> {
+    let name = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "module".into());
+    config.add_module_env(&name, request.env)?;
+    let load_error = |error| RunError::Load {
+        module: name.clone(),
+        error,
+    };
+    let runtime = GuestRuntime::new(&config, AllocatorChoice::OnDemand)?;
+    let bytes = read_module_file(file).map_err(|e| load_error(e.into()))?;
+    let module = runtime
+        .load(&name, &bytes, &config)
+        .map_err(|f| load_error(f.error))?;
+    let limit = module.settings.limits.max_body_bytes;
+    let too_large = || RunError::BodyTooLarge {
+        module: name.clone(),
+        limit,
+    };
+    let (stdin, body_len, overflow) = match request.body {
+        RunBody::Empty => (Stdin::Buffered(Default::default()), None, None),
+        RunBody::Reader { len, .. } if len.is_some_and(|len| len > limit) => {
+            return Err(too_large());
+        }
+        RunBody::Reader { reader, len } => {
+            let (stream, overflow) = BodyStream::new(reader, limit);
+            (Stdin::Streamed(stream), len, Some(overflow))
+        }
+    };
+    let headers = HeaderMap::new();
+    let path = format!("/{name}{}", request.path);
+    let meta = RequestMeta {
+        module: &name,
+        method: &request.method,
+        path: &path,
+        path_info: &request.path,
+        query: &request.query,
+        headers: &headers,
+        remote: RUN_REMOTE,
+        local: RUN_LOCAL,
+        protocol: "HTTP/1.1",
+        body_len,
+    };
+    let response = respond(&module, &meta, stdin).await;
+    if overflow.is_some_and(|o| o.happened()) {
+        return Err(too_large());
+    }
+    Ok(response?)
+}

@@ -1,0 +1,576 @@
+//! The WASI preview1 functions a CGI-style guest calls on every request — arguments,
+//! environment, stdin, stdout, stderr, clocks, random bytes and exit — written straight
+//! against the request's own buffers.
+//!
+//! Why not wasmtime-wasi for everything: its preview1 layer is an adapter over preview2
+//! resources. Each request would build a `WasiCtx` (a resource table, boxed streams, a random
+//! generator, a copy of every environment variable) and tear it down again, and each
+//! `fd_write` would go through a stream resource. For a function that reads its environment
+//! and prints a page, that costs more than running the guest itself (BENCHMARKS.md).
+//!
+//! A module whose `wasi_snapshot_preview1` imports are all in [`CGI_IMPORTS`], and which has
+//! no volumes, is linked against these functions ([`Preview1::Gateway`]). Any other module
+//! (one that opens files, polls, or sets descriptor flags; Go's runtime does) is linked
+//! against wasmtime-wasi's complete implementation ([`Preview1::WasmtimeWasi`]) with the
+//! same stdin, stdout and stderr behind it. The choice is made once, when the module is
+//! loaded, from its import list. The functions here answer as wasmtime-wasi does for a
+//! process that has only the three standard descriptors (no preopened directories): same
+//! errno values, same traps.
+//!
+//! Like wasmtime-wasi's `add_to_linker`, [`add_to_linker`] never names the store's type: it
+//! takes an accessor from the store's data to the request's [`RequestIo`].
+//!
+//! Every function returns at once except `fd_read` on a body that is still arriving (the
+//! stdin of `wasmgate run`): that one waits asynchronously, within the request's deadline.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, Bytes, BytesMut};
+use rand::RngCore;
+use tokio::io::AsyncReadExt;
+use wasmtime::{Caller, Extern, Linker, Module};
+use wasmtime_wasi::I32Exit;
+
+use super::stdin::{BodyStream, Stdin};
+use super::stdio::{BoundedOutput, GuestLog, GuestSink};
+use super::string_block::StringBlock;
+use crate::guest::deadline::DeadlinePassed;
+
+/// The import module of WASI preview1.
+const WASI_MODULE: &str = "wasi_snapshot_preview1";
+
+/// The preview1 functions served here; a module importing anything else gets wasmtime-wasi.
+const CGI_IMPORTS: &[&str] = &[
+    "args_get",
+    "args_sizes_get",
+    "environ_get",
+    "environ_sizes_get",
+    "fd_write",
+    "fd_read",
+    "fd_close",
+    "fd_fdstat_get",
+    "fd_seek",
+    "fd_prestat_get",
+    "fd_prestat_dir_name",
+    "clock_time_get",
+    "clock_res_get",
+    "random_get",
+    "sched_yield",
+    "proc_exit",
+];
+
+/// Which implementation of WASI preview1 a CGI module is linked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preview1 {
+    /// The functions in this file: stdio, environment and arguments only.
+    Gateway,
+    /// wasmtime-wasi's preview1, for modules that need more (files, polling, ...).
+    WasmtimeWasi,
+}
+
+impl Preview1 {
+    /// The implementation `module` needs: [`Preview1::Gateway`] when every WASI function
+    /// it imports is served here and it has no volumes to open.
+    pub(crate) fn for_module(module: &Module, has_volumes: bool) -> Preview1 {
+        let all_served = module
+            .imports()
+            .filter(|import| import.module() == WASI_MODULE)
+            .all(|import| CGI_IMPORTS.contains(&import.name()));
+        if all_served && !has_volumes {
+            Preview1::Gateway
+        } else {
+            Preview1::WasmtimeWasi
+        }
+    }
+
+    /// The `wasi` field of `/modules`: `cgi` for the gateway's own functions.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Preview1::Gateway => "cgi",
+            Preview1::WasmtimeWasi => "wasi",
+        }
+    }
+}
+
+/// WASI errno values (the witx `errno` enum) that these functions return.
+mod errno {
+    pub const SUCCESS: i32 = 0;
+    pub const BADF: i32 = 8;
+    pub const INVAL: i32 = 28;
+    pub const IO: i32 = 29;
+    pub const OVERFLOW: i32 = 61;
+    pub const SPIPE: i32 = 70;
+}
+
+/// `writev`/`readv` take at most this many buffers, as on Linux (`IOV_MAX`); it also bounds
+/// the work of one host call, which the epoch deadline cannot interrupt.
+const MAX_IOVECS: u32 = 1024;
+/// Exit statuses at or above this are refused with a trap, as wasmtime-wasi does.
+const MAX_EXIT_STATUS: i32 = 126;
+const STDIN: u32 = 0;
+const STDOUT: u32 = 1;
+const STDERR: u32 = 2;
+/// The witx `fdstat` record: filetype (u8) at 0, flags (u16) at 2, rights at 8 and 16.
+const FDSTAT_BYTES: usize = 24;
+const RIGHT_FD_READ: u64 = 1 << 1;
+const RIGHT_FD_WRITE: u64 = 1 << 6;
+const CLOCK_REALTIME: i32 = 0;
+const CLOCK_MONOTONIC: i32 = 1;
+const CLOCK_PROCESS_CPUTIME: i32 = 2;
+const CLOCK_THREAD_CPUTIME: i32 = 3;
+/// Both clocks report nanoseconds.
+const CLOCK_RESOLUTION_NS: u64 = 1;
+/// The most one `fd_read` asks of a body that is still arriving.
+const STREAM_READ_BYTES: usize = 64 * 1024;
+
+/// Writes a block's count and size in bytes (the `*_sizes_get` functions).
+fn write_sizes(block: &StringBlock, memory: &mut [u8], count_ptr: i32, size_ptr: i32) -> Answer {
+    let Ok(size) = u32::try_from(block.as_bytes().len()) else {
+        return Ok(errno::OVERFLOW);
+    };
+    write_u32(memory, count_ptr, block.len() as u32)?;
+    write_u32(memory, size_ptr, size)?;
+    Ok(errno::SUCCESS)
+}
+
+/// Copies a block's strings to `buf` and a pointer to each into the array at `list`.
+fn write_strings(block: &StringBlock, memory: &mut [u8], list: i32, buf: i32) -> Answer {
+    let bytes = block.as_bytes();
+    slice_mut(memory, buf, bytes.len())?.copy_from_slice(bytes);
+    let mut offset = 0;
+    for (i, string) in bytes.split_inclusive(|&b| b == 0).enumerate() {
+        write_u32(
+            memory,
+            element(list, i, 4)?,
+            (buf as u32).wrapping_add(offset),
+        )?;
+        offset += string.len() as u32;
+    }
+    Ok(errno::SUCCESS)
+}
+
+/// What one request's guest reads and writes through the functions here.
+pub(crate) struct RequestIo {
+    /// The module's arguments, the same for every request.
+    args: Arc<StringBlock>,
+    env: StringBlock,
+    /// Body bytes the guest has not read yet.
+    stdin: Bytes,
+    /// The rest of a body that is still arriving, until it ends.
+    arriving: Option<BodyStream>,
+    /// When the request's deadline passes: a wait for the body ends there.
+    deadline: Instant,
+    stdout: BoundedOutput,
+    /// Made on the first write: most guests never write to stderr.
+    stderr: Option<GuestLog>,
+    module: Arc<str>,
+    /// Standard descriptors the guest closed (bit `fd`); later use of them is `EBADF`.
+    closed: u8,
+}
+
+/// What a [`RequestIo`] is made of.
+pub(crate) struct RequestIoParts {
+    pub args: Arc<StringBlock>,
+    pub env: StringBlock,
+    pub stdin: Stdin,
+    pub deadline: Instant,
+    pub stdout: BoundedOutput,
+    pub module: Arc<str>,
+}
+
+impl RequestIo {
+    pub(crate) fn new(parts: RequestIoParts) -> RequestIo {
+        let RequestIoParts {
+            args,
+            env,
+            stdin,
+            deadline,
+            stdout,
+            module,
+        } = parts;
+        let (stdin, arriving) = match stdin {
+            Stdin::Buffered(bytes) => (bytes, None),
+            Stdin::Streamed(stream) => (Bytes::new(), Some(stream)),
+        };
+        RequestIo {
+            args,
+            env,
+            stdin,
+            arriving,
+            deadline,
+            stdout,
+            stderr: None,
+            module,
+            closed: 0,
+        }
+    }
+
+    fn stderr(&mut self) -> &GuestLog {
+        let RequestIo { stderr, module, .. } = self;
+        stderr.get_or_insert_with(|| GuestLog::new(module.clone()))
+    }
+
+    fn is_open(&self, fd: u32) -> bool {
+        fd <= STDERR && self.closed & (1 << fd) == 0
+    }
+
+    /// Waits, within the deadline, for more of a body that is still arriving, when every
+    /// byte that arrived so far was read. A failed read ends the body (`EIO`).
+    async fn refill(&mut self, wanted: usize) -> wasmtime::Result<Option<i32>> {
+        if !self.stdin.is_empty() {
+            return Ok(None);
+        }
+        let Some(stream) = self.arriving.as_mut() else {
+            return Ok(None);
+        };
+        let mut chunk = BytesMut::with_capacity(wanted.clamp(1, STREAM_READ_BYTES));
+        let read = tokio::time::timeout_at(self.deadline.into(), stream.read_buf(&mut chunk));
+        match read.await {
+            Err(_elapsed) => Err(DeadlinePassed.into()),
+            Ok(Ok(0)) => {
+                self.arriving = None;
+                Ok(None)
+            }
+            Ok(Ok(_)) => {
+                self.stdin = chunk.freeze();
+                Ok(None)
+            }
+            Ok(Err(_)) => {
+                self.arriving = None;
+                Ok(Some(errno::IO))
+            }
+        }
+    }
+}
+
+/// How the functions here reach the request's I/O in a store's data.
+pub(crate) type IoAccessor<T> = fn(&mut T) -> &mut RequestIo;
+
+/// Adds the functions in [`CGI_IMPORTS`] to `linker`; `io` finds the request's I/O in the
+/// store's data.
+pub(crate) fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    io: IoAccessor<T>,
+) -> wasmtime::Result<()> {
+    let m = WASI_MODULE;
+    linker.func_wrap(
+        m,
+        "args_sizes_get",
+        move |c: Caller<'_, T>, n: i32, s: i32| {
+            with_io(c, io, |mem, io| write_sizes(&io.args, mem, n, s))?
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "args_get",
+        move |c: Caller<'_, T>, list: i32, buf: i32| {
+            with_io(c, io, |mem, io| write_strings(&io.args, mem, list, buf))?
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "environ_sizes_get",
+        move |c: Caller<'_, T>, n: i32, s: i32| {
+            with_io(c, io, |mem, io| write_sizes(&io.env, mem, n, s))?
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "environ_get",
+        move |c: Caller<'_, T>, list: i32, buf: i32| {
+            with_io(c, io, |mem, io| write_strings(&io.env, mem, list, buf))?
+        },
+    )?;
+    linker.func_wrap(
+        m,
+        "fd_write",
+        move |c: Caller<'_, T>, fd: i32, iovs: i32, len: i32, nwritten: i32| {
+            fd_write(c, io, fd, iovs, len, nwritten)
+        },
+    )?;
+    linker.func_wrap_async(
+        m,
+        "fd_read",
+        move |c: Caller<'_, T>, (fd, iovs, len, nread): (i32, i32, i32, i32)| {
+            Box::new(fd_read(c, io, fd, iovs, len, nread))
+        },
+    )?;
+    linker.func_wrap(m, "fd_close", move |c: Caller<'_, T>, fd: i32| {
+        with_io(c, io, |_, io| {
+            if !io.is_open(fd as u32) {
+                return errno::BADF;
+            }
+            io.closed |= 1 << fd;
+            errno::SUCCESS
+        })
+    })?;
+    linker.func_wrap(
+        m,
+        "fd_fdstat_get",
+        move |c: Caller<'_, T>, fd: i32, buf: i32| fd_fdstat_get(c, io, fd, buf),
+    )?;
+    linker.func_wrap(
+        m,
+        "fd_seek",
+        move |c: Caller<'_, T>, fd: i32, _offset: i64, _whence: i32, _new: i32| {
+            // The standard descriptors are pipes.
+            with_io(c, io, |_, io| match io.is_open(fd as u32) {
+                true => errno::SPIPE,
+                false => errno::BADF,
+            })
+        },
+    )?;
+    // No directory is preopened for these modules.
+    linker.func_wrap(m, "fd_prestat_get", |_: Caller<'_, T>, _: i32, _: i32| {
+        errno::BADF
+    })?;
+    linker.func_wrap(
+        m,
+        "fd_prestat_dir_name",
+        |_: Caller<'_, T>, _: i32, _: i32, _: i32| errno::BADF,
+    )?;
+    linker.func_wrap(
+        m,
+        "clock_time_get",
+        move |c: Caller<'_, T>, id: i32, _precision: i64, out: i32| clock_time_get(c, io, id, out),
+    )?;
+    linker.func_wrap(
+        m,
+        "clock_res_get",
+        move |c: Caller<'_, T>, id: i32, out: i32| clock_res_get(c, io, id, out),
+    )?;
+    linker.func_wrap(
+        m,
+        "random_get",
+        move |c: Caller<'_, T>, buf: i32, len: i32| {
+            with_io(c, io, |memory, _| {
+                rand::rng().fill_bytes(slice_mut(memory, buf, len as u32 as usize)?);
+                Ok(errno::SUCCESS)
+            })?
+        },
+    )?;
+    linker.func_wrap(m, "sched_yield", |_: Caller<'_, T>| errno::SUCCESS)?;
+    linker.func_wrap(m, "proc_exit", |_: Caller<'_, T>, status: i32| {
+        proc_exit(status)
+    })?;
+    Ok(())
+}
+
+/// Runs `f` over the guest's memory and the request's I/O; traps without a memory export,
+/// as wasmtime-wasi does.
+fn with_io<T, R>(
+    mut caller: Caller<'_, T>,
+    io: IoAccessor<T>,
+    f: impl FnOnce(&mut [u8], &mut RequestIo) -> R,
+) -> wasmtime::Result<R> {
+    let Some(Extern::Memory(memory)) = caller.get_export("memory") else {
+        wasmtime::bail!("the module exports no memory for WASI to use");
+    };
+    let (bytes, data) = memory.data_and_store_mut(&mut caller);
+    Ok(f(bytes, io(data)))
+}
+
+/// `fd_write(fd, iovs, iovs_len, nwritten)`: stdout into the bounded buffer (a write past
+/// its cap traps), stderr into the log.
+fn fd_write<T>(
+    caller: Caller<'_, T>,
+    io: IoAccessor<T>,
+    fd: i32,
+    iovs: i32,
+    iovs_len: i32,
+    nwritten: i32,
+) -> wasmtime::Result<i32> {
+    with_io(caller, io, |memory, io| {
+        let fd = fd as u32;
+        if !io.is_open(fd) || fd == STDIN {
+            return Ok(errno::BADF);
+        }
+        let Some(count) = iovec_count(iovs_len) else {
+            return Ok(errno::INVAL);
+        };
+        let mut total = 0u32;
+        for i in 0..count {
+            let (ptr, len) = iovec(memory, iovs, i)?;
+            let data = slice(memory, ptr, len)?;
+            let accepted = match fd {
+                STDOUT => io.stdout.accept(data),
+                _ => io.stderr().accept(data),
+            };
+            accepted?;
+            total += data.len() as u32;
+        }
+        write_u32(memory, nwritten, total)?;
+        Ok(errno::SUCCESS)
+    })?
+}
+
+/// `fd_read(fd, iovs, iovs_len, nread)`: the request body, from where the last read ended.
+/// When every byte that arrived so far was read and more is on its way, it first waits
+/// for more (within the deadline).
+async fn fd_read<T: Send>(
+    mut caller: Caller<'_, T>,
+    io: IoAccessor<T>,
+    fd: i32,
+    iovs: i32,
+    iovs_len: i32,
+    nread: i32,
+) -> wasmtime::Result<i32> {
+    if fd as u32 != STDIN || !io(caller.data_mut()).is_open(STDIN) {
+        return Ok(errno::BADF);
+    }
+    let Some(count) = iovec_count(iovs_len) else {
+        return Ok(errno::INVAL);
+    };
+    if let Some(errno) = io(caller.data_mut()).refill(STREAM_READ_BYTES).await? {
+        return Ok(errno);
+    }
+    with_io(caller, io, |memory, io| {
+        let mut total = 0u32;
+        for i in 0..count {
+            if io.stdin.is_empty() {
+                break;
+            }
+            let (ptr, len) = iovec(memory, iovs, i)?;
+            let dst = slice_mut(memory, ptr, len)?;
+            let n = dst.len().min(io.stdin.len());
+            dst[..n].copy_from_slice(&io.stdin[..n]);
+            io.stdin.advance(n);
+            total += n as u32;
+        }
+        write_u32(memory, nread, total)?;
+        Ok(errno::SUCCESS)
+    })?
+}
+
+/// The iovec count, or `None` past [`MAX_IOVECS`] (`EINVAL`).
+fn iovec_count(iovs_len: i32) -> Option<usize> {
+    let count = iovs_len as u32;
+    (count <= MAX_IOVECS).then_some(count as usize)
+}
+
+/// `fd_fdstat_get(fd, buf)`: the standard descriptors are not terminals, as in wasmtime-wasi.
+fn fd_fdstat_get<T>(
+    caller: Caller<'_, T>,
+    io: IoAccessor<T>,
+    fd: i32,
+    buf: i32,
+) -> wasmtime::Result<i32> {
+    with_io(caller, io, |memory, io| {
+        let fd = fd as u32;
+        if !io.is_open(fd) {
+            return Ok(errno::BADF);
+        }
+        let rights = if fd == STDIN {
+            RIGHT_FD_READ
+        } else {
+            RIGHT_FD_WRITE
+        };
+        let mut stat = [0u8; FDSTAT_BYTES];
+        // filetype 0 (unknown) and flags 0 are the zeroes already there.
+        stat[8..16].copy_from_slice(&rights.to_le_bytes());
+        stat[16..24].copy_from_slice(&rights.to_le_bytes());
+        slice_mut(memory, buf, FDSTAT_BYTES)?.copy_from_slice(&stat);
+        Ok(errno::SUCCESS)
+    })?
+}
+
+fn clock_time_get<T>(
+    caller: Caller<'_, T>,
+    io: IoAccessor<T>,
+    id: i32,
+    out: i32,
+) -> wasmtime::Result<i32> {
+    let now = match id {
+        CLOCK_REALTIME => SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+        CLOCK_MONOTONIC => monotonic_origin().elapsed().as_nanos() as u64,
+        CLOCK_PROCESS_CPUTIME | CLOCK_THREAD_CPUTIME => return Ok(errno::BADF),
+        _ => return Ok(errno::INVAL),
+    };
+    with_io(caller, io, |memory, _| write_u64(memory, out, now))??;
+    Ok(errno::SUCCESS)
+}
+
+fn clock_res_get<T>(
+    caller: Caller<'_, T>,
+    io: IoAccessor<T>,
+    id: i32,
+    out: i32,
+) -> wasmtime::Result<i32> {
+    match id {
+        CLOCK_REALTIME | CLOCK_MONOTONIC => {
+            with_io(caller, io, |memory, _| {
+                write_u64(memory, out, CLOCK_RESOLUTION_NS)
+            })??;
+            Ok(errno::SUCCESS)
+        }
+        CLOCK_PROCESS_CPUTIME | CLOCK_THREAD_CPUTIME => Ok(errno::BADF),
+        _ => Ok(errno::INVAL),
+    }
+}
+
+/// The monotonic clock counts from the first time a guest reads it in this process.
+fn monotonic_origin() -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+/// `proc_exit(status)`: ends the guest; 0 is a clean finish.
+fn proc_exit(status: i32) -> wasmtime::Result<()> {
+    if !(0..MAX_EXIT_STATUS).contains(&status) {
+        wasmtime::bail!("exit with invalid exit status outside of [0..126)");
+    }
+    Err(I32Exit(status).into())
+}
+
+/// An errno for the guest, or a trap (a pointer outside the guest's memory).
+type Answer = wasmtime::Result<i32>;
+
+/// The `i`th `(buf, len)` pair of the iovec array at `iovs`.
+fn iovec(memory: &[u8], iovs: i32, i: usize) -> wasmtime::Result<(i32, usize)> {
+    let pair = slice(memory, element(iovs, i, 8)?, 8)?;
+    let word = |at: usize| u32::from_le_bytes([pair[at], pair[at + 1], pair[at + 2], pair[at + 3]]);
+    Ok((word(0) as i32, word(4) as usize))
+}
+
+/// The guest address of element `i` (of `size` bytes) of the array at `base`.
+fn element(base: i32, i: usize, size: usize) -> wasmtime::Result<i32> {
+    i.checked_mul(size)
+        .and_then(|offset| u32::try_from(offset).ok())
+        .and_then(|offset| (base as u32).checked_add(offset))
+        .map(|at| at as i32)
+        .ok_or_else(|| out_of_bounds(base, i.saturating_mul(size)))
+}
+
+/// The trap for a pointer outside the guest's memory (wasmtime-wasi traps the same way).
+fn out_of_bounds(ptr: i32, len: usize) -> wasmtime::Error {
+    wasmtime::format_err!("pointer out of bounds: {len} bytes at {}", ptr as u32)
+}
+
+fn slice(memory: &[u8], ptr: i32, len: usize) -> wasmtime::Result<&[u8]> {
+    let start = ptr as u32 as usize;
+    start
+        .checked_add(len)
+        .and_then(|end| memory.get(start..end))
+        .ok_or_else(|| out_of_bounds(ptr, len))
+}
+
+fn slice_mut(memory: &mut [u8], ptr: i32, len: usize) -> wasmtime::Result<&mut [u8]> {
+    let start = ptr as u32 as usize;
+    start
+        .checked_add(len)
+        .and_then(|end| memory.get_mut(start..end))
+        .ok_or_else(|| out_of_bounds(ptr, len))
+}
+
+fn write_u32(memory: &mut [u8], ptr: i32, value: u32) -> wasmtime::Result<()> {
+    slice_mut(memory, ptr, 4)?.copy_from_slice(&value.to_le_bytes());
+    Ok(())
+}
+
+fn write_u64(memory: &mut [u8], ptr: i32, value: u64) -> wasmtime::Result<()> {
+    slice_mut(memory, ptr, 8)?.copy_from_slice(&value.to_le_bytes());
+    Ok(())
+}

@@ -1,0 +1,9 @@
+//! The HTTP side: the accept loop shared by both listeners, the public handler that routes
+//! `/NAME/...` to a module, request bodies within their limits, the admin endpoints, and
+//! the gateway's own short replies.
+
+pub(crate) mod admin;
+pub(crate) mod body;
+pub(crate) mod listener;
+pub(crate) mod reply;
+pub(crate) mod server;

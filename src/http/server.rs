@@ -1,0 +1,249 @@
+//! The public HTTP side: routes `/NAME/rest` to module NAME, reads the body within its
+//! limit, waits for a pool slot, runs the guest and turns what it wrote into a response.
+//!
+//! The module name is validated as received (no percent-decoding) before the registry is
+//! consulted, and the registry is the only thing consulted: a request never touches the
+//! filesystem.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Response;
+use http::header::HOST;
+use http_body_util::Full;
+use hyper::Request;
+use hyper::body::Incoming;
+use tokio::sync::Semaphore;
+
+use super::body::{BodyError, read_limited};
+use super::listener::ConnInfo;
+use super::reply::error_response;
+use crate::catalogue::ServedModule;
+use crate::catalogue::name::ModuleName;
+use crate::catalogue::registry::{Lookup, Registry};
+use crate::guest::cgi::env::RequestMeta;
+use crate::guest::cgi::exchange::respond;
+use crate::guest::cgi::stdin::Stdin;
+use crate::metrics::{Metrics, ModuleMetrics};
+use crate::outcome::Outcome;
+
+/// Everything the public handler needs, shared by all connections.
+pub(crate) struct PublicService {
+    pub(crate) registry: Arc<Registry>,
+    /// One permit per pool slot: guests running at once.
+    pub(crate) slots: Arc<Semaphore>,
+    pub(crate) queue_timeout: Duration,
+    /// A slow client must send its whole body within this time.
+    pub(crate) body_timeout: Duration,
+    pub(crate) metrics: Metrics,
+    /// Whether every request is logged (target `wasmgate::access`).
+    pub(crate) access_log: bool,
+}
+
+/// A response that ends a request early, with its outcome.
+struct Early(Outcome, String);
+
+/// A module file that the path names.
+enum Found {
+    Ready(Arc<ServedModule>),
+    /// No version of it loaded: the answer, and the series to count it in.
+    Unavailable(Early, Arc<ModuleMetrics>),
+}
+
+impl PublicService {
+    /// Answers one request; never fails, every problem becomes an error response.
+    pub(crate) async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+    ) -> Response<Full<Bytes>> {
+        let started = Instant::now();
+        let access = self
+            .access_log
+            .then(|| (req.method().clone(), req.uri().path().to_string()));
+        let routed = self.route(&req);
+        // Requests are counted under `_unknown` unless they name a module file that exists.
+        let metrics = match &routed {
+            Ok(Found::Ready(module)) => module.metrics.clone(),
+            Ok(Found::Unavailable(_, metrics)) => metrics.clone(),
+            Err(_) => self.metrics.unknown(),
+        };
+        let result = match routed {
+            Ok(Found::Ready(module)) => self.run(&module, req, conn).await,
+            Ok(Found::Unavailable(early, _)) | Err(early) => Err(early),
+        };
+        let took = started.elapsed();
+        let (outcome, response) = match result {
+            Ok(response) => (Outcome::Ok, response),
+            Err(Early(outcome, message)) => {
+                if outcome.is_guest_failure() {
+                    tracing::warn!(
+                        target: "wasmgate::request",
+                        module = %metrics.name,
+                        outcome = outcome.label(),
+                        duration_ms = took.as_secs_f64() * 1000.0,
+                        "{message}"
+                    );
+                }
+                (outcome, error_response(outcome, &message))
+            }
+        };
+        metrics.request(outcome, took);
+        if let Some((method, path)) = access {
+            tracing::info!(
+                target: "wasmgate::access",
+                %method,
+                path,
+                status = response.status().as_u16(),
+                outcome = outcome.label(),
+                duration_us = took.as_micros() as u64,
+                remote = %conn.remote,
+            );
+        }
+        response
+    }
+
+    /// Finds the module the path names, without touching the request's body.
+    fn route(&self, req: &Request<Incoming>) -> Result<Found, Early> {
+        let (raw_name, _) = split_path(req.uri().path());
+        let name = ModuleName::parse(raw_name).map_err(|e| match raw_name {
+            "" => Early(Outcome::NotFound, "no module named in the path".into()),
+            _ => Early(Outcome::BadRequest, format!("invalid module name: {e}")),
+        })?;
+        match self.registry.lookup(name.as_str()) {
+            Lookup::Ready(module) => Ok(Found::Ready(module)),
+            Lookup::NotFound => Err(Early(
+                Outcome::NotFound,
+                format!("no module named '{name}'"),
+            )),
+            Lookup::Unavailable(failure, metrics) => Ok(Found::Unavailable(
+                Early(
+                    Outcome::Unavailable,
+                    format!("module '{name}' is unavailable: {}", failure.error),
+                ),
+                metrics,
+            )),
+        }
+    }
+
+    /// Runs `module` for the request: its body within the limit, a slot, the guest.
+    async fn run(
+        &self,
+        module: &ServedModule,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+    ) -> Result<Response<Full<Bytes>>, Early> {
+        let _in_flight = module.metrics.in_flight();
+        let (parts, body) = req.into_parts();
+        let path = parts.uri.path();
+        let (_, path_info) = split_path(path);
+        if parts.headers.get_all(HOST).iter().count() > 1 {
+            // RFC 9112 3.2: a request with more than one Host is invalid.
+            return Err(Early(
+                Outcome::BadRequest,
+                "more than one Host header".into(),
+            ));
+        }
+        let body = read_body(module, &parts.headers, body, self.body_timeout).await?;
+        let meta = RequestMeta {
+            module: &module.name,
+            method: parts.method.as_str(),
+            path,
+            path_info,
+            query: parts.uri.query().unwrap_or_default(),
+            headers: &parts.headers,
+            remote: conn.remote,
+            local: conn.local,
+            protocol: protocol_name(parts.version),
+            body_len: Some(body.len() as u64),
+        };
+        let _slot = self.acquire_slot(module).await?;
+        let out = respond(module, &meta, Stdin::Buffered(body))
+            .await
+            .map_err(|e| Early(e.outcome(), e.to_string()))?;
+        let mut response = Response::new(Full::new(out.body));
+        *response.status_mut() = out.status;
+        *response.headers_mut() = out.headers;
+        Ok(response)
+    }
+
+    /// Waits up to the queue timeout for a pool slot.
+    async fn acquire_slot(
+        &self,
+        module: &ServedModule,
+    ) -> Result<tokio::sync::SemaphorePermit<'_>, Early> {
+        if let Ok(permit) = self.slots.try_acquire() {
+            return Ok(permit);
+        }
+        let _waiting = self.metrics.waiting_for_slot();
+        match tokio::time::timeout(self.queue_timeout, self.slots.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(Early(
+                Outcome::Overloaded,
+                format!(
+                    "module '{}': every instance slot is busy, try again shortly",
+                    module.name
+                ),
+            )),
+        }
+    }
+}
+
+/// `/name/rest?q` → (`name`, `/rest`).
+fn split_path(path: &str) -> (&str, &str) {
+    let trimmed = path.strip_prefix('/').unwrap_or(path);
+    match trimmed.find('/') {
+        Some(i) => (&trimmed[..i], &trimmed[i..]),
+        None => (trimmed, ""),
+    }
+}
+
+fn protocol_name(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// Reads the body within the module's limit; every failure names the module.
+async fn read_body(
+    module: &ServedModule,
+    headers: &http::HeaderMap,
+    body: Incoming,
+    timeout: Duration,
+) -> Result<Bytes, Early> {
+    let limit = module.settings.limits.max_body_bytes;
+    let name = &module.name;
+    read_limited(headers, body, limit, timeout)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge => Early(
+                Outcome::BodyTooLarge,
+                format!("module '{name}': request body larger than {limit} bytes"),
+            ),
+            BodyError::Unreadable => Early(
+                Outcome::BadRequest,
+                format!("module '{name}': the request body could not be read"),
+            ),
+            BodyError::TimedOut => Early(
+                Outcome::BadRequest,
+                format!("module '{name}': the request body was not received in time"),
+            ),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_split_into_name_and_rest() {
+        assert_eq!(split_path("/hello"), ("hello", ""));
+        assert_eq!(split_path("/hello/"), ("hello", "/"));
+        assert_eq!(split_path("/hello/a/b"), ("hello", "/a/b"));
+        assert_eq!(split_path("/"), ("", ""));
+        assert_eq!(split_path("/../x"), ("..", "/x"));
+    }
+}

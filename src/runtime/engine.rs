@@ -1,0 +1,138 @@
+//! The one `wasmtime::Engine` of the process, configured for serving guests.
+//!
+//! The engine compiles with Cranelift, meters fuel, checks epochs (so a deadline can stop a
+//! guest that never calls the host), and instantiates from the pooling allocator with
+//! copy-on-write memory images: a request's instance reuses a pre-reserved slot instead of
+//! paying for `mmap`/`munmap` each time. Pool slots keep their first 64 KiB of memory and
+//! table resident between uses, which saves a page fault and a TLB-flushing `madvise` per
+//! request (the largest single cost measured in PERFORMANCE-NOTES.md); on Linux 6.7 and
+//! later, `PAGEMAP_SCAN` lets a slot keep up to 2 MiB resident and reset only the pages a
+//! guest dirtied, which is what Rust and C guests (whose stack sits at 1 MiB) need. Where
+//! the pool's address space cannot be reserved (a tight `ulimit -v`, a small container),
+//! the engine falls back to on-demand allocation and says so in the log.
+
+use std::fmt;
+
+use wasmtime::{Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+
+use crate::config::Config;
+use crate::guest::store::{MAX_TABLE_ELEMENTS, MAX_TABLES};
+
+/// Memory and table bytes a pool slot keeps resident between instances.
+const KEEP_RESIDENT_BYTES: usize = 64 * 1024;
+/// Linear memory a pool slot may keep resident when only dirtied pages are reset: enough
+/// for the 1 MiB stack and the first heap pages of a Rust or C guest.
+const SCANNED_KEEP_RESIDENT_BYTES: usize = 2 << 20;
+/// Size of the native stack each running guest gets for its fiber.
+const ASYNC_STACK_BYTES: usize = 2 << 20;
+
+/// Which instance allocator the engine ended up with, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Allocator {
+    Pooling { slots: u32 },
+    OnDemand,
+}
+
+impl fmt::Display for Allocator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Allocator::Pooling { slots } => write!(f, "pooling ({slots} slots)"),
+            Allocator::OnDemand => f.write_str("on-demand"),
+        }
+    }
+}
+
+/// Which allocator to ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllocatorChoice {
+    /// The pool, falling back to on-demand when it cannot be reserved.
+    PoolingWithFallback,
+    /// On-demand only (for the one-shot `run` command and for comparisons).
+    OnDemand,
+}
+
+/// How a pool slot's memory is reset between instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotReset {
+    /// Linux ≥ 6.7: `PAGEMAP_SCAN` finds the pages the guest dirtied, and only those are
+    /// reset, so a large region ([`SCANNED_KEEP_RESIDENT_BYTES`]) can stay resident: no
+    /// `madvise`, no cross-CPU TLB shootdown, no page faults on the next request.
+    PagemapScan,
+    /// Elsewhere: the first [`KEEP_RESIDENT_BYTES`] are zeroed with `memset`, the rest is
+    /// given back with `madvise`.
+    Memset,
+}
+
+/// Builds the engine for `config`: the pool with page-scanning reset when the kernel has
+/// it, the pool with `memset` reset otherwise, on-demand allocation when the pool's address
+/// space cannot be reserved at all. The error is wasmtime's, on one line.
+pub(crate) fn build(config: &Config, choice: AllocatorChoice) -> Result<Engine, String> {
+    if choice == AllocatorChoice::PoolingWithFallback {
+        for reset in [SlotReset::PagemapScan, SlotReset::Memset] {
+            match Engine::new(&base_config(
+                Some(pooling(config, reset)),
+                config.fuel_metered(),
+            )) {
+                Ok(engine) => {
+                    let allocator = Allocator::Pooling {
+                        slots: config.max_instances,
+                    };
+                    tracing::info!(%allocator, slot_reset = ?reset, "instance allocator");
+                    return Ok(engine);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, slot_reset = ?reset, "pooling allocator refused")
+                }
+            }
+        }
+        tracing::warn!(
+            "the pooling allocator's address space could not be reserved; \
+             falling back to on-demand allocation (slower per request)"
+        );
+    }
+    let engine =
+        Engine::new(&base_config(None, config.fuel_metered())).map_err(|e| format!("{e:#}"))?;
+    tracing::info!(allocator = %Allocator::OnDemand, "instance allocator");
+    Ok(engine)
+}
+
+fn base_config(pool: Option<PoolingAllocationConfig>, fuel: bool) -> wasmtime::Config {
+    let mut c = wasmtime::Config::new();
+    c.strategy(wasmtime::Strategy::Cranelift)
+        .cranelift_opt_level(OptLevel::Speed)
+        .parallel_compilation(true)
+        .consume_fuel(fuel)
+        .epoch_interruption(true)
+        .memory_init_cow(true)
+        .async_stack_size(ASYNC_STACK_BYTES)
+        // Component-model features are not needed for WASI preview1 command modules.
+        .wasm_component_model(false);
+    if let Some(pool) = pool {
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    c
+}
+
+fn pooling(config: &Config, reset: SlotReset) -> PoolingAllocationConfig {
+    let slots = config.max_instances;
+    let mut p = PoolingAllocationConfig::new();
+    p.total_core_instances(slots)
+        .total_memories(slots)
+        .total_tables(slots)
+        .total_stacks(slots)
+        .total_component_instances(0)
+        .max_memories_per_module(1)
+        .max_tables_per_module(MAX_TABLES as u32)
+        .table_elements(MAX_TABLE_ELEMENTS)
+        .max_memory_size(config.largest_memory_bytes() as usize)
+        .table_keep_resident(KEEP_RESIDENT_BYTES);
+    match reset {
+        SlotReset::PagemapScan => p
+            .linear_memory_keep_resident(SCANNED_KEEP_RESIDENT_BYTES)
+            .pagemap_scan(Enabled::Yes),
+        SlotReset::Memset => p
+            .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+            .pagemap_scan(Enabled::No),
+    };
+    p
+}

@@ -4,8 +4,9 @@ commit's release binary), with the bare hyper reference as the yardstick, all in
 
 Each round drives the reference, the baseline and the current binary in turn with the same
 wrk load (hello, 32 connections, one wrk thread), so that a noisy neighbour weighs on all
-three alike; it prints each round and the medians, and the current binary's req/s as a
-ratio to the baseline's and to the reference's. This is how a change that should not cost
+three alike, and the baseline and the current binary swap places every round, so that
+neither always runs right after the reference; it prints each round and the medians, and
+the current binary's req/s as a ratio to the baseline's and to the reference's. This is how a change that should not cost
 throughput (a refactoring, a new feature off the fast path) is checked.
 
 Build a baseline binary once, for example:
@@ -51,7 +52,11 @@ def main():
                 wrk(url, 1, args.connections)
             for round_no in range(1, args.rounds + 1):
                 line = []
-                for label, url in urls.items():
+                order = ["reference", "baseline", "current"]
+                if round_no % 2 == 0:
+                    order = ["reference", "current", "baseline"]
+                for label in order:
+                    url = urls[label]
                     rps, p50, p99, non2xx, _, errors = wrk(url, args.seconds, args.connections)
                     if non2xx or errors:
                         sys.exit(f"{label}: {non2xx} non-2xx responses {errors}")

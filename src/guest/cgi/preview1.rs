@@ -244,14 +244,20 @@ impl RequestIo {
     }
 }
 
-/// How the functions here reach the request's I/O in a store's data.
-pub(crate) type IoAccessor<T> = fn(&mut T) -> &mut RequestIo;
+/// How the functions here reach the request's I/O in a store's data: a closure, so that
+/// each call site is monomorphised and the access inlined.
+pub(crate) trait IoAccessor<T>:
+    Fn(&mut T) -> &mut RequestIo + Copy + Send + Sync + 'static
+{
+}
+
+impl<T, F: Fn(&mut T) -> &mut RequestIo + Copy + Send + Sync + 'static> IoAccessor<T> for F {}
 
 /// Adds the functions in [`CGI_IMPORTS`] to `linker`; `io` finds the request's I/O in the
 /// store's data.
 pub(crate) fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
-    io: IoAccessor<T>,
+    io: impl IoAccessor<T>,
 ) -> wasmtime::Result<()> {
     let m = WASI_MODULE;
     linker.func_wrap(
@@ -361,7 +367,7 @@ pub(crate) fn add_to_linker<T: Send + 'static>(
 /// as wasmtime-wasi does.
 fn with_io<T, R>(
     mut caller: Caller<'_, T>,
-    io: IoAccessor<T>,
+    io: impl IoAccessor<T>,
     f: impl FnOnce(&mut [u8], &mut RequestIo) -> R,
 ) -> wasmtime::Result<R> {
     let Some(Extern::Memory(memory)) = caller.get_export("memory") else {
@@ -375,7 +381,7 @@ fn with_io<T, R>(
 /// its cap traps), stderr into the log.
 fn fd_write<T>(
     caller: Caller<'_, T>,
-    io: IoAccessor<T>,
+    io: impl IoAccessor<T>,
     fd: i32,
     iovs: i32,
     iovs_len: i32,
@@ -410,7 +416,7 @@ fn fd_write<T>(
 /// for more (within the deadline).
 async fn fd_read<T: Send>(
     mut caller: Caller<'_, T>,
-    io: IoAccessor<T>,
+    io: impl IoAccessor<T>,
     fd: i32,
     iovs: i32,
     iovs_len: i32,
@@ -452,7 +458,7 @@ fn iovec_count(iovs_len: i32) -> Option<usize> {
 /// `fd_fdstat_get(fd, buf)`: the standard descriptors are not terminals, as in wasmtime-wasi.
 fn fd_fdstat_get<T>(
     caller: Caller<'_, T>,
-    io: IoAccessor<T>,
+    io: impl IoAccessor<T>,
     fd: i32,
     buf: i32,
 ) -> wasmtime::Result<i32> {
@@ -477,7 +483,7 @@ fn fd_fdstat_get<T>(
 
 fn clock_time_get<T>(
     caller: Caller<'_, T>,
-    io: IoAccessor<T>,
+    io: impl IoAccessor<T>,
     id: i32,
     out: i32,
 ) -> wasmtime::Result<i32> {
@@ -495,7 +501,7 @@ fn clock_time_get<T>(
 
 fn clock_res_get<T>(
     caller: Caller<'_, T>,
-    io: IoAccessor<T>,
+    io: impl IoAccessor<T>,
     id: i32,
     out: i32,
 ) -> wasmtime::Result<i32> {

@@ -26,6 +26,7 @@ pub(crate) const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9180";
 const DEFAULT_MAX_INSTANCES: u32 = 1000;
 const DEFAULT_QUEUE_TIMEOUT_MS: u64 = 1000;
 const DEFAULT_CACHE_MAX_BYTES: u64 = 1 << 30;
+const DEFAULT_MAX_MODULE_BYTES: u64 = 256 << 20;
 const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 const DEFAULT_BODY_TIMEOUT_MS: u64 = 30_000;
 const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
@@ -81,6 +82,8 @@ pub struct Config {
     pub queue_timeout: Duration,
     /// The compiled-artifact cache's size cap; least recently used artifacts go first.
     pub cache_max_bytes: u64,
+    /// A module file larger than this is refused, checked before and while it is read.
+    pub max_module_bytes: u64,
     /// Open client connections accepted at once; more wait in the listen backlog.
     pub max_connections: usize,
     /// 0: the public listener is served by the shared multi-threaded runtime; N: by N
@@ -113,6 +116,9 @@ pub struct Limits {
     pub max_memory_bytes: u64,
     pub max_output_bytes: u64,
     pub max_body_bytes: u64,
+    /// Guests of one module running at once; past it that module answers 503. The default
+    /// is half the pool ([`default_concurrency`]), so no one module can take every slot.
+    pub max_concurrency: u32,
 }
 
 impl Default for Limits {
@@ -123,6 +129,7 @@ impl Default for Limits {
             max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_concurrency: default_concurrency(DEFAULT_MAX_INSTANCES),
         }
     }
 }
@@ -161,6 +168,7 @@ struct FileConfig {
     queue_timeout_ms: Option<u64>,
     shutdown_grace_ms: Option<u64>,
     cache_max_bytes: Option<u64>,
+    max_module_bytes: Option<u64>,
     max_connections: Option<usize>,
     #[serde(default)]
     serve_threads: usize,
@@ -184,6 +192,7 @@ struct FileLimits {
     max_memory_bytes: Option<u64>,
     max_output_bytes: Option<u64>,
     max_body_bytes: Option<u64>,
+    max_concurrency: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -274,8 +283,19 @@ fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
     toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
 }
 
+/// Guests of one module that may run at once unless its config says otherwise: half the
+/// pool's slots, and at least one.
+pub(crate) fn default_concurrency(max_instances: u32) -> u32 {
+    (max_instances / 2).max(1)
+}
+
 fn build(file: FileConfig, overrides: Overrides) -> Result<Config, ConfigError> {
-    let limits = merge_limits(&Limits::default(), &file.limits, "limits")?;
+    let max_instances = file.max_instances.unwrap_or(DEFAULT_MAX_INSTANCES);
+    let base = Limits {
+        max_concurrency: default_concurrency(max_instances),
+        ..Limits::default()
+    };
+    let limits = merge_limits(&base, &file.limits, "limits")?;
     let mut modules = HashMap::new();
     for (name, module) in &file.modules {
         modules.insert(name.clone(), module_settings(name, module, &limits)?);
@@ -301,10 +321,11 @@ fn build(file: FileConfig, overrides: Overrides) -> Result<Config, ConfigError> 
             .cache_dir
             .or(file.cache_dir)
             .unwrap_or_else(|| PathBuf::from(".wasmgate-cache")),
-        max_instances: file.max_instances.unwrap_or(DEFAULT_MAX_INSTANCES),
+        max_instances,
         queue_timeout: millis(file.queue_timeout_ms, DEFAULT_QUEUE_TIMEOUT_MS),
         shutdown_grace: millis(file.shutdown_grace_ms, DEFAULT_SHUTDOWN_GRACE_MS),
         cache_max_bytes: file.cache_max_bytes.unwrap_or(DEFAULT_CACHE_MAX_BYTES),
+        max_module_bytes: file.max_module_bytes.unwrap_or(DEFAULT_MAX_MODULE_BYTES),
         max_connections: file.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
         serve_threads: file.serve_threads,
         body_timeout: millis(file.body_timeout_ms, DEFAULT_BODY_TIMEOUT_MS),
@@ -316,6 +337,13 @@ fn build(file: FileConfig, overrides: Overrides) -> Result<Config, ConfigError> 
     };
     if config.max_instances == 0 {
         return Err(ConfigError::value("max_instances", 0, "must be at least 1"));
+    }
+    if config.max_module_bytes == 0 {
+        return Err(ConfigError::value(
+            "max_module_bytes",
+            0,
+            "must be at least 1",
+        ));
     }
     if config.max_connections == 0 {
         return Err(ConfigError::value(
@@ -362,6 +390,13 @@ fn module_settings(
     let limits = merge_limits(defaults, &module.limits, &section)?;
     for (key, value) in &module.env {
         check_env(&section, key, value)?;
+    }
+    if let Some(arg) = module.args.iter().find(|a| a.contains('\0')) {
+        return Err(ConfigError::value(
+            &format!("{section}.args"),
+            format!("{arg:?}"),
+            "has a NUL byte, which would split it into two arguments",
+        ));
     }
     for (guest, host) in &module.volumes {
         let key = format!("{section}.volumes");
@@ -431,8 +466,16 @@ fn merge_limits(base: &Limits, file: &FileLimits, section: &str) -> Result<Limit
         max_memory_bytes: file.max_memory_bytes.unwrap_or(base.max_memory_bytes),
         max_output_bytes: file.max_output_bytes.unwrap_or(base.max_output_bytes),
         max_body_bytes: file.max_body_bytes.unwrap_or(base.max_body_bytes),
+        max_concurrency: file.max_concurrency.unwrap_or(base.max_concurrency),
     };
     let key = |k: &str| format!("{section}.{k}");
+    if limits.max_concurrency == 0 {
+        return Err(ConfigError::value(
+            &key("max_concurrency"),
+            0,
+            "must be at least 1",
+        ));
+    }
     if limits.timeout.is_zero() {
         return Err(ConfigError::value(
             &key("timeout_ms"),
@@ -552,6 +595,32 @@ mod tests {
         let missing = "[modules.py]\nvolumes = { \"/lib\" = \"/no/such/dir\" }";
         let err = parse(missing).unwrap_err().to_string();
         assert!(err.contains("/lib") && !err.contains("/no/such"), "{err}");
+    }
+
+    #[test]
+    fn one_module_gets_half_the_pool_unless_it_says_otherwise() {
+        let c = parse("max_instances = 16\n[modules.a]\nmax_concurrency = 3").unwrap();
+        assert_eq!(c.module_settings("a").limits.max_concurrency, 3);
+        assert_eq!(c.module_settings("b").limits.max_concurrency, 8);
+        assert_eq!(
+            parse("max_instances = 1").unwrap().limits.max_concurrency,
+            1
+        );
+        let err = parse("[limits]\nmax_concurrency = 0")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("limits.max_concurrency"), "{err}");
+    }
+
+    #[test]
+    fn an_argument_with_a_nul_is_refused_naming_the_key() {
+        let err = parse("[modules.a]\nargs = [\"-x\", \"a\\u0000b\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("modules.a.args") && err.contains("NUL"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
+use crate::catalogue::cache::CacheError;
 use crate::catalogue::loader::{Loader, module_files};
 use crate::catalogue::watch::ModuleWatcher;
 use crate::catalogue::{ArtifactCache, Registry};
@@ -43,6 +44,8 @@ pub enum StartError {
     Threads(String),
     #[error("cannot watch the modules directory: {0}")]
     Watch(String),
+    #[error(transparent)]
+    Cache(CacheError),
 }
 
 /// A gateway that is running.
@@ -71,6 +74,7 @@ impl RunningGateway {
             config.cache_max_bytes,
         ) {
             Ok(cache) => Some(Arc::new(cache)),
+            Err(e @ CacheError::Unsafe { .. }) => return Err(StartError::Cache(e)),
             Err(e) => {
                 tracing::warn!(error = %e, "the compiled-module cache cannot be used; every start compiles");
                 None

@@ -39,6 +39,7 @@ mod runtime;
 mod shutdown;
 
 pub use catalogue::ServedModule;
+pub use catalogue::cache::CacheError;
 pub use catalogue::compile::Source;
 pub use catalogue::failure::{LoadError, LoadFailure};
 pub use commands::compile::{PrecompileError, Precompiled, Precompiler};

@@ -26,9 +26,32 @@ impl Served {
         Self::start_with(modules, env, "", &[])
     }
 
+    /// Serves modules given as WAT text, as (name, text).
+    fn start_wat(modules: &[(&str, &str)]) -> Served {
+        let compiled: Vec<(String, Vec<u8>)> = modules
+            .iter()
+            .map(|(name, text)| (name.to_string(), wat::parse_str(text).unwrap()))
+            .collect();
+        Self::start_bytes(&compiled, &[], "", &[])
+    }
+
     /// With `config` as the config file's text and `args` added to the command line.
     fn start_with(
         modules: &[(&str, &str)],
+        env: &[(&str, &str)],
+        config: &str,
+        args: &[&str],
+    ) -> Served {
+        let compiled: Vec<(String, Vec<u8>)> = modules
+            .iter()
+            .map(|(name, fx)| (name.to_string(), fixture(fx)))
+            .collect();
+        Self::start_bytes(&compiled, env, config, args)
+    }
+
+    /// Serves `modules` as (name, wasm bytes).
+    fn start_bytes(
+        modules: &[(String, Vec<u8>)],
         env: &[(&str, &str)],
         config: &str,
         args: &[&str],
@@ -38,8 +61,8 @@ impl Served {
         std::fs::write(&config_file, config).unwrap();
         let modules_dir = dir.path().join("modules");
         std::fs::create_dir(&modules_dir).unwrap();
-        for (name, fx) in modules {
-            std::fs::write(modules_dir.join(format!("{name}.wasm")), fixture(fx)).unwrap();
+        for (name, wasm) in modules {
+            std::fs::write(modules_dir.join(format!("{name}.wasm")), wasm).unwrap();
         }
         let mut child = Command::new(BIN)
             .args([
@@ -470,4 +493,43 @@ fn bombs_leave_the_gateways_resident_memory_in_bounds() {
         "resident memory grew {grown_mib} MiB after 32 MiB memory bombs and 1 MiB-capped floods"
     );
     assert_eq!(gw.get("/hello").0, 200);
+}
+
+/// A guest cannot forge a log line of the gateway's: a CR or LF in what it logs, through
+/// `env.log_string` or stderr, is escaped, so each of its messages stays one line tagged
+/// with its module.
+#[test]
+fn a_guest_cannot_forge_a_gateway_log_line() {
+    let forged = "INFO wasmgate: module loaded module=admin";
+    let message = format!("innocent\\n{forged}\\r\\n");
+    let wat = format!(
+        r#"(module
+  (import "env" "log_string" (func $log (param i32 i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 64) "{message}")
+  (func (export "_start")
+    (call $log (i32.const 64) (i32.const {len}))
+    (i32.store (i32.const 0) (i32.const 64))
+    (i32.store (i32.const 4) (i32.const {len}))
+    (drop (call $w (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
+        len = "innocent\n".len() + forged.len() + 2,
+    );
+    let gw = Served::start_wat(&[("forger", &wat)]);
+    assert_eq!(gw.get("/forger").0, 200);
+    // env.log_string: one line, the LF escaped.
+    let line = gw
+        .wait_for_log("[forger]: innocent")
+        .expect("the guest's log_string line");
+    assert!(line.contains(&format!("innocent\\n{forged}")), "{line}");
+    // stderr: a line per line, each tagged with the module, the CR escaped.
+    let stderr_line = gw
+        .wait_for_log(&format!("[forger] {forged}"))
+        .expect("the guest's second stderr line, tagged");
+    assert!(stderr_line.contains("\\r"), "{stderr_line}");
+    let log = gw.log.lock().unwrap().clone();
+    assert!(
+        !log.lines().any(|l| l.trim_start().starts_with(forged)),
+        "a forged line stands alone in the log:\n{log}"
+    );
 }

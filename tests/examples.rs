@@ -22,6 +22,7 @@ fn the_example_config_parses_and_keeps_the_defaults() {
     assert_eq!(config.max_instances, defaults.max_instances);
     assert_eq!(config.queue_timeout, defaults.queue_timeout);
     assert_eq!(config.shutdown_grace, defaults.shutdown_grace);
+    assert_eq!(config.max_module_bytes, defaults.max_module_bytes);
     let watenv = config.module_settings("watenv");
     assert_eq!(
         watenv.env,

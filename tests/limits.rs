@@ -9,7 +9,8 @@ use bytes::Bytes;
 use common::{TestGateway, build, raw, raw_status, request};
 use http::StatusCode;
 
-const LIMITS: &str = "[limits]\ntimeout_ms = 1000\nmax_memory_bytes = 33554432\n\
+// Every slot may go to one module here (`max_concurrency`): these tests are about the pool.
+const LIMITS: &str = "[limits]\ntimeout_ms = 1000\nmax_memory_bytes = 33554432\nmax_concurrency = 64\n\
                       max_output_bytes = 1048576\nmax_body_bytes = 1048576\n\
                       [modules.spin_fuel]\nfuel = 20000000\n";
 
@@ -459,7 +460,8 @@ async fn serving_threads_share_the_connection_cap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_times_more_requests_than_slots_is_backpressure_not_collapse() {
     let dir = modules_dir_with(&["sleepy", "hello"]);
-    let mut gw = TestGateway::start_with_slots(dir, 4, "queue_timeout_ms = 100\n").await;
+    let extra = "queue_timeout_ms = 100\n[limits]\nmax_concurrency = 4\n";
+    let mut gw = TestGateway::start_with_slots(dir, 4, extra).await;
     let addr = gw.public;
     let all: Vec<_> = (0..40)
         .map(|_| tokio::spawn(async move { common::get(addr, "/sleepy").await.unwrap().status }))

@@ -12,14 +12,24 @@
 //! logged, counted and recompiled, never executed. The bytes checked are the bytes loaded
 //! (read once into memory), so nothing can change between the check and the load.
 //!
-//! Writes go to a temporary file that is renamed into place, in a directory created with
-//! owner-only permissions. The cache has a size cap: when a write takes it past the cap,
-//! the least recently used artifacts are removed (a hit refreshes an artifact's mtime).
+//! What the seal protects against: corruption, truncation, and artifacts swapped or copied
+//! into place by anything that cannot write the cache directory's files with this user's
+//! rights. It is an unkeyed digest, so it does not protect against someone who *can* write
+//! there: they could write a matching seal too. That is why the gateway refuses, at start,
+//! a cache directory (or its engine subdirectory) that another user owns or that group or
+//! others may write ([`CacheError::Unsafe`]): then only this user can place native code
+//! where it will be loaded.
+//!
+//! Writes go to a temporary file with a random name, created exclusively (never through a
+//! symlink planted at its name) by `tempfile`, then renamed into place, in a directory
+//! created with owner-only permissions. The cache has a size cap: when a write takes it
+//! past the cap, the least recently used artifacts are removed (a hit refreshes an
+//! artifact's mtime).
 
 use std::fs;
 use std::hash::{Hash, Hasher};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
@@ -37,7 +47,25 @@ const SEAL_EXT: &str = "seal";
 const FINGERPRINT_HEX_LEN: usize = 16;
 /// Owner-only: artifacts are executable code.
 const DIR_MODE: u32 = 0o700;
+#[cfg(test)]
 const FILE_MODE: u32 = 0o600;
+/// Mode bits that let someone other than the owner create or replace files.
+const WRITABLE_BY_OTHERS: u32 = 0o022;
+
+/// Why the cache cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("cache_dir cannot be created or read: {0}")]
+    Io(#[from] io::Error),
+    #[error(
+        "cache_dir is not safe to load native code from: {which} {why}; \
+         make it owned by this user and writable by no one else (chmod 700)"
+    )]
+    Unsafe {
+        which: &'static str,
+        why: &'static str,
+    },
+}
 
 /// Counts of what the cache did, for the log and the metrics.
 #[derive(Debug, Default)]
@@ -71,13 +99,20 @@ pub(crate) enum Discard {
 }
 
 impl ArtifactCache {
-    /// Opens (creating if needed) the cache for `engine` under `root`.
-    pub(crate) fn open(root: &Path, engine: &Engine, max_bytes: u64) -> io::Result<ArtifactCache> {
+    /// Opens (creating if needed) the cache for `engine` under `root`, after checking that
+    /// only this user can write either directory.
+    pub(crate) fn open(
+        root: &Path,
+        engine: &Engine,
+        max_bytes: u64,
+    ) -> Result<ArtifactCache, CacheError> {
         let dir = root.join(fingerprint(engine));
         fs::DirBuilder::new()
             .recursive(true)
             .mode(DIR_MODE)
             .create(&dir)?;
+        check_private(root, "the directory")?;
+        check_private(&dir, "its engine subdirectory")?;
         Ok(ArtifactCache {
             dir,
             max_bytes,
@@ -88,7 +123,7 @@ impl ArtifactCache {
     /// The compiled module for `digest`, if a sound artifact is cached. Blocking.
     pub(crate) fn get(&self, engine: &Engine, digest: &Digest) -> Option<Module> {
         let artifact = self.artifact_path(digest);
-        let bytes = match fs::read(&artifact) {
+        let bytes = match read_no_follow(&artifact) {
             Ok(bytes) => bytes,
             Err(_) => {
                 self.stats.misses.fetch_add(1, Ordering::Relaxed);
@@ -117,7 +152,8 @@ impl ArtifactCache {
         digest: &Digest,
         bytes: &[u8],
     ) -> Result<Module, Discard> {
-        let seal = fs::read_to_string(self.seal_path(digest)).map_err(|_| Discard::NoSeal)?;
+        let seal = read_no_follow(&self.seal_path(digest)).map_err(|_| Discard::NoSeal)?;
+        let seal = String::from_utf8(seal).map_err(|_| Discard::BadSeal)?;
         let (module, artifact) = parse_seal(&seal).ok_or(Discard::BadSeal)?;
         if module != digest.to_string() {
             return Err(Discard::WrongModule);
@@ -184,6 +220,37 @@ impl ArtifactCache {
     }
 }
 
+/// Reads a file of the cache, refusing to follow a symlink planted at its name.
+fn read_no_follow(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = fs::File::options()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Refuses a directory that another user owns, or that group or others may write.
+fn check_private(dir: &Path, which: &'static str) -> Result<(), CacheError> {
+    let meta = fs::metadata(dir)?;
+    let unsafe_because = |why| Err(CacheError::Unsafe { which, why });
+    if meta.uid() != effective_uid() {
+        return unsafe_because("is owned by another user");
+    }
+    if meta.permissions().mode() & WRITABLE_BY_OTHERS != 0 {
+        return unsafe_because("is writable by group or others");
+    }
+    Ok(())
+}
+
+/// The user this process acts as.
+fn effective_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
 fn parse_seal(seal: &str) -> Option<(&str, &str)> {
     let mut lines = seal.lines();
     (lines.next()? == SEAL_HEADER).then_some(())?;
@@ -215,21 +282,17 @@ impl Hasher for Sha256Hasher {
     }
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it into place.
+/// Writes `bytes` to a new temporary file beside `path` (random name, created exclusively,
+/// owner-only), then renames it into place; the temporary file is removed on failure.
 fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(FILE_MODE)
-        .open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_data()?;
-    drop(file);
-    fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = fs::remove_file(&tmp);
-    })
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".incoming-")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_data()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// Marks an artifact as just used, for the LRU eviction.

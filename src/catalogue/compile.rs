@@ -19,6 +19,9 @@ use super::failure::LoadError;
 use super::file::FileFacts;
 use crate::guest::linkers::{Linkers, Prepared, one_line};
 
+/// How every WebAssembly binary, module or component, begins.
+const WASM_MAGIC: &[u8] = b"\0asm";
+
 /// Where a module's machine code came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -89,8 +92,13 @@ impl Compiler {
     }
 
     /// The module's machine code: from the cache when a sound artifact is there, compiled
-    /// (and then cached) otherwise.
+    /// (and then cached) otherwise. Bytes that are not WebAssembly at all are refused
+    /// before wasmtime sees them, since its message would quote them (and they may be any
+    /// file's, through a symlink).
     fn machine_code(&self, digest: &Digest, bytes: &[u8]) -> Result<(Module, Source), LoadError> {
+        if !bytes.starts_with(WASM_MAGIC) {
+            return Err(LoadError::NotWasm);
+        }
         if let Some(module) = self
             .cache
             .as_ref()

@@ -11,6 +11,8 @@ use crate::guest::linkers::LinkError;
 pub enum LoadError {
     #[error(transparent)]
     Read(#[from] ReadError),
+    #[error("cannot compile the module: it is not WebAssembly (no `\\0asm` magic at its start)")]
+    NotWasm,
     #[error("cannot compile the module: {0}")]
     Compile(String),
     #[error(transparent)]

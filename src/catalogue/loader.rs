@@ -25,10 +25,10 @@ use tokio::sync::{Mutex, Semaphore};
 use super::compile::{Compiler, Source};
 use super::digest::Digest;
 use super::failure::{LoadError, LoadFailure};
-use super::file::{FileFacts, module_path, read_module_file};
+use super::file::{FileFacts, ReadLimits, module_path, read_module_file};
 use super::name;
 use super::registry::Registry;
-use super::served::ServedModule;
+use super::served::{ModuleShared, ServedModule};
 use crate::config::Config;
 use crate::metrics::{LoadResult, Metrics};
 
@@ -119,7 +119,14 @@ impl Loader {
         let compiler = self.compiler.clone();
         let has_volumes = !self.config.module_settings(name).volumes.is_empty();
         let path = self.path_of(name);
-        let job = move || compile_if_changed(&compiler, &path, current, has_volumes);
+        let (dir, max_bytes) = (self.dir.clone(), self.config.max_module_bytes);
+        let job = move || {
+            let limits = ReadLimits {
+                within: Some(&dir),
+                max_bytes,
+            };
+            compile_if_changed(&compiler, &path, limits, current, has_volumes)
+        };
         let outcome = match phase {
             Phase::Startup => {
                 let Ok(_permit) = self.startup_compiles.acquire().await else {
@@ -160,12 +167,12 @@ impl Loader {
                     Source::Compiled => (LoadResult::Compiled, Some(compiled.took)),
                     Source::Cache => (LoadResult::CacheHit, None),
                 };
-                let metrics = self
-                    .registry
-                    .metrics_of(name)
-                    .unwrap_or_else(|| self.metrics.module(name));
                 let settings = self.config.module_settings(name);
-                let module = Arc::new(ServedModule::new(name, *compiled, settings, metrics));
+                let shared = self
+                    .registry
+                    .shared_of(name)
+                    .unwrap_or_else(|| self.new_shared(name));
+                let module = Arc::new(ServedModule::new(name, *compiled, settings, shared));
                 self.metrics.module_load(name, result, compile);
                 let old = self.registry.install(module.clone());
                 log_loaded(&module, old.as_deref());
@@ -178,10 +185,16 @@ impl Loader {
                     "module failed to load; the last good version, if any, keeps serving"
                 );
                 self.registry
-                    .record_failure(name, failure, || self.metrics.module(name));
+                    .record_failure(name, failure, || self.new_shared(name));
                 self.metrics.module_load(name, LoadResult::Failed, None);
             }
         }
+    }
+
+    /// The series and permits of a module seen for the first time.
+    fn new_shared(&self, name: &str) -> ModuleShared {
+        let limits = self.config.module_settings(name).limits;
+        ModuleShared::new(self.metrics.module(name), limits.max_concurrency)
     }
 
     fn path_of(&self, name: &str) -> PathBuf {
@@ -222,10 +235,11 @@ enum Step {
 fn compile_if_changed(
     compiler: &Compiler,
     path: &Path,
+    limits: ReadLimits<'_>,
     current: Option<Digest>,
     has_volumes: bool,
 ) -> Step {
-    let bytes = match read_module_file(path) {
+    let bytes = match read_module_file(path, limits) {
         Ok(bytes) => bytes,
         Err(_) if !path.exists() => return Step::Gone,
         Err(error) => return Step::Failed(LoadFailure::new(None, error.into())),
@@ -263,17 +277,12 @@ fn log_loaded(module: &ServedModule, old: Option<&ServedModule>) {
     }
 }
 
-/// The module names of the `NAME.wasm` files in `dir`.
+/// The module names of the `NAME.wasm` entries in `dir`, whatever kind of file each is:
+/// one that is not a regular file (or a symlink to one) is reported failed when it is read.
 pub(crate) fn module_files(dir: &Path) -> io::Result<Vec<String>> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
-        if !entry
-            .file_type()
-            .is_ok_and(|t| t.is_file() || t.is_symlink())
-        {
-            continue;
-        }
         if let Some(name) = entry.file_name().to_str().and_then(name::from_file_name) {
             names.push(name.as_str().to_string());
         }

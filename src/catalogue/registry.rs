@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::compile::Source;
 use super::digest::Digest;
 use super::failure::LoadFailure;
-use super::served::ServedModule;
+use super::served::{ModuleShared, ServedModule};
 use crate::metrics::ModuleMetrics;
 
 /// One module file's state.
@@ -27,8 +27,8 @@ struct Entry {
     serving: Option<Arc<ServedModule>>,
     /// The latest load failure, when the file on disk is not the version being served.
     failure: Option<Arc<LoadFailure>>,
-    /// The module's metric series, the same across its versions and failures.
-    metrics: Arc<ModuleMetrics>,
+    /// The module's metric series and permits, the same across its versions and failures.
+    shared: ModuleShared,
 }
 
 /// What a request finds under a name.
@@ -74,7 +74,7 @@ impl Registry {
             Some(entry) => match (&entry.serving, &entry.failure) {
                 (Some(module), _) => Lookup::Ready(module.clone()),
                 (None, Some(failure)) => {
-                    Lookup::Unavailable(failure.clone(), entry.metrics.clone())
+                    Lookup::Unavailable(failure.clone(), entry.shared.metrics.clone())
                 }
                 (None, None) => Lookup::NotFound,
             },
@@ -84,24 +84,24 @@ impl Registry {
     /// Serves `module` from now on, in place of any earlier version or failure.
     pub(crate) fn install(&self, module: Arc<ServedModule>) -> Option<Arc<ServedModule>> {
         let name = module.name.to_string();
-        let metrics = module.metrics.clone();
+        let shared = module.shared.clone();
         let mut entry = self.modules.entry(name).or_insert_with(|| Entry {
             serving: None,
             failure: None,
-            metrics: metrics.clone(),
+            shared: shared.clone(),
         });
         entry.failure = None;
-        entry.metrics = metrics;
+        entry.shared = shared;
         entry.serving.replace(module)
     }
 
     /// Records that the file `name` failed to load; a version already serving stays. A
-    /// module seen for the first time gets the series `metrics` makes for it.
+    /// module seen for the first time gets what `shared` makes for it.
     pub(crate) fn record_failure(
         &self,
         name: &str,
         failure: LoadFailure,
-        metrics: impl FnOnce() -> Arc<ModuleMetrics>,
+        shared: impl FnOnce() -> ModuleShared,
     ) {
         let mut entry = self
             .modules
@@ -109,14 +109,15 @@ impl Registry {
             .or_insert_with(|| Entry {
                 serving: None,
                 failure: None,
-                metrics: metrics(),
+                shared: shared(),
             });
         entry.failure = Some(Arc::new(failure));
     }
 
-    /// The series of a known module, so that a new version counts into the same ones.
-    pub(crate) fn metrics_of(&self, name: &str) -> Option<Arc<ModuleMetrics>> {
-        self.modules.get(name).map(|entry| entry.metrics.clone())
+    /// What a known module's versions share, so that a new version counts into the same
+    /// series and permits.
+    pub(crate) fn shared_of(&self, name: &str) -> Option<ModuleShared> {
+        self.modules.get(name).map(|entry| entry.shared.clone())
     }
 
     /// Stops serving `name`; returns whether it was known.

@@ -1,9 +1,13 @@
 //! A module as requests find it in the registry: what compiling produced, plus what serving
-//! needs beside it — the module's settings, its arguments as the guest reads them, and the
-//! metric series every request of it records into.
+//! needs beside it — the module's settings, its arguments as the guest reads them, the
+//! metric series every request of it records into, and the permits that cap how many of
+//! its guests run at once. The series and the permits belong to the module's name, not to
+//! one version: a reloaded module keeps both ([`ModuleShared`]).
 
 use std::sync::Arc;
 use std::time::SystemTime;
+
+use tokio::sync::Semaphore;
 
 use super::compile::Compiled;
 use crate::config::ModuleSettings;
@@ -18,9 +22,26 @@ pub struct ServedModule {
     pub(crate) settings: ModuleSettings,
     /// Its arguments (the module name, then the config's `args`) as the guest reads them.
     pub(crate) args: Arc<StringBlock>,
-    /// Its metric series, registered when it was loaded.
-    pub(crate) metrics: Arc<ModuleMetrics>,
+    /// Its metric series and its concurrency permits, shared with its other versions.
+    pub(crate) shared: ModuleShared,
     pub(crate) loaded_at: SystemTime,
+}
+
+/// What a module's versions share: made when its name is first seen.
+#[derive(Clone)]
+pub(crate) struct ModuleShared {
+    pub metrics: Arc<ModuleMetrics>,
+    /// One permit per guest of this module that may run at once (`max_concurrency`).
+    pub guests: Arc<Semaphore>,
+}
+
+impl ModuleShared {
+    pub(crate) fn new(metrics: Arc<ModuleMetrics>, max_concurrency: u32) -> ModuleShared {
+        ModuleShared {
+            metrics,
+            guests: Arc::new(Semaphore::new(max_concurrency as usize)),
+        }
+    }
 }
 
 impl ServedModule {
@@ -28,7 +49,7 @@ impl ServedModule {
         name: &str,
         compiled: Compiled,
         settings: ModuleSettings,
-        metrics: Arc<ModuleMetrics>,
+        shared: ModuleShared,
     ) -> ServedModule {
         let args = StringBlock::args(
             std::iter::once(name).chain(settings.args.iter().map(String::as_str)),
@@ -38,9 +59,14 @@ impl ServedModule {
             compiled,
             settings,
             args: Arc::new(args),
-            metrics,
+            shared,
             loaded_at: SystemTime::now(),
         }
+    }
+
+    /// The module's metric series.
+    pub(crate) fn metrics(&self) -> &ModuleMetrics {
+        &self.shared.metrics
     }
 
     /// Which preview1 implementation serves the module.

@@ -8,10 +8,11 @@
 use std::sync::Arc;
 
 use crate::catalogue::ArtifactCache;
+use crate::catalogue::cache::CacheError;
 use crate::catalogue::compile::{Compiler, Source};
 use crate::catalogue::digest::Digest;
 use crate::catalogue::failure::LoadError;
-use crate::catalogue::file::{FileFacts, module_path, read_module_file};
+use crate::catalogue::file::{FileFacts, ReadLimits, module_path, read_module_file};
 use crate::catalogue::loader::module_files;
 use crate::config::Config;
 use crate::runtime::{AllocatorChoice, GuestRuntime, RuntimeError};
@@ -21,8 +22,8 @@ use crate::runtime::{AllocatorChoice, GuestRuntime, RuntimeError};
 pub enum PrecompileError {
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
-    #[error("cannot open the cache directory: {0}")]
-    Cache(std::io::Error),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
     #[error("cannot read the modules directory: {0}")]
     ModulesDir(std::io::Error),
 }
@@ -49,8 +50,7 @@ impl Precompiler {
     pub fn new(config: &Config) -> Result<Self, PrecompileError> {
         let runtime = GuestRuntime::new(config, AllocatorChoice::PoolingWithFallback)?;
         let cache =
-            ArtifactCache::open(&config.cache_dir, runtime.engine(), config.cache_max_bytes)
-                .map_err(PrecompileError::Cache)?;
+            ArtifactCache::open(&config.cache_dir, runtime.engine(), config.cache_max_bytes)?;
         let names = module_files(&config.modules_dir).map_err(PrecompileError::ModulesDir)?;
         Ok(Precompiler {
             compiler: runtime.compiler(Some(Arc::new(cache))),
@@ -67,7 +67,12 @@ impl Precompiler {
 
     /// Compiles (or finds in the cache) and links one module. Blocking.
     pub fn compile(&self, name: &str) -> Result<Precompiled, LoadError> {
-        let bytes = read_module_file(&module_path(&self.config.modules_dir, name))?;
+        let dir = &self.config.modules_dir;
+        let limits = ReadLimits {
+            within: Some(dir),
+            max_bytes: self.config.max_module_bytes,
+        };
+        let bytes = read_module_file(&module_path(dir, name), limits)?;
         let has_volumes = !self.config.module_settings(name).volumes.is_empty();
         let compiled = self
             .compiler

@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::mpsc;
 
 use crate::catalogue::failure::LoadError;
-use crate::catalogue::file::read_module_file;
+use crate::catalogue::file::{ReadLimits, read_module_file};
 use crate::config::{Config, ConfigError};
 use crate::guest::cgi::env::RequestMeta;
 use crate::guest::cgi::exchange::{CgiFailure, respond};
@@ -244,7 +244,11 @@ pub async fn run_once(
         error,
     };
     let runtime = GuestRuntime::new(&config, AllocatorChoice::OnDemand)?;
-    let bytes = read_module_file(file).map_err(|e| load_error(e.into()))?;
+    let limits = ReadLimits {
+        within: None,
+        max_bytes: config.max_module_bytes,
+    };
+    let bytes = read_module_file(file, limits).map_err(|e| load_error(e.into()))?;
     let module = runtime
         .load(&name, &bytes, &config)
         .map_err(|f| load_error(f.error))?;

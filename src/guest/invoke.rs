@@ -100,7 +100,7 @@ pub async fn invoke(
     };
     if let Err(InvokeError::Timeout { .. }) = &result {
         module
-            .metrics
+            .metrics()
             .timeout_overshoot(started.elapsed().saturating_sub(limits.timeout));
     }
     result.map(|()| run.stdout.take())
@@ -186,7 +186,7 @@ impl Run<'_> {
             .instantiate_async(&mut *store)
             .await
             .map_err(Failure::Instantiate)?;
-        self.module.metrics.instantiated(started.elapsed());
+        self.module.metrics().instantiated(started.elapsed());
         let start = instance
             .get_module_export(&mut *store, start)
             .and_then(|e| e.into_func())
@@ -205,7 +205,7 @@ impl Run<'_> {
             // `get_fuel` fails only when the engine does not meter fuel at all.
             let left = store.get_fuel().unwrap_or(budget);
             self.module
-                .metrics
+                .metrics()
                 .fuel_consumed(budget.saturating_sub(left));
         }
     }

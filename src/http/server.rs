@@ -65,7 +65,7 @@ impl PublicService {
         let routed = self.route(&req);
         // Requests are counted under `_unknown` unless they name a module file that exists.
         let metrics = match &routed {
-            Ok(Found::Ready(module)) => module.metrics.clone(),
+            Ok(Found::Ready(module)) => module.shared.metrics.clone(),
             Ok(Found::Unavailable(_, metrics)) => metrics.clone(),
             Err(_) => self.metrics.unknown(),
         };
@@ -134,7 +134,7 @@ impl PublicService {
         req: Request<Incoming>,
         conn: ConnInfo,
     ) -> Result<Response<Full<Bytes>>, Early> {
-        let _in_flight = module.metrics.in_flight();
+        let _in_flight = module.metrics().in_flight();
         let (parts, body) = req.into_parts();
         let path = parts.uri.path();
         let (_, path_info) = split_path(path);
@@ -158,6 +158,7 @@ impl PublicService {
             protocol: protocol_name(parts.version),
             body_len: Some(body.len() as u64),
         };
+        let _guest = running_guest(module)?;
         let _slot = self.acquire_slot(module).await?;
         let out = respond(module, &meta, Stdin::Buffered(body))
             .await
@@ -188,6 +189,21 @@ impl PublicService {
             )),
         }
     }
+}
+
+/// One of the module's `max_concurrency` permits, or a 503 at once: one module cannot
+/// take every slot of the pool.
+fn running_guest(module: &ServedModule) -> Result<tokio::sync::SemaphorePermit<'_>, Early> {
+    module.shared.guests.try_acquire().map_err(|_| {
+        module.metrics().concurrency_limited();
+        Early(
+            Outcome::Overloaded,
+            format!(
+                "module '{}' is running its max_concurrency of {} guests, try again shortly",
+                module.name, module.settings.limits.max_concurrency
+            ),
+        )
+    })
 }
 
 /// `/name/rest?q` → (`name`, `/rest`).

@@ -46,6 +46,7 @@ pub(crate) const QUEUE_WAITING: &str = "wasmgate_requests_waiting_for_slot";
 pub(crate) const CACHE_LOOKUPS: &str = "wasmgate_cache_lookups_total";
 pub(crate) const CACHE_EVICTIONS: &str = "wasmgate_cache_evictions_total";
 pub(crate) const TIMEOUT_OVERSHOOT: &str = "wasmgate_timeout_overshoot_seconds";
+pub(crate) const CONCURRENCY_LIMITED: &str = "wasmgate_concurrency_limited_total";
 
 /// One per-request histogram family: its name, its `# HELP` line, and where a module's
 /// series of it is kept.
@@ -118,6 +119,11 @@ const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         TIMEOUT_OVERSHOOT,
         Kind::Histogram,
         "How far past its deadline a timed-out request was stopped.",
+    ),
+    (
+        CONCURRENCY_LIMITED,
+        Kind::Counter,
+        "Requests answered 503 because their module ran its max_concurrency guests.",
     ),
 ];
 
@@ -193,6 +199,7 @@ pub(crate) struct ModuleMetrics {
     /// The gateway-wide overshoot histogram, kept here so that invoke, which knows the
     /// deadline, records it.
     timeout_overshoot: Histogram,
+    concurrency_limited: Counter,
 }
 
 /// The histograms every request of one module records.
@@ -333,7 +340,6 @@ impl Metrics {
         }
     }
 
-    /// Records how far past its deadline a timed-out request was stopped.
     /// Sets the cache's lookup and eviction counters to the cache's own totals.
     pub(crate) fn cache_totals(&self, hits: u64, misses: u64, discarded: u64, evicted: u64) {
         let Some(inner) = &self.inner else { return };
@@ -421,6 +427,10 @@ impl ModuleMetrics {
                 &Key::from_parts(INFLIGHT, vec![label("module", &name)]),
                 &META,
             ),
+            concurrency_limited: recorder.register_counter(
+                &Key::from_parts(CONCURRENCY_LIMITED, vec![label("module", &name)]),
+                &META,
+            ),
             name,
             requests,
             histograms,
@@ -435,6 +445,7 @@ impl ModuleMetrics {
             histograms: Arc::new(RequestHistograms::new(name)),
             inflight: Gauge::noop(),
             timeout_overshoot: Histogram::noop(),
+            concurrency_limited: Counter::noop(),
         }
     }
 
@@ -452,6 +463,11 @@ impl ModuleMetrics {
 
     pub(crate) fn fuel_consumed(&self, fuel: u64) {
         self.histograms.fuel.record(fuel);
+    }
+
+    /// Counts one request refused at the module's `max_concurrency`.
+    pub(crate) fn concurrency_limited(&self) {
+        self.concurrency_limited.increment(1);
     }
 
     /// Records how far past its deadline a timed-out request of this module was stopped.

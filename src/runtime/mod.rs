@@ -18,6 +18,7 @@ use crate::catalogue::ServedModule;
 use crate::catalogue::compile::Compiler;
 use crate::catalogue::failure::LoadFailure;
 use crate::catalogue::file::FileFacts;
+use crate::catalogue::served::ModuleShared;
 use crate::config::Config;
 use crate::guest::linkers::Linkers;
 use crate::metrics::Metrics;
@@ -77,7 +78,10 @@ impl GuestRuntime {
             .compiler(None)
             .compile(bytes, facts.clone(), !settings.volumes.is_empty())
             .map_err(|error| LoadFailure::new(Some(facts), error))?;
-        let metrics = Metrics::disabled().module(name);
-        Ok(ServedModule::new(name, compiled, settings, metrics))
+        let shared = ModuleShared::new(
+            Metrics::disabled().module(name),
+            settings.limits.max_concurrency,
+        );
+        Ok(ServedModule::new(name, compiled, settings, shared))
     }
 }

@@ -121,6 +121,9 @@ const CLOCK_PROCESS_CPUTIME: i32 = 2;
 const CLOCK_THREAD_CPUTIME: i32 = 3;
 /// Both clocks report nanoseconds.
 const CLOCK_RESOLUTION_NS: u64 = 1;
+/// The most `random_get` fills in one call, as wasmtime-wasi (a larger request traps): the
+/// call cannot be interrupted by the deadline, so its work must stay bounded.
+const MAX_RANDOM_BYTES: usize = 64 << 20;
 /// The most one `fd_read` asks of a body that is still arriving.
 const STREAM_READ_BYTES: usize = 64 * 1024;
 
@@ -350,8 +353,12 @@ pub(crate) fn add_to_linker<T: Send + 'static>(
         m,
         "random_get",
         move |c: Caller<'_, T>, buf: i32, len: i32| {
+            let len = len as u32 as usize;
+            if len > MAX_RANDOM_BYTES {
+                wasmtime::bail!("requested len {len} exceeds limit {MAX_RANDOM_BYTES}");
+            }
             with_io(c, io, |memory, _| {
-                rand::rng().fill_bytes(slice_mut(memory, buf, len as u32 as usize)?);
+                rand::rng().fill_bytes(slice_mut(memory, buf, len)?);
                 Ok(errno::SUCCESS)
             })?
         },
@@ -395,7 +402,20 @@ fn fd_write<T>(
         let Some(count) = iovec_count(iovs_len) else {
             return Ok(errno::INVAL);
         };
+        // Every buffer is checked, and their sizes added up, before a byte is written:
+        // as on Linux, a total past what `nwritten` can hold is EINVAL.
         let mut total = 0u32;
+        for i in 0..count {
+            let (ptr, len) = iovec(memory, iovs, i)?;
+            let data = slice(memory, ptr, len)?;
+            let Some(sum) = u32::try_from(data.len())
+                .ok()
+                .and_then(|n| total.checked_add(n))
+            else {
+                return Ok(errno::INVAL);
+            };
+            total = sum;
+        }
         for i in 0..count {
             let (ptr, len) = iovec(memory, iovs, i)?;
             let data = slice(memory, ptr, len)?;
@@ -404,7 +424,6 @@ fn fd_write<T>(
                 _ => io.stderr().accept(data),
             };
             accepted?;
-            total += data.len() as u32;
         }
         write_u32(memory, nwritten, total)?;
         Ok(errno::SUCCESS)

@@ -4,18 +4,24 @@
 //! `\n` or `\r\n` line ends — the headers are applied and the rest is the body. `Status:`
 //! sets the status; a `Location:` without a `Status:` is a 302. Anything else is body as a
 //! whole, served as `text/plain; charset=utf-8`. A block that is recognisably headers but
-//! says something impossible (a bad status, a header value HTTP cannot carry) is the
-//! guest's error, answered 502 `bad_output`. Framing headers (`Content-Length`,
-//! `Transfer-Encoding`, `Connection`, ...) belong to the gateway and are dropped.
+//! says something impossible (a bad status, two statuses, a header value HTTP cannot
+//! carry) or that runs past [`MAX_HEADER_BLOCK`] without ending is the guest's error,
+//! answered 502 `bad_output`: it never fails open into a 200 body. Framing headers
+//! (`Content-Length`, `Transfer-Encoding`, `Connection`, ...) belong to the gateway and are
+//! dropped. Every response has a `Content-Type` (the default when the guest set none) and
+//! `X-Content-Type-Options: nosniff` unless the guest set it, since every function shares
+//! the gateway's origin and a browser must not guess HTML out of a plain body.
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, LOCATION};
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, LOCATION, X_CONTENT_TYPE_OPTIONS};
 use http::{HeaderMap, StatusCode};
 
 /// The content type of a response whose stdout had no CGI headers.
 pub(crate) const DEFAULT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
-/// A header block longer than this is not looked for: it is body.
-const MAX_HEADER_BLOCK: usize = 64 * 1024;
+/// The longest header block: one that has not ended by then is refused.
+pub(crate) const MAX_HEADER_BLOCK: usize = 64 * 1024;
+/// How much of a refused header line an error message quotes.
+const QUOTED_LINE_BYTES: usize = 128;
 /// Headers that describe the connection or the framing, which the gateway owns.
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -43,11 +49,15 @@ pub enum OutputError {
     BadStatus(String),
     #[error("invalid CGI header '{0}'")]
     BadHeader(String),
+    #[error("more than one CGI Status header")]
+    TwoStatuses,
+    #[error("the CGI header block runs past {MAX_HEADER_BLOCK} bytes without ending")]
+    HeaderBlockTooLarge,
 }
 
 /// Parses a guest's whole stdout.
 pub fn parse_output(stdout: Bytes) -> Result<CgiResponse, OutputError> {
-    let Some((block, body_start)) = find_header_block(&stdout) else {
+    let Some((block, body_start)) = find_header_block(&stdout)? else {
         return Ok(plain(stdout));
     };
     let mut status = None;
@@ -56,7 +66,9 @@ pub fn parse_output(stdout: Bytes) -> Result<CgiResponse, OutputError> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let (name, value) = split_header(line).ok_or_else(|| lossy_err(line))?;
         if name.eq_ignore_ascii_case(b"status") {
-            status = Some(parse_status(value)?);
+            if status.replace(parse_status(value)?).is_some() {
+                return Err(OutputError::TwoStatuses);
+            }
             continue;
         }
         let name = HeaderName::from_bytes(name).map_err(|_| lossy_err(line))?;
@@ -73,34 +85,54 @@ pub fn parse_output(stdout: Bytes) -> Result<CgiResponse, OutputError> {
     });
     Ok(CgiResponse {
         status,
-        headers,
+        headers: with_defaults(headers),
         body: stdout.slice(body_start..),
     })
 }
 
 fn plain(body: Bytes) -> CgiResponse {
-    let mut headers = HeaderMap::new();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(DEFAULT_CONTENT_TYPE));
     CgiResponse {
         status: StatusCode::OK,
-        headers,
+        headers: with_defaults(HeaderMap::new()),
         body,
     }
 }
 
+/// The default `Content-Type` and `nosniff`, where the guest set neither.
+fn with_defaults(mut headers: HeaderMap) -> HeaderMap {
+    headers
+        .entry(CONTENT_TYPE)
+        .or_insert(HeaderValue::from_static(DEFAULT_CONTENT_TYPE));
+    headers
+        .entry(X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    headers
+}
+
 /// Finds a leading block of header-shaped lines ended by an empty line; returns the block
-/// (without its final line end) and where the body starts.
-fn find_header_block(out: &[u8]) -> Option<(&[u8], usize)> {
+/// (without its final line end) and where the body starts, or `None` when the output does
+/// not open with one. Header-shaped lines that run past [`MAX_HEADER_BLOCK`] are an error.
+fn find_header_block(out: &[u8]) -> Result<Option<(&[u8], usize)>, OutputError> {
     let mut pos = 0;
     let window = &out[..out.len().min(MAX_HEADER_BLOCK)];
     loop {
         let rest = &window[pos..];
-        let nl = rest.iter().position(|&b| b == b'\n')?;
+        let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+            // Cut off by the limit after header lines, or inside one: the block never
+            // ended where it may.
+            let cut_short = out.len() > window.len();
+            return match cut_short && (pos > 0 || split_header(rest).is_some()) {
+                true => Err(OutputError::HeaderBlockTooLarge),
+                false => Ok(None),
+            };
+        };
         let line = rest[..nl].strip_suffix(b"\r").unwrap_or(&rest[..nl]);
         if line.is_empty() {
-            return (pos > 0).then(|| (&out[..pos.saturating_sub(1)], pos + nl + 1));
+            return Ok((pos > 0).then(|| (&out[..pos.saturating_sub(1)], pos + nl + 1)));
         }
-        split_header(line)?;
+        if split_header(line).is_none() {
+            return Ok(None);
+        }
         pos += nl + 1;
     }
 }
@@ -132,7 +164,8 @@ fn parse_status(value: &[u8]) -> Result<StatusCode, OutputError> {
 }
 
 fn lossy_err(line: &[u8]) -> OutputError {
-    OutputError::BadHeader(String::from_utf8_lossy(line).into_owned())
+    let quoted = &line[..line.len().min(QUOTED_LINE_BYTES)];
+    OutputError::BadHeader(String::from_utf8_lossy(quoted).into_owned())
 }
 
 #[cfg(test)]
@@ -188,7 +221,66 @@ mod tests {
     fn framing_headers_are_dropped() {
         let r = parse(b"Content-Length: 99\nTransfer-Encoding: chunked\nConnection: close\n\nx")
             .unwrap();
-        assert!(r.headers.is_empty(), "{:?}", r.headers);
+        for framing in ["content-length", "transfer-encoding", "connection"] {
+            assert!(!r.headers.contains_key(framing), "{:?}", r.headers);
+        }
+        // What is left is the gateway's own defaults.
+        assert_eq!(r.headers.len(), 2, "{:?}", r.headers);
+    }
+
+    #[test]
+    fn every_response_gets_a_content_type_and_nosniff() {
+        let r = parse(b"Location: /x\n\n").unwrap();
+        assert_eq!(r.headers[CONTENT_TYPE], DEFAULT_CONTENT_TYPE);
+        assert_eq!(r.headers[X_CONTENT_TYPE_OPTIONS], "nosniff");
+        let r = parse(b"hello").unwrap();
+        assert_eq!(r.headers[X_CONTENT_TYPE_OPTIONS], "nosniff");
+        let r = parse(b"Content-Type: text/html\nX-Content-Type-Options: other\n\n<p>").unwrap();
+        assert_eq!(r.headers[CONTENT_TYPE], "text/html");
+        assert_eq!(r.headers[X_CONTENT_TYPE_OPTIONS], "other");
+        assert_eq!(r.headers.get_all(X_CONTENT_TYPE_OPTIONS).iter().count(), 1);
+    }
+
+    /// A header block past the limit used to be served whole as a 200 `text/plain` body,
+    /// `Status: 403` and all.
+    #[test]
+    fn a_header_block_past_the_limit_is_bad_output() {
+        let mut many = Vec::new();
+        for i in 0..10_000 {
+            many.extend_from_slice(format!("X-H{i}: v\n").as_bytes());
+        }
+        many.extend_from_slice(b"Status: 403\n\nsecret");
+        assert_eq!(
+            parse_output(Bytes::from(many)),
+            Err(OutputError::HeaderBlockTooLarge)
+        );
+        let mut long = b"X-Long: ".to_vec();
+        long.extend(std::iter::repeat_n(b'a', 1 << 20));
+        long.extend_from_slice(b"\nStatus: 403\n\nsecret");
+        assert_eq!(
+            parse_output(Bytes::from(long)),
+            Err(OutputError::HeaderBlockTooLarge)
+        );
+        // A long body that does not open with a header is still just a body.
+        let body = vec![b'x'; 1 << 20];
+        assert_eq!(parse_output(Bytes::from(body)).unwrap().body.len(), 1 << 20);
+    }
+
+    #[test]
+    fn two_statuses_are_bad_output() {
+        assert_eq!(
+            parse(b"Status: 200\nStatus: 403\n\n"),
+            Err(OutputError::TwoStatuses)
+        );
+    }
+
+    #[test]
+    fn a_refused_line_is_quoted_short() {
+        let mut line = b"X-A: \x01".to_vec();
+        line.extend(std::iter::repeat_n(b'a', 10_000));
+        line.extend_from_slice(b"\n\n");
+        let err = parse_output(Bytes::from(line)).unwrap_err().to_string();
+        assert!(err.len() < 200, "{} bytes: {err}", err.len());
     }
 
     #[test]

@@ -15,6 +15,8 @@ use bytes::{Bytes, BytesMut};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 
+use crate::guest::log::escape_controls;
+
 /// stderr bytes logged per request; the rest is dropped with one notice.
 pub(crate) const MAX_STDERR_BYTES: usize = 64 * 1024;
 /// How much a guest may write per `check_write` permit.
@@ -119,7 +121,9 @@ impl Drop for LogState {
 }
 
 fn log_line(module: &str, line: &[u8]) {
-    tracing::info!(target: "wasmgate::guest", module, "[{module}] {}", String::from_utf8_lossy(line));
+    let text = String::from_utf8_lossy(line);
+    let text = escape_controls(&text);
+    tracing::info!(target: "wasmgate::guest", module, "[{module}] {text}");
 }
 
 /// Where a guest stream's bytes go: the stdout buffer or the log.

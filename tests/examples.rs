@@ -40,6 +40,8 @@ struct Case {
     status: u16,
     content_type: &'static str,
     contains: &'static [&'static str],
+    /// What the response must not contain.
+    excludes: &'static [&'static str],
 }
 
 const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
@@ -54,6 +56,7 @@ const CASES: &[Case] = &[
         status: 200,
         content_type: "text/plain",
         contains: &["hello, world\n"],
+        excludes: &[],
     },
     Case {
         module: "watenv",
@@ -70,6 +73,7 @@ const CASES: &[Case] = &[
             "\nQUERY_STRING=y=1\n",
             "\nhttp_path=/watenv/x\n",
         ],
+        excludes: &[],
     },
     Case {
         module: "redirect",
@@ -80,6 +84,7 @@ const CASES: &[Case] = &[
         status: 302,
         content_type: "",
         contains: &[],
+        excludes: &[],
     },
     Case {
         module: "rustenv",
@@ -95,6 +100,7 @@ const CASES: &[Case] = &[
             "\nQUERY_STRING: y=1\n",
             "\nGREETING: hi\n",
         ],
+        excludes: &[],
     },
     Case {
         module: "goenv",
@@ -109,6 +115,7 @@ const CASES: &[Case] = &[
             "\nPATH_INFO=/x\n",
             "\nQUERY_STRING=y=1\n",
         ],
+        excludes: &[],
     },
     Case {
         module: "cenv",
@@ -124,6 +131,7 @@ const CASES: &[Case] = &[
             "\nCONTENT_LENGTH=6\n",
             "body:\nposted",
         ],
+        excludes: &[],
     },
     Case {
         module: "asenv",
@@ -138,6 +146,7 @@ const CASES: &[Case] = &[
             "\nPATH_INFO=/x\n",
             "\nQUERY_STRING=y=1\n",
         ],
+        excludes: &[],
     },
     Case {
         module: "jsonapi",
@@ -154,6 +163,7 @@ const CASES: &[Case] = &[
             r#""tag":"a b""#,
             r#""body":null"#,
         ],
+        excludes: &[],
     },
     Case {
         module: "jsonapi",
@@ -164,6 +174,7 @@ const CASES: &[Case] = &[
         status: 200,
         content_type: "application/json",
         contains: &[r#""body":{"n":[1,2],"name":"ada"}"#, r#""method":"POST""#],
+        excludes: &[],
     },
     Case {
         module: "jsonapi",
@@ -174,6 +185,7 @@ const CASES: &[Case] = &[
         status: 400,
         content_type: "application/json",
         contains: &["invalid JSON body"],
+        excludes: &[],
     },
     Case {
         module: "markdown",
@@ -184,6 +196,25 @@ const CASES: &[Case] = &[
         status: 200,
         content_type: "text/html",
         contains: &["<h1>Title</h1>", "<em>emphasis</em>", "<del>this</del>"],
+        excludes: &[],
+    },
+    // Every function shares the gateway's origin: posted HTML must not come back as HTML.
+    Case {
+        module: "markdown",
+        method: "POST",
+        path: "",
+        headers: &[],
+        body: "<script>alert(1)</script>\n\n[a](javascript:alert(2)) [b](https://example.com/x) \
+               <img src=x onerror=alert(3)>\n",
+        status: 200,
+        content_type: "text/html",
+        contains: &[
+            "&lt;script&gt;",
+            "href=\"#\"",
+            "href=\"https://example.com/x\"",
+            "&lt;img",
+        ],
+        excludes: &["<script", "javascript:", "<img"],
     },
     Case {
         module: "form",
@@ -194,6 +225,7 @@ const CASES: &[Case] = &[
         status: 200,
         content_type: "text/html",
         contains: &["<form method=\"post\">"],
+        excludes: &[],
     },
     Case {
         module: "form",
@@ -204,6 +236,7 @@ const CASES: &[Case] = &[
         status: 200,
         content_type: "text/html",
         contains: &["Hello, Ada &lt;b&gt;!"],
+        excludes: &[],
     },
     Case {
         module: "form",
@@ -214,6 +247,7 @@ const CASES: &[Case] = &[
         status: 422,
         content_type: "text/html",
         contains: &["Please give a name"],
+        excludes: &[],
     },
     Case {
         module: "form",
@@ -224,6 +258,7 @@ const CASES: &[Case] = &[
         status: 415,
         content_type: "text/html",
         contains: &[],
+        excludes: &[],
     },
 ];
 
@@ -274,6 +309,13 @@ async fn every_example_module_serves_its_response() {
         }
         for want in case.contains {
             assert!(r.text().contains(want), "{what}: {want:?} in {}", r.text());
+        }
+        for unwanted in case.excludes {
+            assert!(
+                !r.text().contains(unwanted),
+                "{what}: {unwanted:?} in {}",
+                r.text()
+            );
         }
     }
     assert_eq!(

@@ -388,3 +388,80 @@ async fn one_module_cannot_take_every_slot() {
     assert_eq!(gw.get("/sleepy").await.status, StatusCode::OK);
     gw.stop().await;
 }
+
+// ---------------------------------------------------------------- every module wasmtime accepts
+
+/// A module that prints `text` after `body` ran, with `types` and `funcs` beside it.
+fn printing_module(types: &str, funcs: &str, body: &str, text: &str) -> String {
+    format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  {types}
+  (memory (export "memory") 1)
+  (data (i32.const 64) "{text}\n")
+  {funcs}
+  (func (export "_start")
+    {body}
+    (i32.store (i32.const 0) (i32.const 64))
+    (i32.store (i32.const 4) (i32.const {len}))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
+        len = text.len() + 1
+    )
+}
+
+/// 13. Exceptions (`try_table`/`throw`, what C++ with `-fwasm-exceptions` and CPython's
+/// WASI build use), GC types and function references, tail calls: served, as
+/// `wasmtime run` of the same version accepts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modules_using_exceptions_gc_and_tail_calls_are_served() {
+    let exceptions = printing_module(
+        "(tag $oops (param i32))",
+        "(func $thrower (throw $oops (i32.const 7)))",
+        "(block $caught (result i32)
+       (try_table (catch $oops $caught) (call $thrower))
+       (unreachable))
+     (if (i32.ne (i32.const 7)) (then (unreachable)))",
+        "caught 7",
+    );
+    let gc = printing_module(
+        "(type $point (struct (field i32) (field (mut i32))))
+  (type $ints (array (mut i32)))",
+        "",
+        "(local $p (ref $point)) (local $a (ref $ints))
+     (local.set $p (struct.new $point (i32.const 3) (i32.const 4)))
+     (local.set $a (array.new $ints (i32.const 0) (i32.const 16)))
+     (array.set $ints (local.get $a) (i32.const 5) (struct.get $point 1 (local.get $p)))
+     (if (i32.ne (array.get $ints (local.get $a) (i32.const 5)) (i32.const 4))
+       (then (unreachable)))",
+        "gc ok",
+    );
+    let refs_and_tail_calls = printing_module(
+        "(type $unary (func (param i32) (result i32)))",
+        "(func $double (type $unary) (i32.add (local.get 0) (local.get 0)))
+  (elem declare func $double)
+  (func $apply (param i32) (result i32)
+    (return_call_ref $unary (local.get 0) (ref.func $double)))",
+        "(if (i32.ne (call $apply (i32.const 21)) (i32.const 42)) (then (unreachable)))",
+        "tail 42",
+    );
+    let mut gw = gateway_with("", |modules| {
+        write_wat(modules, "exceptions", &exceptions);
+        write_wat(modules, "gc", &gc);
+        write_wat(modules, "refs", &refs_and_tail_calls);
+    })
+    .await;
+    for (path, text) in [
+        ("/exceptions", "caught 7\n"),
+        ("/gc", "gc ok\n"),
+        ("/refs", "tail 42\n"),
+    ] {
+        let r = gw.get(path).await;
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (StatusCode::OK, text),
+            "{path}"
+        );
+    }
+    still_serves(&gw).await;
+    gw.stop().await;
+}

@@ -121,6 +121,7 @@ fn pooling(config: &Config, reset: SlotReset) -> PoolingAllocationConfig {
         .total_tables(slots)
         .total_stacks(slots)
         .total_component_instances(0)
+        .total_gc_heaps(slots)
         .max_memories_per_module(1)
         .max_tables_per_module(MAX_TABLES as u32)
         .table_elements(MAX_TABLE_ELEMENTS)

@@ -7,6 +7,8 @@
 //! which links it against the gateway's functions, and with one more import, which links
 //! it against wasmtime-wasi. Both runs must write the same bytes.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use wasmgate::{
     AllocatorChoice, Config, Environment, GuestRuntime, InvokeError, Outcome, Overrides, Preview1,
@@ -227,4 +229,110 @@ async fn random_bytes_differ_between_requests() {
     assert_eq!(a.len(), 32);
     assert_ne!(a, b);
     assert!(a.iter().any(|&x| x != 0));
+}
+
+/// Runs `wat_text` linked against the gateway's functions and against wasmtime-wasi, with
+/// `stdin`; returns both results.
+async fn both(
+    gateway: &Gateway,
+    name: &str,
+    wat_text: &str,
+    stdin: &'static [u8],
+) -> [Result<Bytes, InvokeError>; 2] {
+    let own = gateway.load(name, wat_text);
+    let wasi = gateway.load(name, &with_poll_import(wat_text));
+    assert_eq!(wasi.preview1(), Preview1::WasmtimeWasi);
+    [
+        invoke(&own, Environment::default(), buffered(stdin)).await,
+        invoke(&wasi, Environment::default(), buffered(stdin)).await,
+    ]
+}
+
+/// With an empty stdin, a read answers as wasmtime-wasi does whether its buffer or its
+/// iovec array is outside memory: both implementations must agree, trap or not.
+#[tokio::test]
+async fn an_empty_stdin_is_read_as_wasmtime_wasi_reads_it() {
+    let gateway = Gateway::new("");
+    let read = |iovs: u32, buf: u32| {
+        format!(
+            r#"(module
+  (import "wasi_snapshot_preview1" "fd_read" (func $r (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const {buf}))
+    (i32.store (i32.const 4) (i32.const 64))
+    (call $exit (call $r (i32.const 0) (i32.const {iovs}) (i32.const 1) (i32.const 8)))))"#
+        )
+    };
+    for (case, text) in [
+        ("buffer outside memory", read(0, 0xfff0)),
+        ("iovec array outside memory", read(0xfffc, 16)),
+    ] {
+        let [own, wasi] = both(&gateway, "emptyread", &text, b"").await;
+        let shown = |r: &Result<Bytes, InvokeError>| match r {
+            Ok(out) => format!("ok {out:?}"),
+            Err(e) => format!("{:?}", e.outcome()),
+        };
+        assert_eq!(shown(&own), shown(&wasi), "{case}");
+    }
+}
+
+/// A read whose first buffer overwrites the iovec array still fills the second buffer the
+/// iovecs named when the call was made, as wasmtime-wasi does.
+#[tokio::test]
+async fn iovecs_are_read_before_any_buffer_is_filled() {
+    let gateway = Gateway::new("");
+    // iovec 0: 16 bytes at 0 (over the array itself); iovec 1: 4 bytes at 100. Then the
+    // bytes at 100 are written out.
+    let wat_text = r#"(module
+  (import "wasi_snapshot_preview1" "fd_read" (func $r (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 0))
+    (i32.store (i32.const 4) (i32.const 16))
+    (i32.store (i32.const 8) (i32.const 100))
+    (i32.store (i32.const 12) (i32.const 4))
+    (drop (call $r (i32.const 0) (i32.const 0) (i32.const 2) (i32.const 200)))
+    (i32.store (i32.const 300) (i32.const 100))
+    (i32.store (i32.const 304) (i32.const 4))
+    (drop (call $w (i32.const 1) (i32.const 300) (i32.const 1) (i32.const 200)))))"#;
+    let [own, wasi] = both(&gateway, "overlap", wat_text, b"AAAAAAAAAAAAAAAAtail").await;
+    assert_eq!(own.unwrap(), Bytes::from_static(b"tail"));
+    assert!(wasi.is_ok(), "{wasi:?}");
+}
+
+/// The monotonic clock starts near zero in every instance, as in wasmtime-wasi: a guest
+/// cannot time what ran before it in the process.
+#[tokio::test]
+async fn the_monotonic_clock_starts_with_the_instance() {
+    let gateway = Gateway::new("");
+    let module = gateway.load(
+        "clock",
+        r#"(module
+  (import "wasi_snapshot_preview1" "clock_time_get" (func $t (param i32 i64 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (drop (call $t (i32.const 1) (i64.const 1) (i32.const 16)))
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 8))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
+    );
+    let nanos = |out: Bytes| u64::from_le_bytes(out[..8].try_into().unwrap());
+    let first = nanos(run(&module).await.unwrap());
+    // Time passes in the process between the two requests...
+    let gap = Duration::from_millis(200);
+    let before = std::time::Instant::now();
+    while before.elapsed() < gap {
+        std::hint::spin_loop();
+    }
+    // ...but not for the second guest, whose clock starts with its own instance.
+    let second = nanos(run(&module).await.unwrap());
+    let bound = Duration::from_millis(50).as_nanos() as u64;
+    assert!(
+        first < bound && second < bound,
+        "{first} ns, then {second} ns"
+    );
 }

@@ -23,7 +23,7 @@
 //! Every function returns at once except `fd_read` on a body that is still arriving (the
 //! stdin of `wasmgate run`): that one waits asynchronously, within the request's deadline.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -164,6 +164,9 @@ pub(crate) struct RequestIo {
     arriving: Option<BodyStream>,
     /// When the request's deadline passes: a wait for the body ends there.
     deadline: Instant,
+    /// Where the guest's monotonic clock starts: its own instance, as in wasmtime-wasi,
+    /// so that no guest can time what ran before it in the process.
+    started: Instant,
     stdout: BoundedOutput,
     /// Made on the first write: most guests never write to stderr.
     stderr: Option<GuestLog>,
@@ -202,6 +205,7 @@ impl RequestIo {
             stdin,
             arriving,
             deadline,
+            started: Instant::now(),
             stdout,
             stderr: None,
             module,
@@ -451,12 +455,17 @@ async fn fd_read<T: Send>(
         return Ok(errno);
     }
     with_io(caller, io, |memory, io| {
-        let mut total = 0u32;
+        // Every iovec is read before a byte is copied, as wasmtime-wasi does: a buffer
+        // that overlaps the iovec array cannot change what the rest of the call reads.
+        let mut buffers = Vec::with_capacity(count);
         for i in 0..count {
+            buffers.push(iovec(memory, iovs, i)?);
+        }
+        let mut total = 0u32;
+        for (ptr, len) in buffers {
             if io.stdin.is_empty() {
                 break;
             }
-            let (ptr, len) = iovec(memory, iovs, i)?;
             let dst = slice_mut(memory, ptr, len)?;
             let n = dst.len().min(io.stdin.len());
             dst[..n].copy_from_slice(&io.stdin[..n]);
@@ -506,16 +515,18 @@ fn clock_time_get<T>(
     id: i32,
     out: i32,
 ) -> wasmtime::Result<i32> {
-    let now = match id {
-        CLOCK_REALTIME => SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64),
-        CLOCK_MONOTONIC => monotonic_origin().elapsed().as_nanos() as u64,
-        CLOCK_PROCESS_CPUTIME | CLOCK_THREAD_CPUTIME => return Ok(errno::BADF),
-        _ => return Ok(errno::INVAL),
-    };
-    with_io(caller, io, |memory, _| write_u64(memory, out, now))??;
-    Ok(errno::SUCCESS)
+    with_io(caller, io, |memory, io| {
+        let now = match id {
+            CLOCK_REALTIME => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+            CLOCK_MONOTONIC => io.started.elapsed().as_nanos() as u64,
+            CLOCK_PROCESS_CPUTIME | CLOCK_THREAD_CPUTIME => return Ok(errno::BADF),
+            _ => return Ok(errno::INVAL),
+        };
+        write_u64(memory, out, now)?;
+        Ok(errno::SUCCESS)
+    })?
 }
 
 fn clock_res_get<T>(
@@ -534,12 +545,6 @@ fn clock_res_get<T>(
         CLOCK_PROCESS_CPUTIME | CLOCK_THREAD_CPUTIME => Ok(errno::BADF),
         _ => Ok(errno::INVAL),
     }
-}
-
-/// The monotonic clock counts from the first time a guest reads it in this process.
-fn monotonic_origin() -> Instant {
-    static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    *ORIGIN.get_or_init(Instant::now)
 }
 
 /// `proc_exit(status)`: ends the guest; 0 is a clean finish.

@@ -48,7 +48,7 @@ pub use config::{Config, ConfigError, Limits, ModuleSettings, Overrides};
 pub use gateway::{RunningGateway, StartError};
 pub use guest::cgi::env::{EnvError, Environment, RequestMeta, build_env};
 pub use guest::cgi::exchange::{CgiFailure, respond};
-pub use guest::cgi::preview1::Preview1;
+pub use guest::cgi::preview1::{CGI_IMPORTS, Preview1};
 pub use guest::cgi::response::{CgiResponse, OutputError, parse_output};
 pub use guest::cgi::stdin::{BodyOverflow, BodyStream, Stdin};
 pub use guest::invoke::{InvokeError, invoke};

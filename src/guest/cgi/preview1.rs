@@ -41,7 +41,7 @@ use crate::guest::deadline::DeadlinePassed;
 const WASI_MODULE: &str = "wasi_snapshot_preview1";
 
 /// The preview1 functions served here; a module importing anything else gets wasmtime-wasi.
-const CGI_IMPORTS: &[&str] = &[
+pub const CGI_IMPORTS: &[&str] = &[
     "args_get",
     "args_sizes_get",
     "environ_get",
@@ -99,6 +99,7 @@ mod errno {
     pub const BADF: i32 = 8;
     pub const INVAL: i32 = 28;
     pub const IO: i32 = 29;
+    pub const NOTDIR: i32 = 54;
     pub const OVERFLOW: i32 = 61;
     pub const SPIPE: i32 = 70;
 }
@@ -119,6 +120,8 @@ const CLOCK_REALTIME: i32 = 0;
 const CLOCK_MONOTONIC: i32 = 1;
 const CLOCK_PROCESS_CPUTIME: i32 = 2;
 const CLOCK_THREAD_CPUTIME: i32 = 3;
+/// The largest `whence` (`SET`, `CUR`, `END`); others trap as an invalid enum value.
+const MAX_WHENCE: i32 = 2;
 /// Both clocks report nanoseconds.
 const CLOCK_RESOLUTION_NS: u64 = 1;
 /// The most `random_get` fills in one call, as wasmtime-wasi (a larger request traps): the
@@ -132,15 +135,17 @@ fn write_sizes(block: &StringBlock, memory: &mut [u8], count_ptr: i32, size_ptr:
     let Ok(size) = u32::try_from(block.as_bytes().len()) else {
         return Ok(errno::OVERFLOW);
     };
-    write_u32(memory, count_ptr, block.len() as u32)?;
+    // The size first, then the count, in the order wasmtime-wasi writes them.
     write_u32(memory, size_ptr, size)?;
+    write_u32(memory, count_ptr, block.len() as u32)?;
     Ok(errno::SUCCESS)
 }
 
 /// Copies a block's strings to `buf` and a pointer to each into the array at `list`.
+/// The pointers first, then the strings, in the order wasmtime-wasi writes them (it shows
+/// when the two overlap).
 fn write_strings(block: &StringBlock, memory: &mut [u8], list: i32, buf: i32) -> Answer {
     let bytes = block.as_bytes();
-    slice_mut(memory, buf, bytes.len())?.copy_from_slice(bytes);
     let mut offset = 0;
     for (i, string) in bytes.split_inclusive(|&b| b == 0).enumerate() {
         write_u32(
@@ -150,6 +155,7 @@ fn write_strings(block: &StringBlock, memory: &mut [u8], list: i32, buf: i32) ->
         )?;
         offset += string.len() as u32;
     }
+    slice_mut(memory, buf, bytes.len())?.copy_from_slice(bytes);
     Ok(errno::SUCCESS)
 }
 
@@ -270,29 +276,31 @@ pub(crate) fn add_to_linker<T: Send + 'static>(
     linker.func_wrap(
         m,
         "args_sizes_get",
-        move |c: Caller<'_, T>, n: i32, s: i32| {
-            with_io(c, io, |mem, io| write_sizes(&io.args, mem, n, s))?
+        move |mut c: Caller<'_, T>, n: i32, s: i32| {
+            with_io(&mut c, io, |mem, io| write_sizes(&io.args, mem, n, s))?
         },
     )?;
     linker.func_wrap(
         m,
         "args_get",
-        move |c: Caller<'_, T>, list: i32, buf: i32| {
-            with_io(c, io, |mem, io| write_strings(&io.args, mem, list, buf))?
+        move |mut c: Caller<'_, T>, list: i32, buf: i32| {
+            with_io(&mut c, io, |mem, io| {
+                write_strings(&io.args, mem, list, buf)
+            })?
         },
     )?;
     linker.func_wrap(
         m,
         "environ_sizes_get",
-        move |c: Caller<'_, T>, n: i32, s: i32| {
-            with_io(c, io, |mem, io| write_sizes(&io.env, mem, n, s))?
+        move |mut c: Caller<'_, T>, n: i32, s: i32| {
+            with_io(&mut c, io, |mem, io| write_sizes(&io.env, mem, n, s))?
         },
     )?;
     linker.func_wrap(
         m,
         "environ_get",
-        move |c: Caller<'_, T>, list: i32, buf: i32| {
-            with_io(c, io, |mem, io| write_strings(&io.env, mem, list, buf))?
+        move |mut c: Caller<'_, T>, list: i32, buf: i32| {
+            with_io(&mut c, io, |mem, io| write_strings(&io.env, mem, list, buf))?
         },
     )?;
     linker.func_wrap(
@@ -309,8 +317,8 @@ pub(crate) fn add_to_linker<T: Send + 'static>(
             Box::new(fd_read(c, io, fd, iovs, len, nread))
         },
     )?;
-    linker.func_wrap(m, "fd_close", move |c: Caller<'_, T>, fd: i32| {
-        with_io(c, io, |_, io| {
+    linker.func_wrap(m, "fd_close", move |mut c: Caller<'_, T>, fd: i32| {
+        with_io(&mut c, io, |_, io| {
             if !io.is_open(fd as u32) {
                 return errno::BADF;
             }
@@ -326,9 +334,13 @@ pub(crate) fn add_to_linker<T: Send + 'static>(
     linker.func_wrap(
         m,
         "fd_seek",
-        move |c: Caller<'_, T>, fd: i32, _offset: i64, _whence: i32, _new: i32| {
-            // The standard descriptors are pipes.
-            with_io(c, io, |_, io| match io.is_open(fd as u32) {
+        move |mut c: Caller<'_, T>, fd: i32, _offset: i64, whence: i32, _new: i32| {
+            // An invalid `whence` traps, as in wasmtime-wasi, before anything else is
+            // looked at; the standard descriptors are pipes.
+            if !(0..=MAX_WHENCE).contains(&whence) {
+                wasmtime::bail!("invalid value for whence: {whence}");
+            }
+            with_io(&mut c, io, |_, io| match io.is_open(fd as u32) {
                 true => errno::SPIPE,
                 false => errno::BADF,
             })
@@ -338,10 +350,16 @@ pub(crate) fn add_to_linker<T: Send + 'static>(
     linker.func_wrap(m, "fd_prestat_get", |_: Caller<'_, T>, _: i32, _: i32| {
         errno::BADF
     })?;
+    // The standard descriptors exist but are not directories, as wasmtime-wasi answers.
     linker.func_wrap(
         m,
         "fd_prestat_dir_name",
-        |_: Caller<'_, T>, _: i32, _: i32, _: i32| errno::BADF,
+        move |mut c: Caller<'_, T>, fd: i32, _: i32, _: i32| {
+            with_io(&mut c, io, |_, io| match io.is_open(fd as u32) {
+                true => errno::NOTDIR,
+                false => errno::BADF,
+            })
+        },
     )?;
     linker.func_wrap(
         m,
@@ -356,12 +374,12 @@ pub(crate) fn add_to_linker<T: Send + 'static>(
     linker.func_wrap(
         m,
         "random_get",
-        move |c: Caller<'_, T>, buf: i32, len: i32| {
+        move |mut c: Caller<'_, T>, buf: i32, len: i32| {
             let len = len as u32 as usize;
             if len > MAX_RANDOM_BYTES {
                 wasmtime::bail!("requested len {len} exceeds limit {MAX_RANDOM_BYTES}");
             }
-            with_io(c, io, |memory, _| {
+            with_io(&mut c, io, |memory, _| {
                 rand::rng().fill_bytes(slice_mut(memory, buf, len)?);
                 Ok(errno::SUCCESS)
             })?
@@ -377,41 +395,44 @@ pub(crate) fn add_to_linker<T: Send + 'static>(
 /// Runs `f` over the guest's memory and the request's I/O; traps without a memory export,
 /// as wasmtime-wasi does.
 fn with_io<T, R>(
-    mut caller: Caller<'_, T>,
+    caller: &mut Caller<'_, T>,
     io: impl IoAccessor<T>,
     f: impl FnOnce(&mut [u8], &mut RequestIo) -> R,
 ) -> wasmtime::Result<R> {
     let Some(Extern::Memory(memory)) = caller.get_export("memory") else {
         wasmtime::bail!("the module exports no memory for WASI to use");
     };
-    let (bytes, data) = memory.data_and_store_mut(&mut caller);
+    let (bytes, data) = memory.data_and_store_mut(caller);
     Ok(f(bytes, io(data)))
 }
 
 /// `fd_write(fd, iovs, iovs_len, nwritten)`: stdout into the bounded buffer (a write past
 /// its cap traps), stderr into the log.
 fn fd_write<T>(
-    caller: Caller<'_, T>,
+    mut caller: Caller<'_, T>,
     io: impl IoAccessor<T>,
     fd: i32,
     iovs: i32,
     iovs_len: i32,
     nwritten: i32,
 ) -> wasmtime::Result<i32> {
-    with_io(caller, io, |memory, io| {
+    with_io(&mut caller, io, |memory, io| {
+        let Some(count) = iovec_count(iovs_len) else {
+            return Ok(errno::INVAL);
+        };
+        // As in wasmtime-wasi, the iovec array is read before the descriptor is looked at.
+        for i in 0..count {
+            iovec(memory, iovs, i)?;
+        }
         let fd = fd as u32;
         if !io.is_open(fd) || fd == STDIN {
             return Ok(errno::BADF);
         }
-        let Some(count) = iovec_count(iovs_len) else {
-            return Ok(errno::INVAL);
-        };
         // Every buffer is checked, and their sizes added up, before a byte is written:
         // as on Linux, a total past what `nwritten` can hold is EINVAL.
         let mut total = 0u32;
         for i in 0..count {
-            let (ptr, len) = iovec(memory, iovs, i)?;
-            let data = slice(memory, ptr, len)?;
+            let data = buffer(memory, iovec(memory, iovs, i)?)?;
             let Some(sum) = u32::try_from(data.len())
                 .ok()
                 .and_then(|n| total.checked_add(n))
@@ -421,8 +442,7 @@ fn fd_write<T>(
             total = sum;
         }
         for i in 0..count {
-            let (ptr, len) = iovec(memory, iovs, i)?;
-            let data = slice(memory, ptr, len)?;
+            let data = buffer(memory, iovec(memory, iovs, i)?)?;
             let accepted = match fd {
                 STDOUT => io.stdout.accept(data),
                 _ => io.stderr().accept(data),
@@ -445,30 +465,40 @@ async fn fd_read<T: Send>(
     iovs_len: i32,
     nread: i32,
 ) -> wasmtime::Result<i32> {
-    if fd as u32 != STDIN || !io(caller.data_mut()).is_open(STDIN) {
-        return Ok(errno::BADF);
-    }
     let Some(count) = iovec_count(iovs_len) else {
         return Ok(errno::INVAL);
     };
+    // Every iovec is read before the descriptor is looked at and before a byte is copied,
+    // as wasmtime-wasi does: a buffer that overlaps the iovec array cannot change what the
+    // rest of the call reads.
+    let buffers = with_io(&mut caller, io, |memory, _| {
+        (0..count)
+            .map(|i| iovec(memory, iovs, i))
+            .collect::<wasmtime::Result<Vec<_>>>()
+    })??;
+    if fd as u32 != STDIN || !io(caller.data_mut()).is_open(STDIN) {
+        return Ok(errno::BADF);
+    }
+    if buffers.iter().all(|&(_, len)| len == 0) {
+        // Nowhere to read to: nothing is read, and `nread` is left alone, as in
+        // wasmtime-wasi.
+        return Ok(errno::SUCCESS);
+    }
     if let Some(errno) = io(caller.data_mut()).refill(STREAM_READ_BYTES).await? {
         return Ok(errno);
     }
-    with_io(caller, io, |memory, io| {
-        // Every iovec is read before a byte is copied, as wasmtime-wasi does: a buffer
-        // that overlaps the iovec array cannot change what the rest of the call reads.
-        let mut buffers = Vec::with_capacity(count);
-        for i in 0..count {
-            buffers.push(iovec(memory, iovs, i)?);
-        }
+    with_io(&mut caller, io, |memory, io| {
         let mut total = 0u32;
         for (ptr, len) in buffers {
             if io.stdin.is_empty() {
                 break;
             }
-            let dst = slice_mut(memory, ptr, len)?;
-            let n = dst.len().min(io.stdin.len());
-            dst[..n].copy_from_slice(&io.stdin[..n]);
+            // Only the bytes read into a buffer are checked, as in wasmtime-wasi.
+            let n = len.min(io.stdin.len());
+            if n == 0 {
+                continue;
+            }
+            slice_mut(memory, ptr, n)?.copy_from_slice(&io.stdin[..n]);
             io.stdin.advance(n);
             total += n as u32;
         }
@@ -485,12 +515,12 @@ fn iovec_count(iovs_len: i32) -> Option<usize> {
 
 /// `fd_fdstat_get(fd, buf)`: the standard descriptors are not terminals, as in wasmtime-wasi.
 fn fd_fdstat_get<T>(
-    caller: Caller<'_, T>,
+    mut caller: Caller<'_, T>,
     io: impl IoAccessor<T>,
     fd: i32,
     buf: i32,
 ) -> wasmtime::Result<i32> {
-    with_io(caller, io, |memory, io| {
+    with_io(&mut caller, io, |memory, io| {
         let fd = fd as u32;
         if !io.is_open(fd) {
             return Ok(errno::BADF);
@@ -500,50 +530,60 @@ fn fd_fdstat_get<T>(
         } else {
             RIGHT_FD_WRITE
         };
-        let mut stat = [0u8; FDSTAT_BYTES];
-        // filetype 0 (unknown) and flags 0 are the zeroes already there.
+        // Field by field, as wasmtime-wasi writes it: the padding bytes keep what the guest
+        // had there. Filetype 0 (unknown) and flags 0.
+        aligned(buf, 8)?;
+        let stat = slice_mut(memory, buf, FDSTAT_BYTES)?;
+        stat[0] = 0;
+        stat[2..4].copy_from_slice(&0u16.to_le_bytes());
         stat[8..16].copy_from_slice(&rights.to_le_bytes());
         stat[16..24].copy_from_slice(&rights.to_le_bytes());
-        slice_mut(memory, buf, FDSTAT_BYTES)?.copy_from_slice(&stat);
         Ok(errno::SUCCESS)
     })?
 }
 
 fn clock_time_get<T>(
-    caller: Caller<'_, T>,
+    mut caller: Caller<'_, T>,
     io: impl IoAccessor<T>,
     id: i32,
     out: i32,
 ) -> wasmtime::Result<i32> {
-    with_io(caller, io, |memory, io| {
+    let id = valid_clock(id)?;
+    with_io(&mut caller, io, |memory, io| {
         let now = match id {
             CLOCK_REALTIME => SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64),
             CLOCK_MONOTONIC => io.started.elapsed().as_nanos() as u64,
-            CLOCK_PROCESS_CPUTIME | CLOCK_THREAD_CPUTIME => return Ok(errno::BADF),
-            _ => return Ok(errno::INVAL),
+            _ => return Ok(errno::BADF),
         };
         write_u64(memory, out, now)?;
         Ok(errno::SUCCESS)
     })?
 }
 
+/// A clock id of the witx enum; any other value traps, as in wasmtime-wasi.
+fn valid_clock(id: i32) -> wasmtime::Result<i32> {
+    match id {
+        CLOCK_REALTIME | CLOCK_MONOTONIC | CLOCK_PROCESS_CPUTIME | CLOCK_THREAD_CPUTIME => Ok(id),
+        _ => wasmtime::bail!("invalid value for clockid: {id}"),
+    }
+}
+
 fn clock_res_get<T>(
-    caller: Caller<'_, T>,
+    mut caller: Caller<'_, T>,
     io: impl IoAccessor<T>,
     id: i32,
     out: i32,
 ) -> wasmtime::Result<i32> {
-    match id {
+    match valid_clock(id)? {
         CLOCK_REALTIME | CLOCK_MONOTONIC => {
-            with_io(caller, io, |memory, _| {
+            with_io(&mut caller, io, |memory, _| {
                 write_u64(memory, out, CLOCK_RESOLUTION_NS)
             })??;
             Ok(errno::SUCCESS)
         }
-        CLOCK_PROCESS_CPUTIME | CLOCK_THREAD_CPUTIME => Ok(errno::BADF),
-        _ => Ok(errno::INVAL),
+        _ => Ok(errno::BADF),
     }
 }
 
@@ -560,6 +600,7 @@ type Answer = wasmtime::Result<i32>;
 
 /// The `i`th `(buf, len)` pair of the iovec array at `iovs`.
 fn iovec(memory: &[u8], iovs: i32, i: usize) -> wasmtime::Result<(i32, usize)> {
+    aligned(iovs, 4)?;
     let pair = slice(memory, element(iovs, i, 8)?, 8)?;
     let word = |at: usize| u32::from_le_bytes([pair[at], pair[at + 1], pair[at + 2], pair[at + 3]]);
     Ok((word(0) as i32, word(4) as usize))
@@ -587,7 +628,19 @@ fn slice(memory: &[u8], ptr: i32, len: usize) -> wasmtime::Result<&[u8]> {
         .ok_or_else(|| out_of_bounds(ptr, len))
 }
 
+/// The bytes an iovec names; an empty one is not looked for, as in wasmtime-wasi.
+fn buffer(memory: &[u8], (ptr, len): (i32, usize)) -> wasmtime::Result<&[u8]> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    slice(memory, ptr, len)
+}
+
 fn slice_mut(memory: &mut [u8], ptr: i32, len: usize) -> wasmtime::Result<&mut [u8]> {
+    if len == 0 {
+        // Zero bytes at any address: nothing is read or written there.
+        return Ok(&mut []);
+    }
     let start = ptr as u32 as usize;
     start
         .checked_add(len)
@@ -595,12 +648,23 @@ fn slice_mut(memory: &mut [u8], ptr: i32, len: usize) -> wasmtime::Result<&mut [
         .ok_or_else(|| out_of_bounds(ptr, len))
 }
 
+/// Traps on a pointer that is not a multiple of `align`, as wasmtime-wasi does for every
+/// value and record it reads or writes.
+fn aligned(ptr: i32, align: u32) -> wasmtime::Result<()> {
+    if !(ptr as u32).is_multiple_of(align) {
+        wasmtime::bail!("pointer not aligned to {align}: {:#x}", ptr as u32);
+    }
+    Ok(())
+}
+
 fn write_u32(memory: &mut [u8], ptr: i32, value: u32) -> wasmtime::Result<()> {
+    aligned(ptr, 4)?;
     slice_mut(memory, ptr, 4)?.copy_from_slice(&value.to_le_bytes());
     Ok(())
 }
 
 fn write_u64(memory: &mut [u8], ptr: i32, value: u64) -> wasmtime::Result<()> {
+    aligned(ptr, 8)?;
     slice_mut(memory, ptr, 8)?.copy_from_slice(&value.to_le_bytes());
     Ok(())
 }

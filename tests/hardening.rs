@@ -297,20 +297,7 @@ async fn an_fd_write_total_past_4_gib_is_einval() {
 /// so are two `Status:` lines. A guest response gets a `Content-Type` and `nosniff`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cgi_header_blocks_fail_closed() {
-    let writer = |text: &str| {
-        let data: String = text.bytes().map(|b| format!("\\{b:02x}")).collect();
-        format!(
-            r#"(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 4)
-  (data (i32.const 64) "{data}")
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 64))
-    (i32.store (i32.const 4) (i32.const {}))
-    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
-            text.len()
-        )
-    };
+    let writer = |text: &str| printing_module("", "", "", text);
     let many: String = (0..10_000).map(|i| format!("X-H{i}: v\n")).collect();
     let many = format!("{many}Status: 403\n\nforbidden body");
     let mut gw = gateway_with("", |modules| {
@@ -391,21 +378,24 @@ async fn one_module_cannot_take_every_slot() {
 
 // ---------------------------------------------------------------- every module wasmtime accepts
 
-/// A module that prints `text` after `body` ran, with `types` and `funcs` beside it.
-fn printing_module(types: &str, funcs: &str, body: &str, text: &str) -> String {
+/// A module that writes exactly `output` to stdout after `body` ran, with `types` and
+/// `funcs` beside it; its memory grows to hold `output`.
+fn printing_module(types: &str, funcs: &str, body: &str, output: &str) -> String {
+    let data: String = output.bytes().map(|b| format!("\\{b:02x}")).collect();
+    let pages = (64 + output.len()) / 65536 + 1;
     format!(
         r#"(module
   (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
   {types}
-  (memory (export "memory") 1)
-  (data (i32.const 64) "{text}\n")
+  (memory (export "memory") {pages})
+  (data (i32.const 64) "{data}")
   {funcs}
   (func (export "_start")
     {body}
     (i32.store (i32.const 0) (i32.const 64))
     (i32.store (i32.const 4) (i32.const {len}))
     (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
-        len = text.len() + 1
+        len = output.len()
     )
 }
 
@@ -421,7 +411,7 @@ async fn modules_using_exceptions_gc_and_tail_calls_are_served() {
        (try_table (catch $oops $caught) (call $thrower))
        (unreachable))
      (if (i32.ne (i32.const 7)) (then (unreachable)))",
-        "caught 7",
+        "caught 7\n",
     );
     let gc = printing_module(
         "(type $point (struct (field i32) (field (mut i32))))
@@ -433,7 +423,7 @@ async fn modules_using_exceptions_gc_and_tail_calls_are_served() {
      (array.set $ints (local.get $a) (i32.const 5) (struct.get $point 1 (local.get $p)))
      (if (i32.ne (array.get $ints (local.get $a) (i32.const 5)) (i32.const 4))
        (then (unreachable)))",
-        "gc ok",
+        "gc ok\n",
     );
     let refs_and_tail_calls = printing_module(
         "(type $unary (func (param i32) (result i32)))",
@@ -442,7 +432,7 @@ async fn modules_using_exceptions_gc_and_tail_calls_are_served() {
   (func $apply (param i32) (result i32)
     (return_call_ref $unary (local.get 0) (ref.func $double)))",
         "(if (i32.ne (call $apply (i32.const 21)) (i32.const 42)) (then (unreachable)))",
-        "tail 42",
+        "tail 42\n",
     );
     let mut gw = gateway_with("", |modules| {
         write_wat(modules, "exceptions", &exceptions);

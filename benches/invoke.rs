@@ -1,16 +1,20 @@
 //! The per-request cost of the invoke path: one hello request through a fresh store,
 //! `instantiate_pre`, `_start` and teardown, with the pooling allocator and with on-demand
 //! allocation, under each set of limits; plus the pieces around it (building the CGI
-//! environment, parsing the output).
+//! environment, parsing the output); and one whole exchange of the CGI hello next to the
+//! wasi:http hello component's.
 //!
 //! `cargo bench --bench invoke`; results and their meaning are in BENCHMARKS.md.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue};
+use http_body_util::Full;
 use wasmgate::{
-    AllocatorChoice, Config, Environment, GuestRuntime, ModuleSettings, Overrides, RequestMeta,
-    ServedModule, Stdin, build_env, invoke, parse_output,
+    AllocatorChoice, Config, ConnInfo, Environment, GuestRuntime, ModuleSettings, Overrides,
+    RequestMeta, ServedModule, Stdin, build_env, invoke, parse_output, respond, respond_whole,
 };
 
 // The same allocator as the wasmgate binary, so the figures are the server's.
@@ -46,20 +50,33 @@ fn sample_headers() -> HeaderMap {
     h
 }
 
-fn sample_env(headers: &HeaderMap) -> Environment {
-    let meta = RequestMeta {
+/// Where the sample request comes from and goes to.
+fn sample_conn() -> ConnInfo {
+    ConnInfo {
+        remote: "127.0.0.1:50000".parse().unwrap(),
+        local: "127.0.0.1:8080".parse().unwrap(),
+    }
+}
+
+/// The sample request, `GET /hello/some/path?a=1&b=2`, as the CGI side sees it.
+fn sample_meta(headers: &HeaderMap) -> RequestMeta<'_> {
+    let conn = sample_conn();
+    RequestMeta {
         module: "hello",
         method: "GET",
         path: "/hello/some/path",
         path_info: "/some/path",
         query: "a=1&b=2",
         headers,
-        remote: "127.0.0.1:50000".parse().unwrap(),
-        local: "127.0.0.1:8080".parse().unwrap(),
+        remote: conn.remote,
+        local: conn.local,
         protocol: "HTTP/1.1",
         body_len: None,
-    };
-    build_env(&meta, &ModuleSettings::default()).unwrap()
+    }
+}
+
+fn sample_env(headers: &HeaderMap) -> Environment {
+    build_env(&sample_meta(headers), &ModuleSettings::default()).unwrap()
 }
 
 /// The limits of a configuration that bounds nothing a hello could hit: no fuel metering,
@@ -70,6 +87,9 @@ const NO_LIMITS: &str = "[limits]\nfuel = 0\ntimeout_ms = 86400000\nmax_memory_b
 fn load_hello(choice: AllocatorChoice) -> (ServedModule, GuestRuntime) {
     load_module(choice, "", HELLO)
 }
+
+/// The wasi:http twin of hello (`tests/components/hello_http`).
+const HELLO_COMPONENT: &[u8] = include_bytes!("../tests/fixtures/components/hello_http.wasm");
 
 /// Hello with a 16 MiB data segment: copy-on-write images should make instantiating it
 /// cost about what hello costs.
@@ -90,12 +110,16 @@ fn load_module(
     extra: &str,
     wat_text: &str,
 ) -> (ServedModule, GuestRuntime) {
+    load_binary(choice, extra, &wat::parse_str(wat_text).unwrap())
+}
+
+/// Loads `wasm` (a module or a component) as module `hello`.
+fn load_binary(choice: AllocatorChoice, extra: &str, wasm: &[u8]) -> (ServedModule, GuestRuntime) {
     let config =
         Config::from_toml(&format!("{BENCH_CONFIG}{extra}"), Overrides::default()).unwrap();
     let runtime = GuestRuntime::new(&config, choice).unwrap();
-    let wasm = wat::parse_str(wat_text).unwrap();
     let module = runtime
-        .load("hello", &wasm, &config)
+        .load("hello", wasm, &config)
         .map_err(|f| f.error)
         .unwrap();
     (module, runtime)
@@ -182,6 +206,46 @@ fn bench_data_segment(c: &mut Criterion) {
     group.finish();
 }
 
+/// One whole hello exchange, request in and response out, for each ABI: the CGI module
+/// (environment, `_start`, parsing stdout) and the component (the wasi:http request, a task
+/// of its own, the response head and body).
+fn bench_exchange(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let headers = sample_headers();
+    let conn = sample_conn();
+    let mut group = c.benchmark_group("hello_exchange");
+    let (cgi, _cgi_runtime) = load_hello(AllocatorChoice::PoolingWithFallback);
+    group.bench_function("cgi", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let meta = sample_meta(&headers);
+            let response = respond(&cgi, &meta, Stdin::Buffered(Bytes::new()))
+                .await
+                .unwrap();
+            assert_eq!(response.body.len(), 13);
+        })
+    });
+    let (component, _component_runtime) =
+        load_binary(AllocatorChoice::PoolingWithFallback, "", HELLO_COMPONENT);
+    let component = Arc::new(component);
+    group.bench_function("component", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let mut request = http::Request::builder()
+                .uri("/hello/some/path?a=1&b=2")
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            *request.headers_mut() = headers.clone();
+            let response = respond_whole(component.clone(), request, conn)
+                .await
+                .unwrap();
+            assert_eq!(response.body().len(), 13);
+        })
+    });
+    group.finish();
+}
+
 fn bench_cgi(c: &mut Criterion) {
     let headers = sample_headers();
     c.bench_function("cgi_build_env", |b| b.iter(|| sample_env(&headers)));
@@ -201,6 +265,7 @@ criterion_group!(
     bench_invoke,
     bench_limits,
     bench_data_segment,
+    bench_exchange,
     bench_cgi
 );
 criterion_main!(benches);

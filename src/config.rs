@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::catalogue::name::ModuleName;
 use crate::guest::cgi::reserved::is_reserved_env_name;
+use crate::guest::wasi_http::allowed::AllowedHost;
 
 /// The size of a WebAssembly page: the unit of linear memory.
 pub(crate) const WASM_PAGE_BYTES: u64 = 64 * 1024;
@@ -146,6 +147,8 @@ pub struct ModuleSettings {
     pub args: Vec<String>,
     /// Read-only directories the guest sees: (guest path, host directory).
     pub volumes: Vec<(String, PathBuf)>,
+    /// Where a component's outgoing HTTP requests may go; empty denies them all.
+    pub allowed_outbound_hosts: Vec<AllowedHost>,
 }
 
 /// Command-line values that override the file.
@@ -208,6 +211,8 @@ struct FileModule {
     args: Vec<String>,
     #[serde(default)]
     volumes: BTreeMap<String, PathBuf>,
+    #[serde(default)]
+    allowed_outbound_hosts: Vec<String>,
 }
 
 impl Config {
@@ -415,8 +420,20 @@ fn module_settings(
             ));
         }
     }
+    let allowed_outbound_hosts = module
+        .allowed_outbound_hosts
+        .iter()
+        .map(|entry| {
+            AllowedHost::parse(entry).map_err(|why| ConfigError::Value {
+                key: format!("{section}.allowed_outbound_hosts"),
+                value: format!("{entry:?}"),
+                reason: why.reason(),
+            })
+        })
+        .collect::<Result<_, _>>()?;
     Ok(ModuleSettings {
         limits,
+        allowed_outbound_hosts,
         args: module.args.clone(),
         volumes: module
             .volumes
@@ -572,6 +589,20 @@ mod tests {
         );
         assert_eq!(a.env, vec![("G".to_string(), "hi".to_string())]);
         assert_eq!(c.module_settings("b").limits.fuel, 7);
+    }
+
+    #[test]
+    fn outbound_hosts_are_parsed_and_checked() {
+        let c =
+            parse("[modules.api]\nallowed_outbound_hosts = [\"http://127.0.0.1:9000\"]").unwrap();
+        let api = c.module_settings("api");
+        assert_eq!(api.allowed_outbound_hosts.len(), 1);
+        assert!(c.module_settings("other").allowed_outbound_hosts.is_empty());
+        let e = parse("[modules.api]\nallowed_outbound_hosts = [\"http://x/api\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("modules.api.allowed_outbound_hosts"), "{e}");
+        assert!(e.contains("\"http://x/api\""), "{e}");
     }
 
     #[test]

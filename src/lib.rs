@@ -1,8 +1,11 @@
-//! wasmgate: an HTTP gateway that runs WebAssembly functions, CGI-style.
+//! wasmgate: an HTTP gateway that runs WebAssembly functions, CGI-style or through
+//! wasi:http.
 //!
-//! A request to `/NAME/...` runs `NAME.wasm`, a WASI preview1 command module, in a fresh
-//! instance: the request goes in through environment variables and stdin, and stdout comes
-//! back as the response. The folders follow a request through the pipeline:
+//! A request to `/NAME/...` runs `NAME.wasm` in a fresh instance. A WASI preview1 command
+//! module gets the request through environment variables and stdin, and its stdout comes
+//! back as the response; a wasi:http component is handed the request as a wasi:http
+//! request and streams its response back. The folders follow a request through the
+//! pipeline:
 //!
 //! ```text
 //! config ─> runtime ─────────────> (engine + epoch ticker + linkers, made once)
@@ -11,8 +14,10 @@
 //!                                                                         │
 //! http:        listener ─> server (body) ──── registry.lookup ────────────┘
 //!                              │
-//! guest:                       └─> cgi::exchange ─> invoke (store, deadline, linkers)
-//!                                   env · stdin · preview1 · stdio · response
+//! guest:                       ├─> cgi::exchange ─> invoke (store, bounds, linkers)
+//!                              │    env · stdin · preview1 · stdio · response
+//!                              └─> wasi_http::exchange (store, bounds, linkers)
+//!                                   request · io · outbound · response
 //! metrics:     every step above records into its module's series; http::admin serves them
 //! ```
 //!
@@ -20,7 +25,7 @@
 //! - `runtime`: the one engine, its epoch ticker and the linkers, built in one place;
 //! - `catalogue`: which version of each module is served, kept in step with the directory;
 //! - `http`: the listeners, the public handler, request bodies, the admin endpoints;
-//! - `guest`: one request's instance, with one folder per guest ABI (`cgi` today);
+//! - `guest`: one request's instance, with one folder per guest ABI (`cgi`, `wasi_http`);
 //! - `metrics`: the Prometheus series and the gateway's own histograms;
 //! - `gateway` (`serve`) and `commands` (`run`, `compile`): what the binary starts.
 //!
@@ -39,6 +44,7 @@ mod runtime;
 mod shutdown;
 
 pub use catalogue::ServedModule;
+pub use catalogue::abi::Abi;
 pub use catalogue::cache::CacheError;
 pub use catalogue::compile::Source;
 pub use catalogue::failure::{LoadError, LoadFailure};
@@ -46,12 +52,14 @@ pub use commands::compile::{PrecompileError, Precompiled, Precompiler};
 pub use commands::run::{RunBody, RunError, RunRequest, run_once};
 pub use config::{Config, ConfigError, Limits, ModuleSettings, Overrides};
 pub use gateway::{RunningGateway, StartError};
+pub use guest::bounds::InvokeError;
 pub use guest::cgi::env::{EnvError, Environment, RequestMeta, build_env};
 pub use guest::cgi::exchange::{CgiFailure, respond};
 pub use guest::cgi::preview1::{CGI_IMPORTS, Preview1};
 pub use guest::cgi::response::{CgiResponse, OutputError, parse_output};
 pub use guest::cgi::stdin::{BodyOverflow, BodyStream, Stdin};
-pub use guest::invoke::{InvokeError, invoke};
+pub use guest::invoke::invoke;
+pub use guest::wasi_http::exchange::{HttpFailure, RequestBody, respond_whole};
 pub use http::listener::{ConnInfo, ListenOptions, bind_shared, serve, serve_on_threads};
 pub use outcome::Outcome;
 pub use runtime::{AllocatorChoice, GuestRuntime, RuntimeError};

@@ -74,8 +74,8 @@ async fn the_gateways_functions_answer_as_wasmtime_wasi_does() {
     let gateway = Gateway::new("");
     let own = gateway.load("probe", PROBE);
     let wasi = gateway.load("probe", &with_poll_import(PROBE));
-    assert_eq!(own.preview1(), Preview1::Gateway);
-    assert_eq!(wasi.preview1(), Preview1::WasmtimeWasi);
+    assert_eq!(own.preview1(), Some(Preview1::Gateway));
+    assert_eq!(wasi.preview1(), Some(Preview1::WasmtimeWasi));
 
     let own_out = invoke(&own, env(), buffered(STDIN)).await.unwrap();
     let wasi_out = invoke(&wasi, env(), buffered(STDIN)).await.unwrap();
@@ -101,14 +101,17 @@ async fn modules_that_need_more_than_stdio_get_wasmtime_wasi() {
         dir.path()
     ));
     let hello = include_str!("fixtures/hello.wat");
-    assert_eq!(gateway.load("hello", hello).preview1(), Preview1::Gateway);
+    assert_eq!(
+        gateway.load("hello", hello).preview1(),
+        Some(Preview1::Gateway)
+    );
     assert_eq!(
         gateway.load("withvolume", hello).preview1(),
-        Preview1::WasmtimeWasi
+        Some(Preview1::WasmtimeWasi)
     );
     assert_eq!(
         gateway.load("polls", &with_poll_import(hello)).preview1(),
-        Preview1::WasmtimeWasi
+        Some(Preview1::WasmtimeWasi)
     );
 }
 
@@ -241,7 +244,7 @@ async fn both(
 ) -> [Result<Bytes, InvokeError>; 2] {
     let own = gateway.load(name, wat_text);
     let wasi = gateway.load(name, &with_poll_import(wat_text));
-    assert_eq!(wasi.preview1(), Preview1::WasmtimeWasi);
+    assert_eq!(wasi.preview1(), Some(Preview1::WasmtimeWasi));
     [
         invoke(&own, Environment::default(), buffered(stdin)).await,
         invoke(&wasi, Environment::default(), buffered(stdin)).await,

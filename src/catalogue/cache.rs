@@ -5,6 +5,9 @@
 //! comes from `Engine::precompile_compatibility_hash`, so an artifact built by another
 //! wasmtime version or with other settings is never even looked at.
 //!
+//! Core modules and components are cached alike ([`Artifact`]); wasmtime's own header tells
+//! the two apart and refuses one deserialized as the other.
+//!
 //! Loading an artifact runs native code (`Module::deserialize` is unsafe), so it is only
 //! loaded after checking it against a seal kept beside it (`.seal`): the module digest it
 //! was compiled from and the sha256 of the artifact's own bytes. A mismatch — a flipped
@@ -35,6 +38,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use sha2::{Digest as _, Sha256};
+use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 
 use super::digest::Digest;
@@ -74,6 +78,36 @@ pub(crate) struct CacheStats {
     pub(crate) misses: AtomicU64,
     pub(crate) discarded: AtomicU64,
     pub(crate) evicted: AtomicU64,
+}
+
+/// Compiled code the cache can keep: a core module or a component.
+pub(crate) trait Artifact: Sized {
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>>;
+    /// # Safety
+    /// As for [`Module::deserialize`]: `bytes` must be an artifact wasmtime wrote.
+    unsafe fn deserialize(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self>;
+}
+
+impl Artifact for Module {
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        Module::serialize(self)
+    }
+
+    unsafe fn deserialize(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self> {
+        // SAFETY: passed on to the caller.
+        unsafe { Module::deserialize(engine, bytes) }
+    }
+}
+
+impl Artifact for Component {
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        Component::serialize(self)
+    }
+
+    unsafe fn deserialize(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self> {
+        // SAFETY: passed on to the caller.
+        unsafe { Component::deserialize(engine, bytes) }
+    }
 }
 
 /// The artifact cache of one engine.
@@ -120,8 +154,9 @@ impl ArtifactCache {
         })
     }
 
-    /// The compiled module for `digest`, if a sound artifact is cached. Blocking.
-    pub(crate) fn get(&self, engine: &Engine, digest: &Digest) -> Option<Module> {
+    /// The compiled module or component for `digest`, if a sound artifact is cached.
+    /// Blocking.
+    pub(crate) fn get<A: Artifact>(&self, engine: &Engine, digest: &Digest) -> Option<A> {
         let artifact = self.artifact_path(digest);
         let bytes = match read_no_follow(&artifact) {
             Ok(bytes) => bytes,
@@ -146,12 +181,12 @@ impl ArtifactCache {
         }
     }
 
-    fn verify_and_load(
+    fn verify_and_load<A: Artifact>(
         &self,
         engine: &Engine,
         digest: &Digest,
         bytes: &[u8],
-    ) -> Result<Module, Discard> {
+    ) -> Result<A, Discard> {
         let seal = read_no_follow(&self.seal_path(digest)).map_err(|_| Discard::NoSeal)?;
         let seal = String::from_utf8(seal).map_err(|_| Discard::BadSeal)?;
         let (module, artifact) = parse_seal(&seal).ok_or(Discard::BadSeal)?;
@@ -164,13 +199,14 @@ impl ArtifactCache {
         // SAFETY: `bytes` are exactly what this cache wrote for this module digest and this
         // engine fingerprint (checked against the seal just above), in a directory only this
         // user can write; wasmtime checks its own header and engine compatibility on top.
-        unsafe { Module::deserialize(engine, bytes) }
+        unsafe { A::deserialize(engine, bytes) }
             .map_err(|e| Discard::Incompatible(format!("{e:#}")))
     }
 
-    /// Stores the compiled `module` for `digest`, then trims the cache to its cap. Blocking.
-    pub(crate) fn put(&self, digest: &Digest, module: &Module) -> io::Result<()> {
-        let bytes = module.serialize().map_err(io::Error::other)?;
+    /// Stores the compiled `artifact` for `digest`, then trims the cache to its cap.
+    /// Blocking.
+    pub(crate) fn put(&self, digest: &Digest, artifact: &impl Artifact) -> io::Result<()> {
+        let bytes = artifact.serialize().map_err(io::Error::other)?;
         let seal = format!(
             "{SEAL_HEADER}\nmodule {digest}\nartifact {}\n",
             Digest::of(&bytes)
@@ -327,9 +363,9 @@ mod tests {
         let engine = engine();
         let cache = ArtifactCache::open(dir.path(), &engine, u64::MAX).unwrap();
         let (m, digest) = module(&engine, "(module (func (export \"f\")))");
-        assert!(cache.get(&engine, &digest).is_none());
+        assert!(cache.get::<Module>(&engine, &digest).is_none());
         cache.put(&digest, &m).unwrap();
-        let loaded = cache.get(&engine, &digest).expect("hit");
+        let loaded = cache.get::<Module>(&engine, &digest).expect("hit");
         assert!(loaded.get_export("f").is_some());
         assert_eq!(cache.stats.hits.load(Ordering::Relaxed), 1);
         assert_eq!(cache.stats.misses.load(Ordering::Relaxed), 1);
@@ -362,7 +398,7 @@ mod tests {
         // Another module's artifact and seal copied into place.
         fs::copy(cache.artifact_path(&db), cache.artifact_path(&da)).unwrap();
         fs::copy(cache.seal_path(&db), cache.seal_path(&da)).unwrap();
-        assert!(cache.get(&engine, &da).is_none());
+        assert!(cache.get::<Module>(&engine, &da).is_none());
         assert!(
             !cache.artifact_path(&da).exists(),
             "a discarded artifact is removed"
@@ -373,13 +409,13 @@ mod tests {
         let mid = bytes.len() / 2;
         bytes[mid] ^= 0xff;
         fs::write(cache.artifact_path(&db), &bytes).unwrap();
-        assert!(cache.get(&engine, &db).is_none());
+        assert!(cache.get::<Module>(&engine, &db).is_none());
 
         // A truncated artifact with a fresh seal is still refused (by the seal).
         cache.put(&db, &b).unwrap();
         let bytes = fs::read(cache.artifact_path(&db)).unwrap();
         fs::write(cache.artifact_path(&db), &bytes[..bytes.len() / 2]).unwrap();
-        assert!(cache.get(&engine, &db).is_none());
+        assert!(cache.get::<Module>(&engine, &db).is_none());
         assert_eq!(cache.stats.discarded.load(Ordering::Relaxed), 3);
     }
 

@@ -1,26 +1,27 @@
 //! Turns a module file's bytes into something ready to instantiate: compiled with
 //! Cranelift (or loaded from the artifact cache), then linked once into an `InstancePre`
-//! with its `_start` export looked up ahead of time.
+//! with its `_start` export looked up ahead of time — or, for a component, into a
+//! `ProxyPre` with its wasi:http handler looked up.
 //!
-//! Everything that can be checked before a request arrives is checked here — that the bytes
-//! are WebAssembly, that every import is one the host provides, that there is a `_start` —
-//! so a broken module is a clear load error in `/modules` and the log, not a surprise at
+//! A file is a core module or a component by its header ([`Abi::of`]). Everything that can
+//! be checked before a request arrives is checked here — that the bytes are WebAssembly,
+//! that every import is one the host provides, that there is a `_start` or an HTTP handler
+//! — so a broken module is a clear load error in `/modules` and the log, not a surprise at
 //! request time. What serving needs on top (settings, metrics, arguments) is added by
 //! [`ServedModule`](super::served::ServedModule).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 
-use super::cache::ArtifactCache;
+use super::abi::Abi;
+use super::cache::{Artifact, ArtifactCache};
 use super::digest::Digest;
 use super::failure::LoadError;
 use super::file::FileFacts;
 use crate::guest::linkers::{Linkers, Prepared, one_line};
-
-/// How every WebAssembly binary, module or component, begins.
-const WASM_MAGIC: &[u8] = b"\0asm";
 
 /// Where a module's machine code came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -81,8 +82,16 @@ impl Compiler {
         has_volumes: bool,
     ) -> Result<Compiled, LoadError> {
         let started = Instant::now();
-        let (module, source) = self.machine_code(&facts.digest, bytes)?;
-        let prepared = self.linkers.link(&module, has_volumes)?;
+        let (prepared, source) = match facts.abi.ok_or(LoadError::NotWasm)? {
+            Abi::Cgi => {
+                let (module, source) = self.machine_code::<Module>(&facts.digest, bytes)?;
+                (self.linkers.link(&module, has_volumes)?, source)
+            }
+            Abi::WasiHttp => {
+                let (component, source) = self.machine_code::<Component>(&facts.digest, bytes)?;
+                (self.linkers.link_component(&component)?, source)
+            }
+        };
         Ok(Compiled {
             facts,
             prepared,
@@ -91,28 +100,46 @@ impl Compiler {
         })
     }
 
-    /// The module's machine code: from the cache when a sound artifact is there, compiled
-    /// (and then cached) otherwise. Bytes that are not WebAssembly at all are refused
-    /// before wasmtime sees them, since its message would quote them (and they may be any
-    /// file's, through a symlink).
-    fn machine_code(&self, digest: &Digest, bytes: &[u8]) -> Result<(Module, Source), LoadError> {
-        if !bytes.starts_with(WASM_MAGIC) {
-            return Err(LoadError::NotWasm);
-        }
-        if let Some(module) = self
+    /// The machine code of a module or component: from the cache when a sound artifact is
+    /// there, compiled (and then cached) otherwise. Bytes that are not WebAssembly at all
+    /// were refused before wasmtime sees them, since its message would quote them (and
+    /// they may be any file's, through a symlink).
+    fn machine_code<A: Compile>(
+        &self,
+        digest: &Digest,
+        bytes: &[u8],
+    ) -> Result<(A, Source), LoadError> {
+        if let Some(artifact) = self
             .cache
             .as_ref()
-            .and_then(|c| c.get(&self.engine, digest))
+            .and_then(|c| c.get::<A>(&self.engine, digest))
         {
-            return Ok((module, Source::Cache));
+            return Ok((artifact, Source::Cache));
         }
-        let module = Module::from_binary(&self.engine, bytes)
+        let artifact = A::from_binary(&self.engine, bytes)
             .map_err(|e| LoadError::Compile(one_line(&format!("{e:#}"))))?;
         if let Some(cache) = &self.cache
-            && let Err(e) = cache.put(digest, &module)
+            && let Err(e) = cache.put(digest, &artifact)
         {
             tracing::warn!(module_digest = %digest, error = %e, "cannot write the compiled artifact to the cache");
         }
-        Ok((module, Source::Compiled))
+        Ok((artifact, Source::Compiled))
+    }
+}
+
+/// What Cranelift compiles: a core module or a component.
+trait Compile: Artifact {
+    fn from_binary(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self>;
+}
+
+impl Compile for Module {
+    fn from_binary(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self> {
+        Module::from_binary(engine, bytes)
+    }
+}
+
+impl Compile for Component {
+    fn from_binary(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self> {
+        Component::from_binary(engine, bytes)
     }
 }

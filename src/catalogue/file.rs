@@ -13,6 +13,7 @@ use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use super::abi::Abi;
 use super::digest::Digest;
 
 /// What a module file is, independent of whether it could be loaded.
@@ -20,6 +21,8 @@ use super::digest::Digest;
 pub struct FileFacts {
     pub digest: Digest,
     pub size_bytes: u64,
+    /// What its header says it is; `None` when it is not WebAssembly.
+    pub abi: Option<Abi>,
 }
 
 impl FileFacts {
@@ -27,6 +30,7 @@ impl FileFacts {
         FileFacts {
             digest: Digest::of(bytes),
             size_bytes: bytes.len() as u64,
+            abi: Abi::of(bytes),
         }
     }
 }

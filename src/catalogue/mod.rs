@@ -4,10 +4,12 @@
 //! - [`watch`]: file-system events, debounced, to [`loader`] syncs;
 //! - [`loader`]: one module file at a time, to a new version or a recorded failure;
 //! - [`file`], [`digest`], [`name`]: what a module file is and what it may be called;
+//! - [`abi`]: whether it is a CGI module or a wasi:http component, by its header;
 //! - [`compile`] and [`cache`]: bytes to a prepared module, through the artifact cache;
 //! - [`served`] and [`registry`]: what requests find, by name;
 //! - [`failure`]: why a file could not be loaded.
 
+pub(crate) mod abi;
 pub(crate) mod cache;
 pub(crate) mod compile;
 pub(crate) mod digest;

@@ -14,10 +14,12 @@ use std::time::SystemTime;
 use dashmap::DashMap;
 use serde::Serialize;
 
+use super::abi::Abi;
 use super::compile::Source;
 use super::digest::Digest;
 use super::failure::LoadFailure;
 use super::served::{ModuleShared, ServedModule};
+use crate::guest::cgi::preview1::Preview1;
 use crate::metrics::ModuleMetrics;
 
 /// One module file's state.
@@ -60,6 +62,9 @@ pub(crate) struct ModuleStatus {
     /// Which WASI implementation serves it: `cgi` (the gateway's own stdio functions) or
     /// `wasi` (wasmtime-wasi's complete preview1).
     pub(crate) wasi: Option<&'static str>,
+    /// How the module is served: `cgi` or `wasi-http` (from the file's header, so a
+    /// failed file has one too).
+    pub(crate) abi: Option<Abi>,
 }
 
 impl Registry {
@@ -184,7 +189,10 @@ fn status(name: &str, entry: &Entry) -> ModuleStatus {
         source: serving.map(|m| m.compiled.source),
         compile_ms: serving.map(|m| m.compiled.took.as_secs_f64() * 1000.0),
         loaded_at: serving.map(|m| unix_seconds(m.loaded_at)),
-        wasi: serving.map(|m| m.compiled.prepared.preview1().label()),
+        wasi: serving
+            .and_then(|m| m.compiled.prepared.preview1())
+            .map(Preview1::label),
+        abi: facts.and_then(|f| f.abi),
     }
 }
 

@@ -9,10 +9,12 @@ use std::time::SystemTime;
 
 use tokio::sync::Semaphore;
 
+use super::abi::Abi;
 use super::compile::Compiled;
 use crate::config::ModuleSettings;
 use crate::guest::cgi::preview1::Preview1;
 use crate::guest::cgi::string_block::StringBlock;
+use crate::guest::wasi_http::allowed::AllowedHost;
 use crate::metrics::ModuleMetrics;
 
 /// A module ready to serve.
@@ -24,6 +26,8 @@ pub struct ServedModule {
     pub(crate) args: Arc<StringBlock>,
     /// Its metric series and its concurrency permits, shared with its other versions.
     pub(crate) shared: ModuleShared,
+    /// Where its outgoing HTTP requests may go (components only).
+    pub(crate) allowed_outbound: Arc<[AllowedHost]>,
     pub(crate) loaded_at: SystemTime,
 }
 
@@ -56,6 +60,7 @@ impl ServedModule {
         );
         ServedModule {
             name: Arc::from(name),
+            allowed_outbound: settings.allowed_outbound_hosts.iter().cloned().collect(),
             compiled,
             settings,
             args: Arc::new(args),
@@ -69,8 +74,13 @@ impl ServedModule {
         &self.shared.metrics
     }
 
-    /// Which preview1 implementation serves the module.
-    pub fn preview1(&self) -> Preview1 {
+    /// Which preview1 implementation serves the module; `None` for a component.
+    pub fn preview1(&self) -> Option<Preview1> {
         self.compiled.prepared.preview1()
+    }
+
+    /// Which ABI the module is served through.
+    pub fn abi(&self) -> Abi {
+        self.compiled.prepared.abi()
     }
 }

@@ -2,7 +2,8 @@
 //! for module authors to try a function before deploying it.
 //!
 //! It is the gateway's twin: the module's own `[modules.NAME]` settings and limits from
-//! `--config`, the same CGI exchange ([`respond`]), the same body limit. The process's
+//! `--config`, the same CGI exchange ([`respond`]) or wasi:http exchange ([`exchange`]) by
+//! the file's header, the same body and output limits. The process's
 //! stdin is the request body, read only as the guest reads it, so a guest that never reads
 //! stdin does not wait for its end. The exit status says how the guest ended
 //! ([`RunError::exit_code`]): the guest's own code for a `proc_exit`, and codes from 126 up
@@ -12,22 +13,29 @@ use std::io::{IsTerminal, Read};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use http::HeaderMap;
+use http::header::{CONTENT_LENGTH, HOST};
+use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::mpsc;
 
+use crate::catalogue::ServedModule;
 use crate::catalogue::failure::LoadError;
 use crate::catalogue::file::{ReadLimits, read_module_file};
 use crate::config::{Config, ConfigError};
+use crate::guest::bounds::InvokeError;
 use crate::guest::cgi::env::RequestMeta;
 use crate::guest::cgi::exchange::{CgiFailure, respond};
 use crate::guest::cgi::response::CgiResponse;
 use crate::guest::cgi::stdin::{BodyStream, Stdin};
-use crate::guest::invoke::InvokeError;
+use crate::guest::linkers::Prepared;
+use crate::guest::wasi_http::exchange::{HttpFailure, respond_whole};
+use crate::http::listener::ConnInfo;
 use crate::runtime::{AllocatorChoice, GuestRuntime, RuntimeError};
 
 /// The addresses a one-shot run pretends the request came from and went to.
@@ -202,8 +210,12 @@ pub enum RunError {
     Load { module: String, error: LoadError },
     #[error("module '{module}': the request body is larger than {limit} bytes")]
     BodyTooLarge { module: String, limit: u64 },
+    #[error("module '{module}': {reason}")]
+    Request { module: String, reason: String },
     #[error(transparent)]
     Failed(#[from] CgiFailure),
+    #[error(transparent)]
+    Http(#[from] HttpFailure),
 }
 
 impl RunError {
@@ -212,13 +224,16 @@ impl RunError {
     /// the guest from running.
     pub fn exit_code(&self) -> u8 {
         let error = match self {
-            RunError::Failed(CgiFailure::Guest(error)) => error,
+            RunError::Failed(CgiFailure::Guest(error))
+            | RunError::Http(HttpFailure::Guest(error)) => error,
             RunError::Failed(CgiFailure::Output { .. }) => return EXIT_TRAP,
             _ => return EXIT_CANNOT_RUN,
         };
         match error {
             InvokeError::Exit { code, .. } => u8::try_from(*code).unwrap_or(EXIT_TRAP),
-            InvokeError::Trap { .. } => EXIT_TRAP,
+            InvokeError::Trap { .. }
+            | InvokeError::NoResponse { .. }
+            | InvokeError::ErrorResponse { .. } => EXIT_TRAP,
             InvokeError::FuelExhausted { .. }
             | InvokeError::MemoryExceeded { .. }
             | InvokeError::OutputTooLarge { .. }
@@ -232,13 +247,13 @@ impl RunError {
 pub async fn run_once(
     file: &Path,
     mut config: Config,
-    request: RunRequest,
+    mut request: RunRequest,
 ) -> Result<CgiResponse, RunError> {
     let name = file
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "module".into());
-    config.add_module_env(&name, request.env)?;
+    config.add_module_env(&name, std::mem::take(&mut request.env))?;
     let load_error = |error| RunError::Load {
         module: name.clone(),
         error,
@@ -252,15 +267,28 @@ pub async fn run_once(
     let module = runtime
         .load(&name, &bytes, &config)
         .map_err(|f| load_error(f.error))?;
+    match &module.compiled.prepared {
+        Prepared::Cgi(_) => run_cgi(&module, request).await,
+        Prepared::Http(_) => run_component(Arc::new(module), request).await,
+    }
+}
+
+/// The error for a body past the module's limit.
+fn body_too_large(module: &ServedModule) -> RunError {
+    RunError::BodyTooLarge {
+        module: module.name.to_string(),
+        limit: module.settings.limits.max_body_bytes,
+    }
+}
+
+/// One CGI exchange: stdin streams to the guest as it reads it.
+async fn run_cgi(module: &ServedModule, request: RunRequest) -> Result<CgiResponse, RunError> {
+    let name = &module.name;
     let limit = module.settings.limits.max_body_bytes;
-    let too_large = || RunError::BodyTooLarge {
-        module: name.clone(),
-        limit,
-    };
     let (stdin, body_len, overflow) = match request.body {
         RunBody::Empty => (Stdin::Buffered(Default::default()), None, None),
         RunBody::Reader { len, .. } if len.is_some_and(|len| len > limit) => {
-            return Err(too_large());
+            return Err(body_too_large(module));
         }
         RunBody::Reader { reader, len } => {
             let (stream, overflow) = BodyStream::new(reader, limit);
@@ -270,7 +298,7 @@ pub async fn run_once(
     let headers = HeaderMap::new();
     let path = format!("/{name}{}", request.path);
     let meta = RequestMeta {
-        module: &name,
+        module: name,
         method: &request.method,
         path: &path,
         path_info: &request.path,
@@ -281,9 +309,122 @@ pub async fn run_once(
         protocol: "HTTP/1.1",
         body_len,
     };
-    let response = respond(&module, &meta, stdin).await;
+    let response = respond(module, &meta, stdin).await;
     if overflow.is_some_and(|o| o.happened()) {
-        return Err(too_large());
+        return Err(body_too_large(module));
     }
     Ok(response?)
+}
+
+/// One wasi:http exchange: stdin streams to the component as its body, and its response
+/// body is collected (within the output cap) to be printed.
+async fn run_component(
+    module: Arc<ServedModule>,
+    request: RunRequest,
+) -> Result<CgiResponse, RunError> {
+    let request = component_request(&module, request)?;
+    let conn = ConnInfo {
+        remote: RUN_REMOTE,
+        local: RUN_LOCAL,
+    };
+    let (head, body) = respond_whole(module, request, conn).await?.into_parts();
+    Ok(CgiResponse {
+        status: head.status,
+        headers: head.headers,
+        body,
+    })
+}
+
+/// The request `run` hands a component: `/NAME/PATH?QUERY`, with stdin as its body.
+fn component_request(
+    module: &ServedModule,
+    request: RunRequest,
+) -> Result<http::Request<ReaderBody>, RunError> {
+    let query = match request.query.as_str() {
+        "" => String::new(),
+        q => format!("?{q}"),
+    };
+    let uri = format!("/{}{}{query}", module.name, request.path);
+    let body = ReaderBody::new(request.body);
+    let mut builder = http::Request::builder()
+        .method(request.method.as_str())
+        .uri(uri)
+        .header(HOST, RUN_LOCAL.to_string());
+    if let Some(len) = body.len {
+        builder = builder.header(CONTENT_LENGTH, len);
+    }
+    builder.body(body).map_err(|e| RunError::Request {
+        module: module.name.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// `run`'s request body as an HTTP body: stdin read in chunks as the component reads it.
+struct ReaderBody {
+    reader: Option<Box<dyn AsyncRead + Send + Sync + Unpin>>,
+    len: Option<u64>,
+    buf: BytesMut,
+}
+
+impl ReaderBody {
+    fn new(body: RunBody) -> ReaderBody {
+        let (reader, len) = match body {
+            RunBody::Empty => (None, Some(0)),
+            RunBody::Reader { reader, len } => (Some(reader), len),
+        };
+        ReaderBody {
+            reader,
+            len,
+            buf: BytesMut::new(),
+        }
+    }
+}
+
+impl Body for ReaderBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        let Some(reader) = this.reader.as_mut() else {
+            return Poll::Ready(None);
+        };
+        this.buf.resize(STDIN_CHUNK_BYTES, 0);
+        let mut read = ReadBuf::new(&mut this.buf);
+        match Pin::new(reader).poll_read(cx, &mut read) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => {
+                this.reader = None;
+                Poll::Ready(Some(Err(wasmtime_wasi_http::Error::InternalError(Some(
+                    format!("reading stdin: {e}"),
+                )))))
+            }
+            Poll::Ready(Ok(())) => {
+                let n = read.filled().len();
+                if n == 0 {
+                    this.reader = None;
+                    return Poll::Ready(None);
+                }
+                let chunk = this.buf.split_to(n).freeze();
+                this.len = this.len.map(|len| len.saturating_sub(n as u64));
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.reader.is_none()
+    }
+
+    /// Exact for a file (its length less what was read), unknown for a pipe.
+    fn size_hint(&self) -> SizeHint {
+        match (&self.reader, self.len) {
+            (None, _) => SizeHint::with_exact(0),
+            (Some(_), Some(len)) => SizeHint::with_exact(len),
+            (Some(_), None) => SizeHint::default(),
+        }
+    }
 }

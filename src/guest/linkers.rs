@@ -1,14 +1,19 @@
-//! The linkers a CGI module can be linked against, one per store type: the gateway's own
-//! preview1 functions, or wasmtime-wasi's; both with the `env.log_*` functions. Linking
-//! happens once per module, at load, into a [`Prepared`] module that every request
+//! The linkers a guest can be linked against, one per store type: for a CGI module the
+//! gateway's own preview1 functions, or wasmtime-wasi's, both with the `env.log_*`
+//! functions; for a wasi:http component, wasmtime-wasi's WASIp2 and wasmtime-wasi-http.
+//! Linking happens once per module, at load, into a [`Prepared`] guest that every request
 //! instantiates.
 
+use wasmtime::component::Component;
 use wasmtime::{Engine, InstancePre, Linker, Module, ModuleExport};
 use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use super::cgi::preview1::{self, Preview1, RequestIo};
 use super::log;
 use super::store::StoreState;
+use super::wasi_http::io::ComponentStore;
+use crate::catalogue::abi::Abi;
 
 /// The entry point of a WASI command module.
 const START_EXPORT: &str = "_start";
@@ -25,10 +30,21 @@ pub enum LinkError {
     Imports(String),
     #[error("no `_start` function exported: a WASI command module is expected")]
     NoStart,
+    #[error(
+        "the component exports no wasi:http handler: a component of the wasi:http/proxy \
+         world (exporting wasi:http/incoming-handler@0.2) is expected ({0})"
+    )]
+    NoHttpHandler(String),
 }
 
-/// A module linked and ready to instantiate, with its `_start` looked up.
+/// A guest linked and ready to instantiate.
 pub(crate) enum Prepared {
+    Cgi(CgiModule),
+    Http(ProxyPre<ComponentStore>),
+}
+
+/// A CGI module linked and ready to instantiate, with its `_start` looked up.
+pub(crate) enum CgiModule {
     Gateway {
         pre: InstancePre<GatewayStore>,
         start: ModuleExport,
@@ -40,19 +56,28 @@ pub(crate) enum Prepared {
 }
 
 impl Prepared {
-    /// Which preview1 implementation serves the module.
-    pub(crate) fn preview1(&self) -> Preview1 {
+    /// Which preview1 implementation serves a CGI module.
+    pub(crate) fn preview1(&self) -> Option<Preview1> {
         match self {
-            Prepared::Gateway { .. } => Preview1::Gateway,
-            Prepared::WasmtimeWasi { .. } => Preview1::WasmtimeWasi,
+            Prepared::Cgi(CgiModule::Gateway { .. }) => Some(Preview1::Gateway),
+            Prepared::Cgi(CgiModule::WasmtimeWasi { .. }) => Some(Preview1::WasmtimeWasi),
+            Prepared::Http(_) => None,
+        }
+    }
+
+    pub(crate) fn abi(&self) -> Abi {
+        match self {
+            Prepared::Cgi(_) => Abi::Cgi,
+            Prepared::Http(_) => Abi::WasiHttp,
         }
     }
 }
 
-/// Both linkers, built once per engine.
+/// Every linker, built once per engine.
 pub(crate) struct Linkers {
     gateway: Linker<GatewayStore>,
     wasi: Linker<WasiStore>,
+    component: wasmtime::component::Linker<ComponentStore>,
 }
 
 impl Linkers {
@@ -63,7 +88,14 @@ impl Linkers {
         let mut wasi = Linker::new(engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut wasi, |state: &mut WasiStore| &mut state.io)?;
         log::add_to_linker(&mut wasi)?;
-        Ok(Linkers { gateway, wasi })
+        let mut component = wasmtime::component::Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut component)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut component)?;
+        Ok(Linkers {
+            gateway,
+            wasi,
+            component,
+        })
     }
 
     /// Links `module` against the implementation it needs (wasmtime-wasi when it has
@@ -78,16 +110,29 @@ impl Linkers {
             })
             .ok_or(LinkError::NoStart)?;
         let refused = |e: wasmtime::Error| LinkError::Imports(one_line(&format!("{e:#}")));
-        Ok(match Preview1::for_module(module, has_volumes) {
-            Preview1::Gateway => Prepared::Gateway {
-                pre: self.gateway.instantiate_pre(module).map_err(refused)?,
-                start,
+        Ok(Prepared::Cgi(
+            match Preview1::for_module(module, has_volumes) {
+                Preview1::Gateway => CgiModule::Gateway {
+                    pre: self.gateway.instantiate_pre(module).map_err(refused)?,
+                    start,
+                },
+                Preview1::WasmtimeWasi => CgiModule::WasmtimeWasi {
+                    pre: self.wasi.instantiate_pre(module).map_err(refused)?,
+                    start,
+                },
             },
-            Preview1::WasmtimeWasi => Prepared::WasmtimeWasi {
-                pre: self.wasi.instantiate_pre(module).map_err(refused)?,
-                start,
-            },
-        })
+        ))
+    }
+
+    /// Links `component` against WASIp2 and wasi:http, and finds its HTTP handler.
+    pub(crate) fn link_component(&self, component: &Component) -> Result<Prepared, LinkError> {
+        let pre = self
+            .component
+            .instantiate_pre(component)
+            .map_err(|e| LinkError::Imports(one_line(&format!("{e:#}"))))?;
+        let proxy = ProxyPre::new(pre)
+            .map_err(|e| LinkError::NoHttpHandler(one_line(&format!("{e:#}"))))?;
+        Ok(Prepared::Http(proxy))
     }
 }
 

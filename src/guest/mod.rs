@@ -2,14 +2,18 @@
 //! deadline and memory and output caps, with one folder per guest ABI.
 //!
 //! - [`store`]: the store's state and the resource limiter;
+//! - [`bounds`]: the limits every run is held to, and how its end is named;
 //! - [`deadline`]: the wall-clock deadline, enforced at epoch ticks;
 //! - [`linkers`] and [`log`]: what a module is linked against, once, at load;
 //! - [`invoke`]: one run of a module;
-//! - [`cgi`]: the CGI ABI (WASI preview1 command modules).
+//! - [`cgi`]: the CGI ABI (WASI preview1 command modules);
+//! - [`wasi_http`]: the wasi:http ABI (components).
 
+pub(crate) mod bounds;
 pub(crate) mod cgi;
 pub(crate) mod deadline;
 pub(crate) mod invoke;
 pub(crate) mod linkers;
 pub(crate) mod log;
 pub(crate) mod store;
+pub(crate) mod wasi_http;

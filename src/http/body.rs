@@ -41,6 +41,21 @@ pub(crate) async fn read_limited(
     limit: u64,
     timeout: Duration,
 ) -> Result<Bytes, BodyError> {
+    refuse_declared_oversize(headers, &mut body, limit).await?;
+    match tokio::time::timeout(timeout, collect(&mut body, limit)).await {
+        Ok(Err(BodyError::TooLarge)) => Err(BodyError::TooLarge),
+        Ok(result) => result,
+        Err(_) => Err(BodyError::TimedOut),
+    }
+}
+
+/// Refuses a body whose declared `Content-Length` is over `limit`, draining it first (see
+/// the module's comment); a body that declares no length, or one within the limit, passes.
+pub(crate) async fn refuse_declared_oversize(
+    headers: &HeaderMap,
+    body: &mut Incoming,
+    limit: u64,
+) -> Result<(), BodyError> {
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -50,15 +65,11 @@ pub(crate) async fn read_limited(
             .get(EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         if !waits_for_continue && declared.is_some_and(|len| len <= MAX_DRAIN_BYTES) {
-            drain(&mut body, 0).await;
+            drain(body, 0).await;
         }
         return Err(BodyError::TooLarge);
     }
-    match tokio::time::timeout(timeout, collect(&mut body, limit)).await {
-        Ok(Err(BodyError::TooLarge)) => Err(BodyError::TooLarge),
-        Ok(result) => result,
-        Err(_) => Err(BodyError::TimedOut),
-    }
+    Ok(())
 }
 
 /// Collects the body, stopping (and draining) once it passes `limit`.

@@ -11,8 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -59,21 +58,34 @@ impl<F, Fut> Handler<Fut> for F where
 {
 }
 
-/// The response a [`Handler`] produces, in time.
-pub trait Answer: Future<Output = Response<Full<Bytes>>> + Send + 'static {}
+/// A body a listener can send: whole (the admin answers, a CGI response) or streamed (a
+/// component's).
+pub trait ResponseBody:
+    Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static
+{
+}
 
-impl<T> Answer for T where T: Future<Output = Response<Full<Bytes>>> + Send + 'static {}
+impl<B> ResponseBody for B where
+    B: Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static
+{
+}
+
+/// The response a [`Handler`] produces, in time.
+pub trait Answer<B>: Future<Output = Response<B>> + Send + 'static {}
+
+impl<T, B> Answer<B> for T where T: Future<Output = Response<B>> + Send + 'static {}
 
 /// Serves `listener` with `handle` until `shutdown` triggers, then lets open connections
 /// finish their requests for up to the grace period.
-pub async fn serve<F, Fut>(
+pub async fn serve<F, Fut, B>(
     listener: TcpListener,
     handle: F,
     shutdown: Shutdown,
     options: ListenOptions,
 ) where
     F: Handler<Fut>,
-    Fut: Answer,
+    Fut: Answer<B>,
+    B: ResponseBody,
 {
     let connections = Arc::new(Semaphore::new(options.max_connections));
     serve_with(listener, handle, shutdown, options.grace, connections).await;
@@ -96,7 +108,7 @@ pub async fn serve<F, Fut>(
 /// is split evenly among the threads (at least one each): a thread takes a connection slot
 /// before it accepts, and a slot taken by one thread cannot serve a connection that the
 /// kernel queued on another's socket.
-pub async fn serve_on_threads<F, Fut>(
+pub async fn serve_on_threads<F, Fut, B>(
     listener: TcpListener,
     threads: usize,
     handle: F,
@@ -104,7 +116,8 @@ pub async fn serve_on_threads<F, Fut>(
     options: ListenOptions,
 ) where
     F: Handler<Fut>,
-    Fut: Answer,
+    Fut: Answer<B>,
+    B: ResponseBody,
 {
     let per_thread = (options.max_connections / threads.max(1)).max(1);
     let (first, addr) = match listener
@@ -169,10 +182,14 @@ struct ServingThread<F> {
 impl<F> ServingThread<F> {
     /// Starts the thread on `listener`; the receiver resolves (with an error: its sender is
     /// dropped) when the thread has finished.
-    fn start<Fut>(self, listener: std::net::TcpListener) -> std::io::Result<oneshot::Receiver<()>>
+    fn start<Fut, B>(
+        self,
+        listener: std::net::TcpListener,
+    ) -> std::io::Result<oneshot::Receiver<()>>
     where
         F: Handler<Fut>,
-        Fut: Answer,
+        Fut: Answer<B>,
+        B: ResponseBody,
     {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -202,7 +219,7 @@ impl<F> ServingThread<F> {
     }
 }
 
-async fn serve_with<F, Fut>(
+async fn serve_with<F, Fut, B>(
     listener: TcpListener,
     handle: F,
     shutdown: Shutdown,
@@ -210,7 +227,8 @@ async fn serve_with<F, Fut>(
     connections: Arc<Semaphore>,
 ) where
     F: Handler<Fut>,
-    Fut: Answer,
+    Fut: Answer<B>,
+    B: ResponseBody,
 {
     let mut builder = http1::Builder::new();
     builder

@@ -5,5 +5,6 @@
 pub(crate) mod admin;
 pub(crate) mod body;
 pub(crate) mod listener;
+pub(crate) mod public_body;
 pub(crate) mod reply;
 pub(crate) mod server;

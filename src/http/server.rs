@@ -1,5 +1,6 @@
-//! The public HTTP side: routes `/NAME/rest` to module NAME, reads the body within its
-//! limit, waits for a pool slot, runs the guest and turns what it wrote into a response.
+//! The public HTTP side: routes `/NAME/rest` to module NAME, waits for a pool slot and runs
+//! the guest. A CGI module's body is read within its limit first and its stdout becomes the
+//! response; a component's body streams to it, and its response streams back.
 //!
 //! The module name is validated as received (no percent-decoding) before the registry is
 //! consulted, and the registry is the only thing consulted: a request never touches the
@@ -9,22 +10,30 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::Response;
-use http::header::HOST;
+use http::header::{CONTENT_LENGTH, HOST};
+use http::{HeaderMap, Response};
 use http_body_util::Full;
 use hyper::Request;
 use hyper::body::Incoming;
 use tokio::sync::Semaphore;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use super::body::{BodyError, read_limited};
+use super::body::{BodyError, read_limited, refuse_declared_oversize};
 use super::listener::ConnInfo;
+use super::public_body::PublicBody;
 use super::reply::error_response;
 use crate::catalogue::ServedModule;
 use crate::catalogue::name::ModuleName;
 use crate::catalogue::registry::{Lookup, Registry};
+use crate::guest::bounds::InvokeError;
 use crate::guest::cgi::env::RequestMeta;
 use crate::guest::cgi::exchange::respond;
 use crate::guest::cgi::stdin::Stdin;
+use crate::guest::linkers::Prepared;
+use crate::guest::wasi_http::exchange::exchange;
+use crate::guest::wasi_http::io::ComponentStore;
+use crate::guest::wasi_http::request::guest_request;
+use crate::guest::wasi_http::response::{ComponentBody, Record};
 use crate::metrics::{Metrics, ModuleMetrics};
 use crate::outcome::Outcome;
 
@@ -44,6 +53,20 @@ pub(crate) struct PublicService {
 /// A response that ends a request early, with its outcome.
 struct Early(Outcome, String);
 
+impl From<InvokeError> for Early {
+    fn from(e: InvokeError) -> Early {
+        Early(e.outcome(), e.to_string())
+    }
+}
+
+/// A response, and who counts the request in the metrics.
+enum Reply {
+    /// Complete: the handler counts it.
+    Whole(Response<PublicBody>),
+    /// Still streaming: its body counts it when it ends.
+    Streaming(Response<PublicBody>),
+}
+
 /// A module file that the path names.
 enum Found {
     Ready(Arc<ServedModule>),
@@ -57,7 +80,7 @@ impl PublicService {
         self: Arc<Self>,
         req: Request<Incoming>,
         conn: ConnInfo,
-    ) -> Response<Full<Bytes>> {
+    ) -> Response<PublicBody> {
         let started = Instant::now();
         let access = self
             .access_log
@@ -70,12 +93,19 @@ impl PublicService {
             Err(_) => self.metrics.unknown(),
         };
         let result = match routed {
-            Ok(Found::Ready(module)) => self.run(&module, req, conn).await,
+            Ok(Found::Ready(module)) => match &module.compiled.prepared {
+                Prepared::Cgi(_) => self.run(&module, req, conn).await.map(Reply::Whole),
+                Prepared::Http(pre) => {
+                    let pre = pre.clone();
+                    self.run_component(module, pre, req, conn, started).await
+                }
+            },
             Ok(Found::Unavailable(early, _)) | Err(early) => Err(early),
         };
         let took = started.elapsed();
-        let (outcome, response) = match result {
-            Ok(response) => (Outcome::Ok, response),
+        let (outcome, response, counted) = match result {
+            Ok(Reply::Whole(response)) => (Outcome::Ok, response, false),
+            Ok(Reply::Streaming(response)) => (Outcome::Ok, response, true),
             Err(Early(outcome, message)) => {
                 if outcome.is_guest_failure() {
                     tracing::warn!(
@@ -86,10 +116,16 @@ impl PublicService {
                         "{message}"
                     );
                 }
-                (outcome, error_response(outcome, &message))
+                (
+                    outcome,
+                    error_response(outcome, &message).map(PublicBody::from),
+                    false,
+                )
             }
         };
-        metrics.request(outcome, took);
+        if !counted {
+            metrics.request(outcome, took);
+        }
         if let Some((method, path)) = access {
             tracing::info!(
                 target: "wasmgate::access",
@@ -133,18 +169,12 @@ impl PublicService {
         module: &ServedModule,
         req: Request<Incoming>,
         conn: ConnInfo,
-    ) -> Result<Response<Full<Bytes>>, Early> {
+    ) -> Result<Response<PublicBody>, Early> {
         let _in_flight = module.metrics().in_flight();
         let (parts, body) = req.into_parts();
         let path = parts.uri.path();
         let (_, path_info) = split_path(path);
-        if parts.headers.get_all(HOST).iter().count() > 1 {
-            // RFC 9112 3.2: a request with more than one Host is invalid.
-            return Err(Early(
-                Outcome::BadRequest,
-                "more than one Host header".into(),
-            ));
-        }
+        check_host(&parts.headers)?;
         let body = read_body(module, &parts.headers, body, self.body_timeout).await?;
         let meta = RequestMeta {
             module: &module.name,
@@ -163,10 +193,67 @@ impl PublicService {
         let out = respond(module, &meta, Stdin::Buffered(body))
             .await
             .map_err(|e| Early(e.outcome(), e.to_string()))?;
-        let mut response = Response::new(Full::new(out.body));
+        let mut response = Response::new(PublicBody::Whole(Full::new(out.body)));
         *response.status_mut() = out.status;
         *response.headers_mut() = out.headers;
         Ok(response)
+    }
+
+    /// Runs component `module` for the request: its body streams in within the limit, its
+    /// response streams out within the output cap, and it is counted when it ends.
+    async fn run_component(
+        &self,
+        module: Arc<ServedModule>,
+        pre: ProxyPre<ComponentStore>,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        started: Instant,
+    ) -> Result<Reply, Early> {
+        let in_flight = module.metrics().in_flight();
+        let (parts, mut body) = req.into_parts();
+        check_host(&parts.headers)?;
+        let limits = module.settings.limits;
+        refuse_declared_oversize(&parts.headers, &mut body, limits.max_body_bytes)
+            .await
+            .map_err(|e| body_refused(&module, e))?;
+        let guest = HeldPermit::new(&module.shared.guests, running_guest(&module)?);
+        let slot = HeldPermit::new(&self.slots, self.acquire_slot(&module).await?);
+        let (request, watch) = guest_request(
+            parts,
+            body,
+            conn,
+            limits.max_body_bytes,
+            module.settings.pass_authorization,
+        );
+        let ran = exchange(
+            module.clone(),
+            pre,
+            request,
+            started,
+            (guest, slot, in_flight),
+        )
+        .await;
+        if watch.over_limit() {
+            return Err(body_refused(&module, BodyError::TooLarge));
+        }
+        let (head, end) = ran?;
+        if declared_length(head.headers()).is_some_and(|len| len > limits.max_output_bytes) {
+            return Err(InvokeError::OutputTooLarge {
+                module: module.name.clone(),
+                limit: limits.max_output_bytes,
+            }
+            .into());
+        }
+        let record = Record::new(module.shared.metrics.clone(), started);
+        let response = head.map(|inner| {
+            PublicBody::Component(ComponentBody::new(
+                inner,
+                end,
+                limits.max_output_bytes,
+                record,
+            ))
+        });
+        Ok(Reply::Streaming(response))
     }
 
     /// Waits up to the queue timeout for a pool slot.
@@ -206,6 +293,40 @@ fn running_guest(module: &ServedModule) -> Result<tokio::sync::SemaphorePermit<'
     })
 }
 
+/// A permit that outlives the handler (a component's guest goes on after its head): it
+/// is given back to its semaphore when dropped. The CGI path keeps borrowed permits, which
+/// cost no reference count.
+struct HeldPermit(Arc<Semaphore>);
+
+impl HeldPermit {
+    fn new(semaphore: &Arc<Semaphore>, permit: tokio::sync::SemaphorePermit<'_>) -> HeldPermit {
+        permit.forget();
+        HeldPermit(semaphore.clone())
+    }
+}
+
+impl Drop for HeldPermit {
+    fn drop(&mut self) {
+        self.0.add_permits(1);
+    }
+}
+
+/// RFC 9112 3.2: a request with more than one Host is invalid.
+fn check_host(headers: &HeaderMap) -> Result<(), Early> {
+    if headers.get_all(HOST).iter().count() > 1 {
+        return Err(Early(
+            Outcome::BadRequest,
+            "more than one Host header".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The `Content-Length` a response head declares, if it declares one.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
 /// `/name/rest?q` → (`name`, `/rest`).
 fn split_path(path: &str) -> (&str, &str) {
     let trimmed = path.strip_prefix('/').unwrap_or(path);
@@ -231,23 +352,31 @@ async fn read_body(
     timeout: Duration,
 ) -> Result<Bytes, Early> {
     let limit = module.settings.limits.max_body_bytes;
-    let name = &module.name;
     read_limited(headers, body, limit, timeout)
         .await
-        .map_err(|e| match e {
-            BodyError::TooLarge => Early(
-                Outcome::BodyTooLarge,
-                format!("module '{name}': request body larger than {limit} bytes"),
+        .map_err(|e| body_refused(module, e))
+}
+
+/// The answer to a body that could not be read, naming the module.
+fn body_refused(module: &ServedModule, error: BodyError) -> Early {
+    let name = &module.name;
+    match error {
+        BodyError::TooLarge => Early(
+            Outcome::BodyTooLarge,
+            format!(
+                "module '{name}': request body larger than {} bytes",
+                module.settings.limits.max_body_bytes
             ),
-            BodyError::Unreadable => Early(
-                Outcome::BadRequest,
-                format!("module '{name}': the request body could not be read"),
-            ),
-            BodyError::TimedOut => Early(
-                Outcome::BadRequest,
-                format!("module '{name}': the request body was not received in time"),
-            ),
-        })
+        ),
+        BodyError::Unreadable => Early(
+            Outcome::BadRequest,
+            format!("module '{name}': the request body could not be read"),
+        ),
+        BodyError::TimedOut => Early(
+            Outcome::BadRequest,
+            format!("module '{name}': the request body was not received in time"),
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -47,6 +47,7 @@ pub(crate) const CACHE_LOOKUPS: &str = "wasmgate_cache_lookups_total";
 pub(crate) const CACHE_EVICTIONS: &str = "wasmgate_cache_evictions_total";
 pub(crate) const TIMEOUT_OVERSHOOT: &str = "wasmgate_timeout_overshoot_seconds";
 pub(crate) const CONCURRENCY_LIMITED: &str = "wasmgate_concurrency_limited_total";
+pub(crate) const OUTBOUND_REQUESTS: &str = "wasmgate_outbound_requests_total";
 
 /// One per-request histogram family: its name, its `# HELP` line, and where a module's
 /// series of it is kept.
@@ -125,6 +126,11 @@ const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         Kind::Counter,
         "Requests answered 503 because their module ran its max_concurrency guests.",
     ),
+    (
+        OUTBOUND_REQUESTS,
+        Kind::Counter,
+        "Outgoing HTTP requests of components, by module and result (ok, denied, error).",
+    ),
 ];
 
 #[derive(Clone, Copy)]
@@ -169,6 +175,33 @@ impl LoadResult {
     }
 }
 
+/// How a component's outgoing request ended (the `result` label of [`OUTBOUND_REQUESTS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OutboundResult {
+    /// Sent, and a response head came back.
+    Ok,
+    /// Refused: its destination is not in `allowed_outbound_hosts`.
+    Denied,
+    /// Sent, or tried, and failed (connect, TLS, protocol, timeout).
+    Error,
+}
+
+impl OutboundResult {
+    const ALL: [OutboundResult; 3] = [
+        OutboundResult::Ok,
+        OutboundResult::Denied,
+        OutboundResult::Error,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            OutboundResult::Ok => "ok",
+            OutboundResult::Denied => "denied",
+            OutboundResult::Error => "error",
+        }
+    }
+}
+
 /// A gateway's recorder and its gateway-wide series.
 #[derive(Clone)]
 pub(crate) struct Metrics {
@@ -200,6 +233,8 @@ pub(crate) struct ModuleMetrics {
     /// deadline, records it.
     timeout_overshoot: Histogram,
     concurrency_limited: Counter,
+    /// One per [`OutboundResult`], in its order.
+    outbound: Vec<Counter>,
 }
 
 /// The histograms every request of one module records.
@@ -431,6 +466,16 @@ impl ModuleMetrics {
                 &Key::from_parts(CONCURRENCY_LIMITED, vec![label("module", &name)]),
                 &META,
             ),
+            outbound: OutboundResult::ALL
+                .iter()
+                .map(|r| {
+                    let labels = vec![
+                        label("module", &name),
+                        Label::from_static_parts("result", r.label()),
+                    ];
+                    recorder.register_counter(&Key::from_parts(OUTBOUND_REQUESTS, labels), &META)
+                })
+                .collect(),
             name,
             requests,
             histograms,
@@ -446,6 +491,10 @@ impl ModuleMetrics {
             inflight: Gauge::noop(),
             timeout_overshoot: Histogram::noop(),
             concurrency_limited: Counter::noop(),
+            outbound: OutboundResult::ALL
+                .iter()
+                .map(|_| Counter::noop())
+                .collect(),
         }
     }
 
@@ -468,6 +517,13 @@ impl ModuleMetrics {
     /// Counts one request refused at the module's `max_concurrency`.
     pub(crate) fn concurrency_limited(&self) {
         self.concurrency_limited.increment(1);
+    }
+
+    /// Counts one outgoing request of a component.
+    pub(crate) fn outbound(&self, result: OutboundResult) {
+        if let Some(counter) = self.outbound.get(result as usize) {
+            counter.increment(1);
+        }
     }
 
     /// Records how far past its deadline a timed-out request of this module was stopped.

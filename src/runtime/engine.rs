@@ -16,7 +16,7 @@ use std::fmt;
 use wasmtime::{Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 use crate::config::Config;
-use crate::guest::store::{MAX_TABLE_ELEMENTS, MAX_TABLES};
+use crate::guest::store::{Footprint, MAX_TABLE_ELEMENTS};
 
 /// Memory and table bytes a pool slot keeps resident between instances.
 const KEEP_RESIDENT_BYTES: usize = 64 * 1024;
@@ -105,25 +105,33 @@ fn base_config(pool: Option<PoolingAllocationConfig>, fuel: bool) -> wasmtime::C
         .epoch_interruption(true)
         .memory_init_cow(true)
         .async_stack_size(ASYNC_STACK_BYTES)
-        // Component-model features are not needed for WASI preview1 command modules.
-        .wasm_component_model(false);
+        // For wasi:http components; core modules compile as they would without it.
+        .wasm_component_model(true);
     if let Some(pool) = pool {
         c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     c
 }
 
+/// The pool has one slot per guest that may run at once, whatever its kind: a core module
+/// takes one core instance and one memory, a component up to [`Footprint::COMPONENT`] of
+/// them, so the pool holds that many of each per slot. Unused core-instance and memory
+/// slots cost address space, not memory.
 fn pooling(config: &Config, reset: SlotReset) -> PoolingAllocationConfig {
     let slots = config.max_instances;
+    let per_guest = Footprint::COMPONENT;
     let mut p = PoolingAllocationConfig::new();
-    p.total_core_instances(slots)
-        .total_memories(slots)
-        .total_tables(slots)
+    p.total_component_instances(slots)
+        .total_core_instances(slots.saturating_mul(per_guest.instances as u32))
+        .total_memories(slots.saturating_mul(per_guest.memories as u32))
+        .total_tables(slots.saturating_mul(per_guest.tables as u32))
         .total_stacks(slots)
-        .total_component_instances(0)
         .total_gc_heaps(slots)
+        .max_core_instances_per_component(per_guest.instances as u32)
+        .max_memories_per_component(per_guest.memories as u32)
+        .max_tables_per_component(per_guest.tables as u32)
         .max_memories_per_module(1)
-        .max_tables_per_module(MAX_TABLES as u32)
+        .max_tables_per_module(Footprint::CORE_MODULE.tables as u32)
         .table_elements(MAX_TABLE_ELEMENTS)
         .max_memory_size(config.largest_memory_bytes() as usize)
         .table_keep_resident(KEEP_RESIDENT_BYTES);

@@ -25,6 +25,14 @@ pub fn fixture(name: &str) -> Vec<u8> {
     wat::parse_file(&path).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }
 
+/// The wasi:http component `tests/fixtures/components/NAME.wasm` (sources in
+/// `tests/components/`).
+pub fn component(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("tests/fixtures/components/{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("component {name}: {e}"))
+}
+
 /// A gateway under test, with its own temporary directories.
 pub struct TestGateway {
     pub gateway: Option<RunningGateway>,

@@ -24,7 +24,7 @@ pub(crate) const SERVER_SOFTWARE: &str = concat!("wasmgate/", env!("CARGO_PKG_VE
 /// Headers that never become `HTTP_*` variables.
 const WITHHELD_HEADERS: &[&str] = &["proxy", "content-type", "content-length"];
 /// Headers that carry credentials: passed only when the module's config says so.
-const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization"];
+pub(crate) const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization"];
 /// Room for the fixed names and short values of a request's environment, on top of what
 /// is counted from the request itself, so the block is allocated once.
 const ENV_BASE_CAPACITY: usize = 512;

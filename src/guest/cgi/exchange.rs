@@ -9,7 +9,8 @@ use super::env::{EnvError, RequestMeta, build_env};
 use super::response::{CgiResponse, OutputError, parse_output};
 use super::stdin::Stdin;
 use crate::catalogue::ServedModule;
-use crate::guest::invoke::{InvokeError, invoke};
+use crate::guest::bounds::InvokeError;
+use crate::guest::invoke::invoke;
 use crate::outcome::Outcome;
 
 /// Why an exchange produced no response.

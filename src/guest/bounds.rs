@@ -1,0 +1,224 @@
+//! What every guest runs under, whatever its ABI: a store with its fuel, memory limiter and
+//! deadline set, and the naming of how its run ended ([`InvokeError`]). The CGI path
+//! ([`invoke`](super::invoke)) and the wasi:http path ([`wasi_http`](super::wasi_http))
+//! both start from [`Bounds`], so a limit means the same on either.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::{Engine, Store, Trap};
+use wasmtime_wasi::I32Exit;
+
+use super::deadline::{DeadlinePassed, deadline_by_epoch};
+use super::store::{Footprint, GuestLimiter, StoreState};
+use crate::catalogue::ServedModule;
+use crate::config::Limits;
+use crate::metrics::ModuleMetrics;
+use crate::outcome::Outcome;
+
+/// Why a guest did not finish well. Messages name the module and the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    #[error("module '{module}' trapped: {reason}")]
+    Trap { module: Arc<str>, reason: String },
+    #[error("module '{module}' exited with status {code}")]
+    Exit { module: Arc<str>, code: i32 },
+    #[error("module '{module}' ran out of its fuel budget ({fuel} units)")]
+    FuelExhausted { module: Arc<str>, fuel: u64 },
+    #[error("module '{module}' went past its memory limit of {limit} bytes")]
+    MemoryExceeded { module: Arc<str>, limit: u64 },
+    #[error("module '{module}' wrote more than its output limit of {limit} bytes")]
+    OutputTooLarge { module: Arc<str>, limit: u64 },
+    #[error("module '{module}' did not finish within its deadline of {ms} ms")]
+    Timeout { module: Arc<str>, ms: u128 },
+    #[error("module '{module}' could not be instantiated: {reason}")]
+    Instantiate { module: Arc<str>, reason: String },
+    #[error("module '{module}' returned without setting a response")]
+    NoResponse { module: Arc<str> },
+    #[error("module '{module}' answered with an error instead of a response: {code}")]
+    ErrorResponse { module: Arc<str>, code: String },
+}
+
+impl InvokeError {
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            InvokeError::Trap { .. } => Outcome::Trap,
+            InvokeError::Exit { .. } => Outcome::ExitError,
+            InvokeError::FuelExhausted { .. } => Outcome::FuelExhausted,
+            InvokeError::MemoryExceeded { .. } => Outcome::MemoryExceeded,
+            InvokeError::OutputTooLarge { .. } => Outcome::OutputTooLarge,
+            InvokeError::Timeout { .. } => Outcome::Timeout,
+            InvokeError::Instantiate { .. } => Outcome::Unavailable,
+            InvokeError::NoResponse { .. } | InvokeError::ErrorResponse { .. } => {
+                Outcome::BadOutput
+            }
+        }
+    }
+}
+
+/// How a call failed, before it is named.
+pub(crate) enum Failure {
+    Instantiate(wasmtime::Error),
+    Run(wasmtime::Error),
+}
+
+/// One run's limits, its deadline, and the module it is of.
+pub(crate) struct Bounds {
+    pub name: Arc<str>,
+    pub limits: Limits,
+    pub deadline: Instant,
+}
+
+impl Bounds {
+    /// The bounds of a run of `module` that started at `started`.
+    pub(crate) fn new(module: &ServedModule, started: Instant) -> Bounds {
+        let limits = module.settings.limits;
+        Bounds {
+            name: module.name.clone(),
+            limits,
+            deadline: started + limits.timeout,
+        }
+    }
+
+    /// A store for one run: fuel, the memory limiter (for a guest of `footprint`) and the
+    /// deadline set.
+    pub(crate) fn store<Io>(
+        &self,
+        engine: &Engine,
+        io: Io,
+        footprint: Footprint,
+    ) -> Store<StoreState<Io>> {
+        let state = StoreState {
+            io,
+            limiter: GuestLimiter::new(self.limits.max_memory_bytes as usize, footprint),
+            module: self.name.clone(),
+        };
+        let mut store = Store::new(engine, state);
+        store.limiter(|state| &mut state.limiter);
+        let fuel = match self.limits.fuel {
+            0 => u64::MAX,
+            fuel => fuel,
+        };
+        // Fuel metering is on in the engine whenever any module is metered; setting it
+        // only fails when metering is off, and then there is nothing to set.
+        let _ = store.set_fuel(fuel);
+        deadline_by_epoch(&mut store, self.deadline);
+        store
+    }
+
+    /// The fuel a fresh store of these bounds holds.
+    pub(crate) fn budget<Io>(store: &Store<StoreState<Io>>) -> u64 {
+        store.get_fuel().unwrap_or(0)
+    }
+
+    /// Records the fuel a metered run used, out of `budget`.
+    pub(crate) fn record_fuel<Io>(
+        &self,
+        store: &Store<StoreState<Io>>,
+        budget: u64,
+        metrics: &ModuleMetrics,
+    ) {
+        if self.limits.fuel != 0 {
+            // `get_fuel` fails only when the engine does not meter fuel at all.
+            let left = store.get_fuel().unwrap_or(budget);
+            metrics.fuel_consumed(budget.saturating_sub(left));
+        }
+    }
+
+    pub(crate) fn timed_out(&self) -> InvokeError {
+        InvokeError::Timeout {
+            module: self.name.clone(),
+            ms: self.limits.timeout.as_millis(),
+        }
+    }
+
+    fn memory_exceeded(&self) -> InvokeError {
+        InvokeError::MemoryExceeded {
+            module: self.name.clone(),
+            limit: self.limits.max_memory_bytes,
+        }
+    }
+
+    pub(crate) fn output_too_large(&self) -> InvokeError {
+        InvokeError::OutputTooLarge {
+            module: self.name.clone(),
+            limit: self.limits.max_output_bytes,
+        }
+    }
+
+    /// Names how a run ended; `output_overflowed` says whether the guest wrote past its
+    /// output cap.
+    pub(crate) fn name<Io>(
+        &self,
+        store: &Store<StoreState<Io>>,
+        result: Result<(), Failure>,
+        output_overflowed: bool,
+    ) -> Result<(), InvokeError> {
+        match result {
+            Ok(()) => Ok(()),
+            Err(Failure::Instantiate(e)) => Err(self.instantiate_error(store, e)),
+            Err(Failure::Run(e)) => self.classify(store, e, output_overflowed),
+        }
+    }
+
+    /// Names why instantiating failed.
+    fn instantiate_error<Io>(
+        &self,
+        store: &Store<StoreState<Io>>,
+        error: wasmtime::Error,
+    ) -> InvokeError {
+        if error.is::<DeadlinePassed>() {
+            return self.timed_out();
+        }
+        if store.data().limiter.memory_exceeded {
+            return self.memory_exceeded();
+        }
+        tracing::warn!(module = %self.name, error = ?error, "instantiation failed");
+        InvokeError::Instantiate {
+            module: self.name.clone(),
+            reason: error.root_cause().to_string(),
+        }
+    }
+
+    /// Names what stopped a guest. `Ok(())` for an exit with status 0, which is a clean
+    /// finish. `output_overflowed` says whether the guest wrote past its output cap.
+    fn classify<Io>(
+        &self,
+        store: &Store<StoreState<Io>>,
+        error: wasmtime::Error,
+        output_overflowed: bool,
+    ) -> Result<(), InvokeError> {
+        let name = self.name.clone();
+        if error.is::<DeadlinePassed>() {
+            return Err(self.timed_out());
+        }
+        if output_overflowed {
+            return Err(self.output_too_large());
+        }
+        if let Some(exit) = error.downcast_ref::<I32Exit>() {
+            return match exit.0 {
+                0 => Ok(()),
+                code => Err(InvokeError::Exit { module: name, code }),
+            };
+        }
+        let trap = error.downcast_ref::<Trap>().copied();
+        if trap == Some(Trap::OutOfFuel) {
+            return Err(InvokeError::FuelExhausted {
+                module: name,
+                fuel: self.limits.fuel,
+            });
+        }
+        if store.data().limiter.memory_exceeded {
+            return Err(self.memory_exceeded());
+        }
+        tracing::debug!(module = %name, error = ?error, "guest trapped");
+        let reason = match trap {
+            Some(trap) => trap.to_string(),
+            None => error.root_cause().to_string(),
+        };
+        Err(InvokeError::Trap {
+            module: name,
+            reason,
+        })
+    }
+}

@@ -1,0 +1,210 @@
+//! One wasi:http exchange, the same for `serve` and `run`: a fresh instance of the
+//! component handles the request in a task of its own, and its response head comes back
+//! as soon as the guest sets it, while the guest goes on writing the body.
+//!
+//! The task holds what the guest occupies (its pool slot, its module's concurrency permit)
+//! until the guest has returned, whenever that is. Until the head is sent, the caller owns
+//! the task: if the caller goes away (the client hung up), the task is aborted, which drops
+//! the instance. The guest's deadline covers the whole run, host calls included (a guest
+//! blocked on a pollable or an outgoing request is stopped as surely as a spinning one):
+//! a guest past it before its head is a [`InvokeError::Timeout`] (504), after it a
+//! cut-off response.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::Response;
+use http_body_util::BodyExt;
+use hyper::body::Body;
+use tokio::sync::oneshot;
+use tokio::task::AbortHandle;
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use super::io::{ComponentIo, ComponentStore};
+use super::request::{GuestBody, guest_request};
+use super::response::{ComponentBody, GuestEnd, Record};
+use crate::catalogue::ServedModule;
+use crate::guest::bounds::{Bounds, Failure, InvokeError};
+use crate::guest::deadline::DeadlinePassed;
+use crate::guest::linkers::Prepared;
+use crate::guest::store::Footprint;
+use crate::http::listener::ConnInfo;
+
+/// What a request body handed to a component must be.
+pub trait RequestBody:
+    Body<Data = Bytes, Error: Into<wasmtime_wasi_http::Error>> + Send + Unpin + 'static
+{
+}
+
+impl<B> RequestBody for B where
+    B: Body<Data = Bytes, Error: Into<wasmtime_wasi_http::Error>> + Send + Unpin + 'static
+{
+}
+
+/// The response head a guest set, with the body still coming.
+type Head = Result<Response<HyperOutgoingBody>, ErrorCode>;
+
+/// Aborts the guest's task when dropped, unless it was let go.
+struct TaskGuard(Option<AbortHandle>);
+
+impl TaskGuard {
+    fn let_go(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Runs `module`'s component for `request`; `hold` (its slot, its permit) is released when
+/// the guest returns. Returns the response head and the receiver of the guest's end.
+pub(crate) async fn exchange<B: RequestBody>(
+    module: Arc<ServedModule>,
+    pre: ProxyPre<ComponentStore>,
+    request: hyper::Request<GuestBody<B>>,
+    started: Instant,
+    hold: impl Send + 'static,
+) -> Result<(Response<HyperOutgoingBody>, GuestEnd), InvokeError> {
+    let name = module.name.clone();
+    let (head_tx, head_rx) = oneshot::channel::<Head>();
+    let (end_tx, end_rx) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        let _hold = hold;
+        let ended = run(&module, &pre, request, head_tx, started).await;
+        let _ = end_tx.send(ended);
+    });
+    let guard = TaskGuard(Some(task.abort_handle()));
+    match head_rx.await {
+        Ok(Ok(head)) => {
+            guard.let_go();
+            Ok((head, end_rx))
+        }
+        Ok(Err(code)) => {
+            guard.let_go();
+            Err(InvokeError::ErrorResponse {
+                module: name,
+                code: format!("{code:?}"),
+            })
+        }
+        // The guest ended (or its store was dropped) without setting a response.
+        Err(_) => match end_rx.await {
+            Ok(Err(failure)) => Err(failure),
+            Ok(Ok(())) => Err(InvokeError::NoResponse { module: name }),
+            Err(_) => Err(InvokeError::Trap {
+                module: name,
+                reason: "the guest's task ended without a result".into(),
+            }),
+        },
+    }
+}
+
+/// Why [`respond_whole`] produced no response.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpFailure {
+    #[error("module '{module}' is a CGI module, not a wasi:http component")]
+    NotComponent { module: Arc<str> },
+    #[error("module '{module}': the request body is larger than {limit} bytes")]
+    BodyTooLarge { module: Arc<str>, limit: u64 },
+    #[error(transparent)]
+    Guest(#[from] InvokeError),
+}
+
+/// One whole exchange with component `module`, as the gateway would serve `request` on a
+/// connection `conn`, with the response body collected (within the output cap): for
+/// `run`, the tests and the benches.
+pub async fn respond_whole<B: RequestBody>(
+    module: Arc<ServedModule>,
+    request: http::Request<B>,
+    conn: ConnInfo,
+) -> Result<Response<Bytes>, HttpFailure> {
+    let started = Instant::now();
+    let Prepared::Http(pre) = &module.compiled.prepared else {
+        return Err(HttpFailure::NotComponent {
+            module: module.name.clone(),
+        });
+    };
+    let pre = pre.clone();
+    let settings = &module.settings;
+    let limits = settings.limits;
+    let (parts, body) = request.into_parts();
+    let too_large = || HttpFailure::BodyTooLarge {
+        module: module.name.clone(),
+        limit: limits.max_body_bytes,
+    };
+    if body.size_hint().lower() > limits.max_body_bytes {
+        return Err(too_large());
+    }
+    let (request, watch) = guest_request(
+        parts,
+        body,
+        conn,
+        limits.max_body_bytes,
+        settings.pass_authorization,
+    );
+    let ran = exchange(module.clone(), pre, request, started, ()).await;
+    if watch.over_limit() {
+        return Err(too_large());
+    }
+    let (head, end) = ran?;
+    let record = Record::new(module.shared.metrics.clone(), started);
+    let (head, body) = head.into_parts();
+    let body = ComponentBody::new(body, end, limits.max_output_bytes, record)
+        .collect()
+        .await
+        .map_err(|cut| cut.0)?
+        .to_bytes();
+    Ok(Response::from_parts(head, body))
+}
+
+/// Instantiates the component in a fresh store, calls its handler, and names how it ended.
+async fn run<B: RequestBody>(
+    module: &ServedModule,
+    pre: &ProxyPre<ComponentStore>,
+    request: hyper::Request<GuestBody<B>>,
+    head: oneshot::Sender<Head>,
+    started: Instant,
+) -> Result<(), InvokeError> {
+    let bounds = Bounds::new(module, started);
+    let mut store = bounds.store(pre.engine(), ComponentIo::new(module), Footprint::COMPONENT);
+    let budget = Bounds::budget(&store);
+    let call = async {
+        let mut http = store.data_mut().http();
+        let req = http
+            .new_incoming_request(Scheme::Http, request)
+            .map_err(Failure::Instantiate)?;
+        let out = http
+            .new_response_outparam(head)
+            .map_err(Failure::Instantiate)?;
+        let instantiating = Instant::now();
+        let proxy = pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(Failure::Instantiate)?;
+        module.metrics().instantiated(instantiating.elapsed());
+        proxy
+            .wasi_http_incoming_handler()
+            .call_handle(&mut store, req, out)
+            .await
+            .map_err(Failure::Run)
+    };
+    let result = tokio::time::timeout_at(bounds.deadline.into(), call)
+        .await
+        .unwrap_or_else(|_elapsed| Err(Failure::Run(DeadlinePassed.into())));
+    bounds.record_fuel(&store, budget, module.metrics());
+    let ended = bounds.name(&store, result, false);
+    if let Err(InvokeError::Timeout { .. }) = &ended {
+        module
+            .metrics()
+            .timeout_overshoot(started.elapsed().saturating_sub(bounds.limits.timeout));
+    }
+    ended
+}

@@ -1,0 +1,73 @@
+//! What a component's WASI and wasi:http functions read and write: its `wasi:cli` context
+//! (the module's own `env`, its arguments, stdout and stderr to the log), the resource
+//! table, the HTTP context, and the outbound policy.
+//!
+//! The context opens nothing: no preopened directories, and no sockets (TCP, UDP and name
+//! lookups are all refused), so the only way out of a component is an outgoing HTTP
+//! request, which the [`OutboundPolicy`] decides.
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use super::outbound::OutboundPolicy;
+use crate::catalogue::ServedModule;
+use crate::guest::cgi::stdio::{GuestLog, GuestStream};
+use crate::guest::store::StoreState;
+
+/// The store of a wasi:http component.
+pub(crate) type ComponentStore = StoreState<ComponentIo>;
+
+/// One request's component I/O.
+pub(crate) struct ComponentIo {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    outbound: OutboundPolicy,
+}
+
+impl ComponentIo {
+    /// The I/O of one request of `module`.
+    pub(crate) fn new(module: &ServedModule) -> ComponentIo {
+        let mut wasi = WasiCtxBuilder::new();
+        for (key, value) in &module.settings.env {
+            wasi.env(key, value);
+        }
+        for arg in module.args.strings() {
+            wasi.arg(arg);
+        }
+        wasi.stdout(GuestStream(GuestLog::new(module.name.clone())))
+            .stderr(GuestStream(GuestLog::new(module.name.clone())))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        ComponentIo {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            outbound: OutboundPolicy {
+                allowed: module.allowed_outbound.clone(),
+                metrics: module.shared.metrics.clone(),
+            },
+        }
+    }
+}
+
+impl WasiView for ComponentStore {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.io.wasi,
+            table: &mut self.io.table,
+        }
+    }
+}
+
+impl WasiHttpView for ComponentStore {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.io.http,
+            table: &mut self.io.table,
+            hooks: &mut self.io.outbound,
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! The wasi:http ABI: a component exporting `wasi:http/incoming-handler@0.2` (the
+//! `wasi:http/proxy` world) is handed the request as a wasi:http request and streams its
+//! response back, through wasmtime-wasi-http, under the same limits as a CGI module.
+//!
+//! - [`allowed`]: `allowed_outbound_hosts` entries, parsed and matched;
+//! - [`outbound`]: the hook that denies, sends and counts outgoing requests;
+//! - [`io`]: the store's WASI and HTTP contexts;
+//! - [`request`]: the request as the guest sees it (headers filtered, body capped);
+//! - [`exchange`]: one request, in a task of its own;
+//! - [`response`]: the response body, capped, cut off on failure, and counted.
+
+pub(crate) mod allowed;
+pub(crate) mod exchange;
+pub(crate) mod io;
+pub(crate) mod outbound;
+pub(crate) mod request;
+pub(crate) mod response;

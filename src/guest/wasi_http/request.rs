@@ -1,0 +1,179 @@
+//! The request as a component receives it: the method, the path and query as received
+//! (`/NAME/rest?query`), the headers by the CGI path's rules, and the body streamed as it
+//! arrives, cut at the module's `max_body_bytes`.
+//!
+//! Withheld from the guest: `Authorization` and `Proxy-Authorization` (unless the module
+//! sets `pass_authorization`), and the hop-by-hop headers of RFC 9110 7.6.1, which describe
+//! the client's connection to the gateway, not the request (`Connection`, every header it
+//! names, `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding`,
+//! `Upgrade`). A request without a `Host` gets the address it arrived at, since wasi:http
+//! gives every incoming request an authority.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::header::{CONNECTION, HOST};
+use http::request::Parts;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use wasmtime_wasi_http::Error;
+
+use crate::guest::cgi::env::CREDENTIAL_HEADERS;
+use crate::http::listener::ConnInfo;
+
+/// Headers about the connection, never the request's own.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Says whether a request body went past its limit, after the body was handed away.
+#[derive(Clone, Default)]
+pub(crate) struct BodyWatch(Arc<AtomicBool>);
+
+impl BodyWatch {
+    pub(crate) fn over_limit(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A request body (the client's, or `run`'s stdin) that fails once more than its limit
+/// has arrived.
+pub(crate) struct GuestBody<B = Incoming> {
+    inner: B,
+    limit: u64,
+    received: u64,
+    watch: BodyWatch,
+}
+
+impl<B> Body for GuestBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<Error>,
+{
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let frame = match ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
+            Some(Ok(frame)) => frame,
+            Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+            None => return Poll::Ready(None),
+        };
+        if let Some(data) = frame.data_ref() {
+            self.received = self.received.saturating_add(data.len() as u64);
+            if self.received > self.limit {
+                self.watch.0.store(true, Ordering::Relaxed);
+                return Poll::Ready(Some(Err(Error::HttpRequestBodySize(Some(self.limit)))));
+            }
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The request to hand a component, and the watch on its body's limit.
+pub(crate) fn guest_request<B>(
+    mut parts: Parts,
+    body: B,
+    conn: ConnInfo,
+    max_body_bytes: u64,
+    pass_authorization: bool,
+) -> (hyper::Request<GuestBody<B>>, BodyWatch) {
+    filter_headers(&mut parts.headers, pass_authorization);
+    if !parts.headers.contains_key(HOST)
+        && let Ok(host) = HeaderValue::from_str(&conn.local.to_string())
+    {
+        parts.headers.insert(HOST, host);
+    }
+    let watch = BodyWatch::default();
+    let body = GuestBody {
+        inner: body,
+        limit: max_body_bytes,
+        received: 0,
+        watch: watch.clone(),
+    };
+    (hyper::Request::from_parts(parts, body), watch)
+}
+
+/// Removes the hop-by-hop headers, and the credentials unless they are to be passed.
+fn filter_headers(headers: &mut HeaderMap, pass_authorization: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+    if !pass_authorization {
+        for name in CREDENTIAL_HEADERS {
+            headers.remove(*name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_static(v)))
+            .collect()
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_the_ones_connection_names_are_dropped() {
+        let mut h = headers(&[
+            ("connection", "keep-alive, x-private"),
+            ("keep-alive", "timeout=5"),
+            ("x-private", "secret"),
+            ("te", "trailers"),
+            ("upgrade", "h2c"),
+            ("x-kept", "yes"),
+            ("content-length", "3"),
+        ]);
+        filter_headers(&mut h, false);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-kept", "content-length"]);
+    }
+
+    #[test]
+    fn credentials_pass_only_when_asked() {
+        let pairs = [
+            ("authorization", "Bearer t"),
+            ("proxy-authorization", "Basic p"),
+        ];
+        let mut withheld = headers(&pairs);
+        filter_headers(&mut withheld, false);
+        assert!(withheld.is_empty());
+        let mut passed = headers(&pairs);
+        filter_headers(&mut passed, true);
+        assert_eq!(passed.len(), 2);
+    }
+}

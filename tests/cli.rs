@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::fixture;
+use common::{component, fixture};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wasmgate");
 
@@ -263,9 +263,14 @@ fn a_port_in_use_fails_start_up() {
 }
 
 fn run(file_fixture: &str, args: &[&str], stdin: &[u8]) -> std::process::Output {
+    run_binary(file_fixture, &fixture(file_fixture), args, stdin)
+}
+
+/// `wasmgate run NAME.wasm ARGS` with `wasm` as the file and `stdin` piped in.
+fn run_binary(name: &str, wasm: &[u8], args: &[&str], stdin: &[u8]) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join(format!("{file_fixture}.wasm"));
-    std::fs::write(&file, fixture(file_fixture)).unwrap();
+    let file = dir.path().join(format!("{name}.wasm"));
+    std::fs::write(&file, wasm).unwrap();
     let mut child = Command::new(BIN)
         .arg("run")
         .arg(&file)
@@ -308,6 +313,54 @@ fn run_invokes_a_module_once() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("HTTP/1.1 201 Created\n"), "{text}");
     assert!(text.contains("content-type: application/json\n"), "{text}");
+}
+
+#[test]
+fn run_invokes_a_component_once() {
+    let out = run_binary("hello_http", &component("hello_http"), &[], b"");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, b"hello, world\n");
+
+    let args = ["--path", "/a/b", "--query", "x=1", "--method", "PUT"];
+    let out = run_binary("echo_http", &component("echo_http"), &args, b"from stdin");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "method=PUT",
+        "path_with_query=/echo_http/a/b?x=1",
+        "body-bytes=10",
+    ] {
+        assert!(text.lines().any(|l| l == want), "{want} in {text}");
+    }
+    assert!(text.ends_with("\n\nfrom stdin"), "{text}");
+
+    let out = run_binary(
+        "probe",
+        &component("probe_http"),
+        &["-i", "--path", "/env", "--env", "K=v"],
+        b"",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("HTTP/1.1 200 OK\n"), "{text}");
+    assert!(text.contains("content-type: text/plain\n"), "{text}");
+    assert!(text.ends_with("\narg:probe\nenv:K=v\n"), "{text}");
+}
+
+#[test]
+fn run_reports_a_failing_component_with_the_gateways_exit_codes() {
+    let probe = component("probe_http");
+    for (path, query, code, says) in [
+        ("/panic-mid-body", "", 134, "trapped"),
+        ("/no-response", "", 134, "without setting a response"),
+        // WASI 0.2's `exit` has one failure status, 1.
+        ("/exit", "code=3", 1, "exited with status 1"),
+        ("/big", "bytes=20000000", 137, "output limit"),
+    ] {
+        let args = ["--path", path, "--query", query];
+        let out = run_binary("probe", &probe, &args, b"");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{path}: {stderr}");
+        assert!(stderr.contains(says), "{path}: {stderr}");
+    }
 }
 
 #[test]

@@ -9,7 +9,16 @@
 #   C               src/cenv          clang + lld + wasi-libc (Debian)
 #   AssemblyScript  src/asenv         assemblyscript + @assemblyscript/wasi-shim (npm)
 #
-# Usage: modules/build.sh [wat|rust|go|c|as]...   (default: all)
+# and the wasi:http components:
+#
+#   Rust            src/components/*  rustup target wasm32-wasip2
+#   Python          src/pypage        componentize-py (PyPI), in a venv under ~/.cache
+#   JavaScript      src/jsproxy       @bytecodealliance/componentize-js (npm)
+#
+# The components build against the WIT in src/wit (wasi:http/proxy@0.2.12, copied from
+# the wasmtime-wasi-http crate the gateway uses).
+#
+# Usage: modules/build.sh [wat|rust|go|c|as|rscomp|py|js]...   (default: all)
 set -euo pipefail
 cd "$(dirname "$0")"
 MODULES=$PWD
@@ -67,11 +76,43 @@ build_as() {
   say "asenv.wasm (AssemblyScript)"
 }
 
+build_rscomp() {
+  rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+  (cd src/components && cargo build --release --locked --target wasm32-wasip2 --quiet)
+  for crate in rsapi; do
+    cp "src/components/target/wasm32-wasip2/release/$crate.wasm" "$crate.wasm"
+    say "$crate.wasm (Rust component)"
+  done
+}
+
+build_py() {
+  local venv=$TOOLS/componentize-py-venv
+  [[ -x $venv/bin/python ]] || python3 -m venv "$venv"
+  [[ -x $venv/bin/componentize-py ]] || "$venv/bin/pip" install --quiet componentize-py==0.25.1
+  (cd src/pypage && "$venv/bin/componentize-py" -d ../wit -w wasi:http/proxy@0.2.12 \
+    componentize app -o "$MODULES/pypage.wasm" >/dev/null)
+  say "pypage.wasm (Python component)"
+}
+
+# componentize-js 0.23's engine (StarlingMonkey) exports wasi:http/incoming-handler@0.2.10,
+# so the world it is given must say 0.2.10: the same WIT, relabelled (what 0.2.11 and
+# 0.2.12 added is gated @since those versions, and relabelled too). The gateway's 0.2.12
+# host serves a 0.2.10 component as it serves any 0.2.x one.
+build_js() {
+  (cd src/jsproxy && { [[ -d node_modules/@bytecodealliance/componentize-js ]] || npm ci --no-audit --no-fund --silent; } \
+    && rm -rf wit && cp -r ../wit wit \
+    && sed -i -E 's/@0\.2\.1[12]\b/@0.2.10/g; s/version = 0\.2\.1[12]\b/version = 0.2.10/g' wit/*.wit wit/deps/*.wit \
+    && npx componentize-js --wit wit --world-name wasi:http/proxy@0.2.10 -o "$MODULES/jsproxy.wasm" app.js >/dev/null \
+    && rm -rf wit)
+  say "jsproxy.wasm (JavaScript component)"
+}
+
 targets=("$@")
-((${#targets[@]})) || targets=(wat rust go c as)
+((${#targets[@]})) || targets=(wat rust go c as rscomp py js)
 for t in "${targets[@]}"; do
   case $t in
     wat) build_wat ;; rust) build_rust ;; go) build_go ;; c) build_c ;; as) build_as ;;
-    *) echo "unknown target '$t' (wat rust go c as)" >&2; exit 2 ;;
+    rscomp) build_rscomp ;; py) build_py ;; js) build_js ;;
+    *) echo "unknown target '$t' (wat rust go c as rscomp py js)" >&2; exit 2 ;;
   esac
 done

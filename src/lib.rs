@@ -59,6 +59,7 @@ pub use guest::cgi::preview1::{CGI_IMPORTS, Preview1};
 pub use guest::cgi::response::{CgiResponse, OutputError, parse_output};
 pub use guest::cgi::stdin::{BodyOverflow, BodyStream, Stdin};
 pub use guest::invoke::invoke;
+pub use guest::wasi_http::allowed::{AllowedHost, AllowedHostError};
 pub use guest::wasi_http::exchange::{HttpFailure, RequestBody, respond_whole};
 pub use http::listener::{ConnInfo, ListenOptions, bind_shared, serve, serve_on_threads};
 pub use outcome::Outcome;

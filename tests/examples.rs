@@ -23,6 +23,10 @@ fn the_example_config_parses_and_keeps_the_defaults() {
     assert_eq!(config.queue_timeout, defaults.queue_timeout);
     assert_eq!(config.shutdown_grace, defaults.shutdown_grace);
     assert_eq!(config.max_module_bytes, defaults.max_module_bytes);
+    assert_eq!(
+        config.module_settings("jsproxy").allowed_outbound_hosts,
+        [wasmgate::AllowedHost::parse("http://127.0.0.1:8080").unwrap()]
+    );
     let watenv = config.module_settings("watenv");
     assert_eq!(
         watenv.env,
@@ -260,7 +264,74 @@ const CASES: &[Case] = &[
         contains: &[],
         excludes: &[],
     },
+    Case {
+        module: "rsapi",
+        method: "GET",
+        path: "/stats?values=1,2,3.5",
+        headers: &[],
+        body: "",
+        status: 200,
+        content_type: "application/json",
+        contains: &["\"count\": 3", "\"sum\": 6.5", "\"max\": 3.5"],
+        excludes: &[],
+    },
+    Case {
+        module: "rsapi",
+        method: "POST",
+        path: "/stats",
+        headers: &[],
+        body: "[4, \"x\"]",
+        status: 400,
+        content_type: "application/json",
+        contains: &["is not a number"],
+        excludes: &[],
+    },
+    Case {
+        module: "pypage",
+        method: "GET",
+        path: "?name=%3Cb%3EAda",
+        headers: &[("user-agent", "examples-test")],
+        body: "",
+        status: 200,
+        content_type: "text/html",
+        contains: &[
+            "<h1>Hello, &lt;b&gt;Ada!</h1>",
+            "<code>examples-test</code>",
+        ],
+        excludes: &["<b>Ada"],
+    },
+    Case {
+        module: "jsproxy",
+        method: "GET",
+        path: "",
+        headers: &[],
+        body: "",
+        status: 400,
+        content_type: "application/json",
+        contains: &["give ?url="],
+        excludes: &[],
+    },
 ];
+
+/// An HTTP server on a thread of its own that answers every request with `body`.
+fn canned_upstream(body: &'static str) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\
+                 connection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+    addr
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_example_module_serves_its_response() {
@@ -276,7 +347,12 @@ async fn every_example_module_serves_its_response() {
         }
     }
     served.sort();
-    let mut gw = TestGateway::start_in(dir, "[modules.watenv]\nenv = { GREETING = \"hi\" }\n[modules.rustenv]\nenv = { GREETING = \"hi\" }\n").await;
+    let upstream = canned_upstream("from the upstream\n");
+    let config = format!(
+        "[modules.watenv]\nenv = {{ GREETING = \"hi\" }}\n[modules.rustenv]\nenv = {{ GREETING = \"hi\" }}\n\
+         [modules.jsproxy]\nallowed_outbound_hosts = [\"http://{upstream}\"]\n"
+    );
+    let mut gw = TestGateway::start_in(dir, &config).await;
     let list = gw.modules().await;
     assert!(
         list.as_array()
@@ -318,6 +394,25 @@ async fn every_example_module_serves_its_response() {
             );
         }
     }
+    // The proxy reaches the upstream its config allows, and nothing else.
+    let allowed = common::get(gw.public, &format!("/jsproxy?url=http://{upstream}/x"))
+        .await
+        .unwrap();
+    assert_eq!(allowed.status, 200, "{}", allowed.text());
+    assert!(
+        allowed
+            .text()
+            .contains("\"body\": \"from the upstream\\n\""),
+        "{}",
+        allowed.text()
+    );
+    let denied = common::get(
+        gw.public,
+        &format!("/jsproxy?url=http://{}/hello", gw.public),
+    )
+    .await
+    .unwrap();
+    assert_eq!(denied.status, 502, "{}", denied.text());
     assert_eq!(
         common::get(gw.public, "/redirect").await.unwrap().headers["location"],
         "/hello"

@@ -87,8 +87,10 @@ impl TestGateway {
         self.dir.path().join("modules")
     }
 
+    /// Waits for `/readyz`; generous, since a debug build or a busy machine compiles the
+    /// large examples (a Python and a JavaScript component) slowly.
     async fn wait_ready(&self) {
-        for _ in 0..600 {
+        for _ in 0..3000 {
             if let Ok(r) = get(self.admin, "/readyz").await
                 && r.status == StatusCode::OK
             {
@@ -96,7 +98,7 @@ impl TestGateway {
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        panic!("gateway not ready in 12 s");
+        panic!("gateway not ready in 60 s");
     }
 
     /// GET on the public port; panics on a transport error.

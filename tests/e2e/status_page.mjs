@@ -20,22 +20,25 @@ try {
   page.on("pageerror", (e) => errors.push(String(e)));
   await page.goto(url);
   // A p99 figure appears once two polls have seen traffic in between.
-  const p99 = page.locator('tr[data-module="hello"] td:nth-child(9)');
+  const p99 = page.locator('tr[data-module="hello"] td:nth-child(10)');
   await page.waitForFunction(() => {
-    const cell = document.querySelector('tr[data-module="hello"] td:nth-child(9)');
+    const cell = document.querySelector('tr[data-module="hello"] td:nth-child(10)');
     return cell && /\d/.test(cell.textContent);
   }, null, { timeout: 20000 }).catch(() => {});
   check("the page title", (await page.title()) === "wasmgate status");
   check("hello is listed as ready",
         (await page.locator('tr[data-module="hello"] td:nth-child(2)').textContent()) === "ready");
   check("hello shows a live p99 latency", /\d+(\.\d+)? (µs|ms|s)/.test(await p99.textContent()), await p99.textContent());
-  const rate = await page.locator('tr[data-module="hello"] td:nth-child(6)').textContent();
+  const rate = await page.locator('tr[data-module="hello"] td:nth-child(7)').textContent();
   check("hello shows a request rate above zero", parseFloat(rate) > 0, rate);
   const broken = page.locator('tr[data-module="broken"]');
   check("the broken module is listed as failed with its error",
         (await broken.locator("td:nth-child(2)").textContent()) === "failed" &&
-        /cannot compile/.test(await broken.locator("td:nth-child(10)").textContent()));
-  check("the summary counts the modules", /3 modules, 2 ready/.test(await page.locator("#summary").textContent()),
+        /cannot compile/.test(await broken.locator("td:nth-child(11)").textContent()));
+  check("each module shows its ABI",
+        (await page.locator('tr[data-module="hello"] td:nth-child(3)').textContent()) === "cgi" &&
+        (await page.locator('tr[data-module="rsapi"] td:nth-child(3)').textContent()) === "wasi-http");
+  check("the summary counts the modules", /4 modules, 3 ready/.test(await page.locator("#summary").textContent()),
         await page.locator("#summary").textContent());
   check("no script errors", errors.length === 0, errors.join("; "));
   await page.screenshot({ path: screenshot, fullPage: true });

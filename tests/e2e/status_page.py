@@ -28,7 +28,7 @@ def main():
         subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=HERE, check=True)
     build_release()
     tmp = tempfile.mkdtemp(prefix="wasmgate-status-")
-    mods = modules_dir_with_examples(tmp, ("hello", "watenv"))
+    mods = modules_dir_with_examples(tmp, ("hello", "watenv", "rsapi"))
     open(os.path.join(mods, "broken.wasm"), "wb").write(b"not a module")
     gw = Gateway(mods, os.path.join(tmp, "cache"))
     gw.start()
@@ -36,7 +36,7 @@ def main():
 
     def traffic():
         while not stop.is_set():
-            for path in ("/hello", "/watenv"):
+            for path in ("/hello", "/watenv", "/rsapi"):
                 try:
                     urllib.request.urlopen(f"http://127.0.0.1:{gw.port}{path}", timeout=5).read()
                 except OSError:

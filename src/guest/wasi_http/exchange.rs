@@ -1,16 +1,17 @@
 //! One wasi:http exchange, the same for `serve` and `run`: a fresh instance of the
-//! component handles the request in a task of its own, and its response head comes back
-//! as soon as the guest sets it, while the guest goes on writing the body.
+//! component handles the request, and its response head comes back as soon as the guest
+//! sets it, while the guest goes on writing the body.
 //!
-//! The task holds what the guest occupies (its pool slot, its module's concurrency permit)
-//! until the guest has returned, whenever that is. Until the head is sent, the caller owns
-//! the task: if the caller goes away (the client hung up), the task is aborted, which drops
-//! the instance. The guest's deadline covers the whole run, host calls included (a guest
-//! blocked on a pollable or an outgoing request is stopped as surely as a spinning one):
-//! a guest past it before its head is a [`InvokeError::Timeout`] (504), after it a
-//! cut-off response.
+//! The guest's run holds what it occupies (its pool slot, its module's concurrency permit)
+//! until it has returned, whenever that is. Until the head, the caller polls it: if the
+//! caller goes away (the client hung up), the instance is dropped. The guest's deadline
+//! covers the whole run, host calls included (a guest blocked on a pollable or an outgoing
+//! request is stopped as surely as a spinning one): a guest past it before its head is a
+//! [`InvokeError::Timeout`] (504), after it a cut-off response.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -18,7 +19,6 @@ use http::Response;
 use http_body_util::BodyExt;
 use hyper::body::Body;
 use tokio::sync::oneshot;
-use tokio::task::AbortHandle;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
@@ -48,25 +48,23 @@ impl<B> RequestBody for B where
 /// The response head a guest set, with the body still coming.
 type Head = Result<Response<HyperOutgoingBody>, ErrorCode>;
 
-/// Aborts the guest's task when dropped, unless it was let go.
-struct TaskGuard(Option<AbortHandle>);
+/// A guest's run, from instantiation to its return.
+type GuestRun = Pin<Box<dyn Future<Output = Result<(), InvokeError>> + Send>>;
 
-impl TaskGuard {
-    fn let_go(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for TaskGuard {
-    fn drop(&mut self) {
-        if let Some(task) = self.0.take() {
-            task.abort();
-        }
-    }
+/// What stopped the wait for the head: the head, or the guest's end.
+enum Waited {
+    Head(Result<Head, oneshot::error::RecvError>),
+    Ended(Result<(), InvokeError>),
 }
 
 /// Runs `module`'s component for `request`; `hold` (its slot, its permit) is released when
-/// the guest returns. Returns the response head and the receiver of the guest's end.
+/// the guest returns. Returns the response head and how the guest's end will be known.
+///
+/// Until the head, the guest is polled right here, in the caller's task: a guest that
+/// answers at once (most do) runs start to finish without a task of its own, and if the
+/// caller is dropped (the client hung up) the guest is dropped with it. A guest still
+/// running when its head is set goes on in a task of its own, so that its deadline holds
+/// whether or not the client reads the body.
 pub(crate) async fn exchange<B: RequestBody>(
     module: Arc<ServedModule>,
     pre: ProxyPre<ComponentStore>,
@@ -75,34 +73,36 @@ pub(crate) async fn exchange<B: RequestBody>(
     hold: impl Send + 'static,
 ) -> Result<(Response<HyperOutgoingBody>, GuestEnd), InvokeError> {
     let name = module.name.clone();
-    let (head_tx, head_rx) = oneshot::channel::<Head>();
-    let (end_tx, end_rx) = oneshot::channel();
-    let task = tokio::spawn(async move {
+    let (head_tx, mut head_rx) = oneshot::channel::<Head>();
+    let mut guest: GuestRun = Box::pin(async move {
         let _hold = hold;
-        let ended = run(&module, &pre, request, head_tx, started).await;
-        let _ = end_tx.send(ended);
+        run(&module, &pre, request, head_tx, started).await
     });
-    let guard = TaskGuard(Some(task.abort_handle()));
-    match head_rx.await {
-        Ok(Ok(head)) => {
-            guard.let_go();
-            Ok((head, end_rx))
+    let waited = std::future::poll_fn(|cx| {
+        if let Poll::Ready(head) = Pin::new(&mut head_rx).poll(cx) {
+            return Poll::Ready(Waited::Head(head));
         }
-        Ok(Err(code)) => {
-            guard.let_go();
-            Err(InvokeError::ErrorResponse {
-                module: name,
-                code: format!("{code:?}"),
-            })
-        }
-        // The guest ended (or its store was dropped) without setting a response.
-        Err(_) => match end_rx.await {
-            Ok(Err(failure)) => Err(failure),
-            Ok(Ok(())) => Err(InvokeError::NoResponse { module: name }),
-            Err(_) => Err(InvokeError::Trap {
-                module: name,
-                reason: "the guest's task ended without a result".into(),
-            }),
+        guest.as_mut().poll(cx).map(Waited::Ended)
+    })
+    .await;
+    let error_response = |code: ErrorCode| InvokeError::ErrorResponse {
+        module: name.clone(),
+        code: format!("{code:?}"),
+    };
+    match waited {
+        Waited::Head(Ok(Ok(head))) => Ok((head, GuestEnd::spawn(guest))),
+        Waited::Head(Ok(Err(code))) => Err(error_response(code)),
+        // The guest dropped its response-outparam unset; its end says why.
+        Waited::Head(Err(_)) => Err(guest
+            .await
+            .err()
+            .unwrap_or(InvokeError::NoResponse { module: name })),
+        Waited::Ended(ended) => match head_rx.try_recv() {
+            Ok(Ok(head)) => Ok((head, GuestEnd::Ended(ended))),
+            Ok(Err(code)) => Err(error_response(code)),
+            Err(_) => Err(ended
+                .err()
+                .unwrap_or(InvokeError::NoResponse { module: name })),
         },
     }
 }

@@ -24,8 +24,53 @@ use crate::guest::bounds::InvokeError;
 use crate::metrics::ModuleMetrics;
 use crate::outcome::Outcome;
 
-/// How the guest's run ended, sent when it does.
-pub(crate) type GuestEnd = oneshot::Receiver<Result<(), InvokeError>>;
+/// How the guest's run ended, or how it will be known once it has.
+pub(crate) enum GuestEnd {
+    /// It returned before its head went out (a guest that answers at once).
+    Ended(Result<(), InvokeError>),
+    /// It runs on in a task of its own, which sends how it ended.
+    Running(oneshot::Receiver<Result<(), InvokeError>>),
+}
+
+impl GuestEnd {
+    /// Runs the rest of `guest` in a task of its own.
+    pub(crate) fn spawn(
+        guest: impl Future<Output = Result<(), InvokeError>> + Send + 'static,
+    ) -> GuestEnd {
+        let (sent, ended) = oneshot::channel();
+        tokio::spawn(async move {
+            let _ = sent.send(guest.await);
+        });
+        GuestEnd::Running(ended)
+    }
+
+    /// How the guest ended, once it has.
+    fn poll_ended(
+        &mut self,
+        cx: &mut Context<'_>,
+        module: &Arc<str>,
+    ) -> Poll<Result<(), InvokeError>> {
+        match self {
+            GuestEnd::Ended(ended) => Poll::Ready(std::mem::replace(ended, Ok(()))),
+            GuestEnd::Running(end) => Pin::new(end).poll(cx).map(|ended| {
+                ended.unwrap_or_else(|_| {
+                    Err(InvokeError::Trap {
+                        module: module.clone(),
+                        reason: "the guest's task ended without a result".into(),
+                    })
+                })
+            }),
+        }
+    }
+
+    /// How the guest ended, if it has.
+    fn ended(&mut self) -> Option<Result<(), InvokeError>> {
+        match self {
+            GuestEnd::Ended(ended) => Some(std::mem::replace(ended, Ok(()))),
+            GuestEnd::Running(end) => end.try_recv().ok(),
+        }
+    }
+}
 
 /// Why a response was cut off: how the guest or its output failed.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +106,7 @@ pub struct ComponentBody {
     /// Bytes the body may still carry.
     remaining: u64,
     limit: u64,
-    end: Option<GuestEnd>,
+    end: GuestEnd,
     /// Set once the guest's body has ended (cleanly, as far as it tells).
     inner_done: bool,
     /// Set once this body has ended, well or not.
@@ -80,7 +125,7 @@ impl ComponentBody {
             inner,
             remaining: max_output_bytes,
             limit: max_output_bytes,
-            end: Some(end),
+            end,
             inner_done: false,
             done: false,
             record,
@@ -102,22 +147,12 @@ impl ComponentBody {
 
     /// The inner body has ended: the response ends as the guest did.
     fn poll_end(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, CutOff>>> {
-        let Some(end) = self.end.as_mut() else {
-            self.done = true;
-            return Poll::Ready(None);
-        };
-        let ended = ready!(Pin::new(end).poll(cx));
-        self.end = None;
-        match ended {
-            Ok(Ok(())) => {
+        match ready!(self.end.poll_ended(cx, &self.record.metrics.name)) {
+            Ok(()) => {
                 self.done = true;
                 Poll::Ready(None)
             }
-            Ok(Err(failure)) => self.cut_off(failure),
-            Err(_) => self.cut_off(InvokeError::Trap {
-                module: self.record.metrics.name.clone(),
-                reason: "the guest's task ended without a result".into(),
-            }),
+            Err(failure) => self.cut_off(failure),
         }
     }
 
@@ -156,17 +191,13 @@ impl Body for ComponentBody {
             }
             // The guest aborted its body or wrote other than its Content-Length; its own
             // end, if it failed, says more.
-            Some(Err(e)) => {
-                let reason = e.to_string();
-                let end = this.end.take();
-                match end.and_then(|mut end| end.try_recv().ok()) {
-                    Some(Err(failure)) => this.cut_off(failure),
-                    _ => this.cut_off(InvokeError::ErrorResponse {
-                        module: this.record.metrics.name.clone(),
-                        code: reason,
-                    }),
-                }
-            }
+            Some(Err(e)) => match this.end.ended() {
+                Some(Err(failure)) => this.cut_off(failure),
+                _ => this.cut_off(InvokeError::ErrorResponse {
+                    module: this.record.metrics.name.clone(),
+                    code: e.to_string(),
+                }),
+            },
             None => {
                 this.inner_done = true;
                 this.poll_end(cx)

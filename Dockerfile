@@ -10,6 +10,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
+# A workspace member: cargo reads its manifest even when building only the gateway.
+COPY fuzz ./fuzz
 RUN cargo build --release --locked --bin wasmgate
 
 FROM build AS precompile

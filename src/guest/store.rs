@@ -35,12 +35,14 @@ impl Footprint {
         memories: 1,
     };
     /// A component: its core modules (a language runtime, its libraries, a WASI adapter,
-    /// the glue between them) are instantiated together. Python and JavaScript components
-    /// built by componentize-py and componentize-js fit in these bounds.
+    /// the glue between them) are instantiated together. The Rust, Python and JavaScript
+    /// examples each have one memory and two tables (`Component::resources_required`);
+    /// the bounds leave room for an adapter's own memory and more glue, and no more,
+    /// since the pool reserves address space for each.
     pub(crate) const COMPONENT: Footprint = Footprint {
         instances: 32,
-        tables: 32,
-        memories: 4,
+        tables: 8,
+        memories: 2,
     };
 }
 

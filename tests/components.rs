@@ -39,7 +39,7 @@ async fn gateway(extra: &str) -> TestGateway {
         ("short", "stream_http"),
         ("spin_http", "spin_http"),
         ("fueled", "spin_http"),
-        ("outbound_http", "outbound_http"),
+        ("outbound_http", "probe_http"),
         ("probe", "probe_http"),
         ("single", "probe_http"),
         ("cli_only", "cli_only"),
@@ -468,18 +468,18 @@ async fn outgoing_requests_go_only_where_they_are_allowed() {
     ))
     .await;
     let r = gw
-        .get(&format!("/outbound_http?url=http://{allowed}/x"))
+        .get(&format!("/outbound_http/fetch?url=http://{allowed}/x"))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.text(), "upstream-status=200\nfrom the allowed upstream");
     let r = gw
-        .get(&format!("/outbound_http?url=http://{other}/x"))
+        .get(&format!("/outbound_http/fetch?url=http://{other}/x"))
         .await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
     assert!(r.text().contains("HttpRequestDenied"), "{}", r.text());
     let https = allowed.to_string().replace("127.0.0.1", "localhost");
     let r = gw
-        .get(&format!("/outbound_http?url=https://{https}/x"))
+        .get(&format!("/outbound_http/fetch?url=https://{https}/x"))
         .await;
     assert!(
         r.text().contains("HttpRequestDenied"),

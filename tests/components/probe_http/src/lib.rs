@@ -14,13 +14,15 @@
 //! | `/echo-stream` | 200, then `got N\n` for each chunk of the request body as it arrives |
 //! | `/no-response` | returns without setting a response |
 //! | `/error-response` | sets the response to an error code |
+//! | `/fetch?url=http://HOST:PORT/PATH` | GETs the URL (`wasi:http/outgoing-handler`): 200 with `upstream-status=N\n` and the upstream's body, or 502 with `outbound error: ` and the error code |
 
 use std::io::Write as _;
 
 use wasi::clocks::monotonic_clock::subscribe_duration;
+use wasi::http::outgoing_handler;
 use wasi::http::types::{
-    ErrorCode, Fields, IncomingBody, IncomingRequest, OutgoingBody, OutgoingResponse,
-    ResponseOutparam,
+    ErrorCode, Fields, IncomingBody, IncomingRequest, IncomingResponse, Method, OutgoingBody,
+    OutgoingRequest, OutgoingResponse, ResponseOutparam, Scheme,
 };
 use wasi::io::streams::{OutputStream, StreamError};
 
@@ -67,16 +69,22 @@ fn write_all(stream: &OutputStream, bytes: &[u8]) {
 
 /// A complete 200 with `text`.
 fn answer(out: ResponseOutparam, text: &str) {
-    let body = start(
-        out,
-        headers(&[
-            ("content-type", "text/plain".into()),
-            ("content-length", text.len().to_string()),
-        ]),
-    );
+    answer_with(out, 200, text.as_bytes());
+}
+
+/// A complete response with `status` and `bytes`.
+fn answer_with(out: ResponseOutparam, status: u16, bytes: &[u8]) {
+    let fields = headers(&[
+        ("content-type", "text/plain".into()),
+        ("content-length", bytes.len().to_string()),
+    ]);
+    let resp = OutgoingResponse::new(fields);
+    resp.set_status_code(status).expect("valid status");
+    let body = resp.body().expect("body taken once");
+    ResponseOutparam::set(out, Ok(resp));
     {
         let stream = body.write().expect("stream taken once");
-        write_all(&stream, text.as_bytes());
+        write_all(&stream, bytes);
     }
     OutgoingBody::finish(body, None).expect("finish body");
 }
@@ -156,6 +164,68 @@ fn echo_stream(req: IncomingRequest, out: ResponseOutparam) {
     OutgoingBody::finish(body, None).expect("finish body");
 }
 
+/// Reads a whole incoming body.
+fn read_all(body: IncomingBody) -> Result<Vec<u8>, ErrorCode> {
+    let mut data = Vec::new();
+    {
+        let stream = body.stream().map_err(|()| ErrorCode::InternalError(None))?;
+        loop {
+            match stream.blocking_read(CHUNK as u64) {
+                Ok(chunk) => data.extend_from_slice(&chunk),
+                Err(StreamError::Closed) => break,
+                Err(StreamError::LastOperationFailed(e)) => {
+                    return Err(ErrorCode::InternalError(Some(e.to_debug_string())))
+                }
+            }
+        }
+    }
+    drop(IncomingBody::finish(body));
+    Ok(data)
+}
+
+/// GETs `http://AUTHORITY/PATH` (or https) through the outgoing handler.
+fn get(url: &str) -> Result<(u16, Vec<u8>), ErrorCode> {
+    let (scheme, rest) = match url.split_once("://") {
+        Some(("http", rest)) => (Scheme::Http, rest),
+        Some(("https", rest)) => (Scheme::Https, rest),
+        _ => return Err(ErrorCode::HttpRequestUriInvalid),
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let req = OutgoingRequest::new(Fields::new());
+    let invalid = |()| ErrorCode::HttpRequestUriInvalid;
+    req.set_method(&Method::Get).map_err(invalid)?;
+    req.set_scheme(Some(&scheme)).map_err(invalid)?;
+    req.set_authority(Some(authority)).map_err(invalid)?;
+    req.set_path_with_query(Some(if path.is_empty() { "/" } else { path }))
+        .map_err(invalid)?;
+    let future = outgoing_handler::handle(req, None)?;
+    let resp: IncomingResponse = loop {
+        match future.get() {
+            Some(Ok(result)) => break result?,
+            Some(Err(())) => return Err(ErrorCode::InternalError(None)),
+            None => future.subscribe().block(),
+        }
+    };
+    let status = resp.status();
+    let body = resp.consume().map_err(|()| ErrorCode::InternalError(None))?;
+    Ok((status, read_all(body)?))
+}
+
+fn fetch(out: ResponseOutparam, query: &str) {
+    let url = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("url="))
+        .unwrap_or_default();
+    match get(url) {
+        Ok((status, body)) => {
+            let mut bytes = format!("upstream-status={status}\n").into_bytes();
+            bytes.extend_from_slice(&body);
+            answer_with(out, 200, &bytes);
+        }
+        Err(e) => answer_with(out, 502, format!("outbound error: {e:?}\n").as_bytes()),
+    }
+}
+
 struct Probe;
 
 impl wasi::exports::http::incoming_handler::Guest for Probe {
@@ -181,6 +251,7 @@ impl wasi::exports::http::incoming_handler::Guest for Probe {
             }
             "exit" => std::process::exit(param(query, "code") as i32),
             "echo-stream" => echo_stream(req, out),
+            "fetch" => fetch(out, query),
             "no-response" => drop(out),
             "error-response" => ResponseOutparam::set(
                 out,

@@ -316,6 +316,20 @@ fn run_invokes_a_module_once() {
 }
 
 #[test]
+fn a_components_stdout_and_stderr_go_to_the_log_tagged() {
+    let modules = [("probe".to_string(), component("probe_http"))];
+    let gw = Served::start_bytes(&modules, &[], "", &[]);
+    let (status, body) = gw.get("/probe/log");
+    assert_eq!((status, body.as_str()), (200, "logged\n"));
+    for stream in ["stdout", "stderr"] {
+        let line = gw
+            .wait_for_log(&format!("probe_http: a line on {stream}"))
+            .unwrap_or_else(|| panic!("the component's {stream} in the log"));
+        assert!(line.contains("[probe]"), "{line}");
+    }
+}
+
+#[test]
 fn run_invokes_a_component_once() {
     let out = run_binary("hello_http", &component("hello_http"), &[], b"");
     assert!(out.status.success(), "{out:?}");

@@ -4,6 +4,7 @@
 //! | path | does |
 //! | --- | --- |
 //! | `/env` | 200, `arg:A` per argument, then `env:K=V` per variable (sorted) |
+//! | `/log` | writes a line to stdout and one to stderr, then 200 `logged` |
 //! | `/panic-mid-body` | sets a chunked 200, writes `partial\n`, then panics |
 //! | `/drop-body` | sets a chunked 200, writes `partial\n`, drops the body unfinished |
 //! | `/big?bytes=N` | a chunked 200 of N bytes of `x` |
@@ -237,6 +238,11 @@ impl wasi::exports::http::incoming_handler::Guest for Probe {
         let action = path.rsplit('/').next().unwrap_or("");
         match action {
             "env" => env_dump(out),
+            "log" => {
+                println!("probe_http: a line on stdout");
+                eprintln!("probe_http: a line on stderr");
+                answer(out, "logged\n");
+            }
             "panic-mid-body" => {
                 let _body = partial(out);
                 panic!("probe_http: a panic in the middle of the body");

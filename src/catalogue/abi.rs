@@ -29,14 +29,6 @@ impl Abi {
             _ => Abi::Cgi,
         })
     }
-
-    /// The name `/modules` and the log use.
-    pub fn label(self) -> &'static str {
-        match self {
-            Abi::Cgi => "cgi",
-            Abi::WasiHttp => "wasi-http",
-        }
-    }
 }
 
 #[cfg(test)]

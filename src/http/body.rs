@@ -49,6 +49,11 @@ pub(crate) async fn read_limited(
     }
 }
 
+/// The `Content-Length` a message's headers declare, if they declare one.
+pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
 /// Refuses a body whose declared `Content-Length` is over `limit`, draining it first (see
 /// the module's comment); a body that declares no length, or one within the limit, passes.
 pub(crate) async fn refuse_declared_oversize(
@@ -56,10 +61,7 @@ pub(crate) async fn refuse_declared_oversize(
     body: &mut Incoming,
     limit: u64,
 ) -> Result<(), BodyError> {
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = declared_length(headers);
     if declared.is_some_and(|len| len > limit) {
         let waits_for_continue = headers
             .get(EXPECT)

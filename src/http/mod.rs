@@ -4,6 +4,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod body;
+pub(crate) mod hop_by_hop;
 pub(crate) mod listener;
 pub(crate) mod public_body;
 pub(crate) mod reply;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, HOST};
+use http::header::HOST;
 use http::{HeaderMap, Response};
 use http_body_util::Full;
 use hyper::Request;
@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use tokio::sync::Semaphore;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use super::body::{BodyError, read_limited, refuse_declared_oversize};
+use super::body::{BodyError, declared_length, read_limited, refuse_declared_oversize};
 use super::listener::ConnInfo;
 use super::public_body::PublicBody;
 use super::reply::error_response;
@@ -320,11 +320,6 @@ fn check_host(headers: &HeaderMap) -> Result<(), Early> {
         ));
     }
     Ok(())
-}
-
-/// The `Content-Length` a response head declares, if it declares one.
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 /// `/name/rest?q` → (`name`, `/rest`).

@@ -13,8 +13,12 @@
 //! the gateway's origin and a browser must not guess HTML out of a plain body.
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, LOCATION, X_CONTENT_TYPE_OPTIONS};
+use http::header::{
+    CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue, LOCATION, X_CONTENT_TYPE_OPTIONS,
+};
 use http::{HeaderMap, StatusCode};
+
+use crate::http::hop_by_hop::is_hop_by_hop;
 
 /// The content type of a response whose stdout had no CGI headers.
 pub(crate) const DEFAULT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
@@ -22,18 +26,6 @@ pub(crate) const DEFAULT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 pub(crate) const MAX_HEADER_BLOCK: usize = 64 * 1024;
 /// How much of a refused header line an error message quotes.
 const QUOTED_LINE_BYTES: usize = 128;
-/// Headers that describe the connection or the framing, which the gateway owns.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "content-length",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
 /// A response made from a guest's stdout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CgiResponse {
@@ -72,7 +64,8 @@ pub fn parse_output(stdout: Bytes) -> Result<CgiResponse, OutputError> {
             continue;
         }
         let name = HeaderName::from_bytes(name).map_err(|_| lossy_err(line))?;
-        if HOP_BY_HOP.contains(&name.as_str()) {
+        // The connection and the framing are the gateway's.
+        if is_hop_by_hop(&name) || name == CONTENT_LENGTH {
             continue;
         }
         let value = HeaderValue::from_bytes(value).map_err(|_| lossy_err(line))?;

@@ -6,8 +6,6 @@
 //! out means the scheme's default (80 or 443), on both sides. Host names compare without
 //! regard to case, as DNS does.
 
-use std::fmt;
-
 use http::Uri;
 use http::uri::Scheme;
 
@@ -78,13 +76,6 @@ impl AllowedHost {
         self.https == https
             && self.host.eq_ignore_ascii_case(host)
             && self.port == port.unwrap_or(default_port(https))
-    }
-}
-
-impl fmt::Display for AllowedHost {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = if self.https { "https" } else { "http" };
-        write!(f, "{scheme}://{}:{}", self.host, self.port)
     }
 }
 

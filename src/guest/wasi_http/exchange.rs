@@ -17,7 +17,6 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::Response;
 use http_body_util::BodyExt;
-use hyper::body::Body;
 use tokio::sync::oneshot;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -25,7 +24,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::io::{ComponentIo, ComponentStore};
-use super::request::{GuestBody, guest_request};
+use super::request::{GuestBody, RequestBody, guest_request};
 use super::response::{ComponentBody, GuestEnd, Record};
 use crate::catalogue::ServedModule;
 use crate::guest::bounds::{Bounds, Failure, InvokeError};
@@ -33,17 +32,6 @@ use crate::guest::deadline::DeadlinePassed;
 use crate::guest::linkers::Prepared;
 use crate::guest::store::Footprint;
 use crate::http::listener::ConnInfo;
-
-/// What a request body handed to a component must be.
-pub trait RequestBody:
-    Body<Data = Bytes, Error: Into<wasmtime_wasi_http::Error>> + Send + Unpin + 'static
-{
-}
-
-impl<B> RequestBody for B where
-    B: Body<Data = Bytes, Error: Into<wasmtime_wasi_http::Error>> + Send + Unpin + 'static
-{
-}
 
 /// The response head a guest set, with the body still coming.
 type Head = Result<Response<HyperOutgoingBody>, ErrorCode>;

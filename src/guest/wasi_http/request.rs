@@ -22,18 +22,8 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use wasmtime_wasi_http::Error;
 
 use crate::guest::cgi::env::CREDENTIAL_HEADERS;
+use crate::http::hop_by_hop::hop_by_hop_headers;
 use crate::http::listener::ConnInfo;
-
-/// Headers about the connection, never the request's own.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
 
 /// Says whether a request body went past its limit, after the body was handed away.
 #[derive(Clone, Default)]
@@ -45,6 +35,11 @@ impl BodyWatch {
     }
 }
 
+/// What a request body handed to a component must be.
+pub trait RequestBody: Body<Data = Bytes, Error: Into<Error>> + Send + Unpin + 'static {}
+
+impl<B> RequestBody for B where B: Body<Data = Bytes, Error: Into<Error>> + Send + Unpin + 'static {}
+
 /// A request body (the client's, or `run`'s stdin) that fails once more than its limit
 /// has arrived.
 pub(crate) struct GuestBody<B = Incoming> {
@@ -54,11 +49,7 @@ pub(crate) struct GuestBody<B = Incoming> {
     watch: BodyWatch,
 }
 
-impl<B> Body for GuestBody<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<Error>,
-{
+impl<B: RequestBody> Body for GuestBody<B> {
     type Data = Bytes;
     type Error = Error;
 
@@ -126,8 +117,8 @@ fn filter_headers(headers: &mut HeaderMap, pass_authorization: bool) {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    for name in hop_by_hop_headers() {
+        headers.remove(name);
     }
     if !pass_authorization {
         for name in CREDENTIAL_HEADERS {

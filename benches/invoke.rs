@@ -218,10 +218,11 @@ fn bench_exchange(c: &mut Criterion) {
     let conn = sample_conn();
     let mut group = c.benchmark_group("hello_exchange");
     let (cgi, _cgi_runtime) = load_hello(AllocatorChoice::PoolingWithFallback);
+    let cgi = Arc::new(cgi);
     group.bench_function("cgi", |b| {
         b.to_async(&runtime).iter(|| async {
             let meta = sample_meta(&headers);
-            let response = respond(&cgi, &meta, Stdin::Buffered(Bytes::new()))
+            let response = respond(cgi.clone(), &meta, Stdin::Buffered(Bytes::new()))
                 .await
                 .unwrap();
             assert_eq!(response.body.len(), 13);

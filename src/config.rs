@@ -36,6 +36,8 @@ const DEFAULT_FUEL: u64 = 10_000_000_000;
 const DEFAULT_MAX_MEMORY_BYTES: u64 = 128 << 20;
 const DEFAULT_MAX_OUTPUT_BYTES: u64 = 16 << 20;
 const DEFAULT_MAX_BODY_BYTES: u64 = 16 << 20;
+const DEFAULT_STREAM_AFTER_BYTES: u64 = 64 << 10;
+const DEFAULT_STREAM_AFTER_MS: u64 = 50;
 /// The largest linear memory a WebAssembly 32-bit module can address.
 const MAX_WASM32_MEMORY_BYTES: u64 = 4 << 30;
 /// A ceiling on buffered request or response bodies, so a typo cannot ask for terabytes.
@@ -120,6 +122,11 @@ pub struct Limits {
     /// Guests of one module running at once; past it that module answers 503. The default
     /// is half the pool ([`default_concurrency`]), so no one module can take every slot.
     pub max_concurrency: u32,
+    /// A CGI guest's stdout is buffered until it exits or writes this much (DESIGN.md
+    /// "Streaming"); then its response streams.
+    pub stream_after_bytes: u64,
+    /// ... or until it has run this long.
+    pub stream_after: Duration,
 }
 
 impl Default for Limits {
@@ -131,6 +138,8 @@ impl Default for Limits {
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_concurrency: default_concurrency(DEFAULT_MAX_INSTANCES),
+            stream_after_bytes: DEFAULT_STREAM_AFTER_BYTES,
+            stream_after: Duration::from_millis(DEFAULT_STREAM_AFTER_MS),
         }
     }
 }
@@ -196,6 +205,8 @@ struct FileLimits {
     max_output_bytes: Option<u64>,
     max_body_bytes: Option<u64>,
     max_concurrency: Option<u32>,
+    stream_after_bytes: Option<u64>,
+    stream_after_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -484,6 +495,10 @@ fn merge_limits(base: &Limits, file: &FileLimits, section: &str) -> Result<Limit
         max_output_bytes: file.max_output_bytes.unwrap_or(base.max_output_bytes),
         max_body_bytes: file.max_body_bytes.unwrap_or(base.max_body_bytes),
         max_concurrency: file.max_concurrency.unwrap_or(base.max_concurrency),
+        stream_after_bytes: file.stream_after_bytes.unwrap_or(base.stream_after_bytes),
+        stream_after: file
+            .stream_after_ms
+            .map_or(base.stream_after, Duration::from_millis),
     };
     let key = |k: &str| format!("{section}.{k}");
     if limits.max_concurrency == 0 {
@@ -512,6 +527,7 @@ fn merge_limits(base: &Limits, file: &FileLimits, section: &str) -> Result<Limit
     for (name, value) in [
         ("max_output_bytes", limits.max_output_bytes),
         ("max_body_bytes", limits.max_body_bytes),
+        ("stream_after_bytes", limits.stream_after_bytes),
     ] {
         if value > MAX_BUFFER_BYTES {
             return Err(ConfigError::value(

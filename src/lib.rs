@@ -15,7 +15,7 @@
 //! http:        listener ─> server (body) ──── registry.lookup ────────────┘
 //!                              │
 //! guest:                       ├─> cgi::exchange ─> invoke (store, bounds, linkers)
-//!                              │    env · stdin · preview1 · stdio · response
+//!                              │    env · stdin · preview1 · stdout · response
 //!                              └─> wasi_http::exchange (store, bounds, linkers)
 //!                                   request · io · outbound · response
 //! metrics:     every step above records into its module's series; http::admin serves them
@@ -49,7 +49,7 @@ pub use catalogue::cache::CacheError;
 pub use catalogue::compile::Source;
 pub use catalogue::failure::{LoadError, LoadFailure};
 pub use commands::compile::{PrecompileError, Precompiled, Precompiler};
-pub use commands::run::{RunBody, RunError, RunRequest, run_once};
+pub use commands::run::{RunBody, RunError, RunRequest, RunResponse, run_once};
 pub use config::{Config, ConfigError, Limits, ModuleSettings, Overrides};
 pub use gateway::{RunningGateway, StartError};
 pub use guest::bounds::InvokeError;
@@ -57,7 +57,7 @@ pub use guest::cgi::env::{EnvError, Environment, RequestMeta, build_env};
 pub use guest::cgi::exchange::{CgiFailure, respond};
 pub use guest::cgi::preview1::{CGI_IMPORTS, Preview1};
 pub use guest::cgi::response::{CgiResponse, OutputError, parse_output};
-pub use guest::cgi::stdin::{BodyOverflow, BodyStream, Stdin};
+pub use guest::cgi::stdin::{BodyStream, Stdin};
 pub use guest::invoke::invoke;
 pub use guest::wasi_http::allowed::{AllowedHost, AllowedHostError};
 pub use guest::wasi_http::exchange::{HttpFailure, respond_whole};

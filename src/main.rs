@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use wasmgate::{
-    CgiResponse, Config, Overrides, Precompiler, RunBody, RunRequest, RunningGateway, run_once,
+    Config, Overrides, Precompiler, RunBody, RunRequest, RunResponse, RunningGateway, run_once,
 };
 
 #[global_allocator]
@@ -155,12 +155,16 @@ fn main() -> Result<ExitCode> {
                 env,
                 body,
             };
-            let result = runtime.block_on(run_once(&file, config, request));
-            match result {
-                Ok(response) => {
-                    write_response(&response, include)?;
-                    Ok(ExitCode::SUCCESS)
+            let result = runtime.block_on(async {
+                let response = run_once(&file, config, request).await?;
+                let mut out = std::io::stdout().lock();
+                if include {
+                    write_head(&response, &mut out).map_err(wasmgate::RunError::Write)?;
                 }
+                response.write_body(&mut out).await
+            });
+            match result {
+                Ok(()) => Ok(ExitCode::SUCCESS),
                 Err(e) => {
                     eprintln!("error: {e}");
                     Ok(ExitCode::from(e.exit_code()))
@@ -238,16 +242,12 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn write_response(response: &CgiResponse, include: bool) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    if include {
-        writeln!(out, "HTTP/1.1 {}", response.status)?;
-        for (name, value) in &response.headers {
-            writeln!(out, "{name}: {}", String::from_utf8_lossy(value.as_bytes()))?;
-        }
-        writeln!(out)?;
+/// The status line and headers, as `curl -i` shows them.
+fn write_head(response: &RunResponse, out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(out, "HTTP/1.1 {}", response.status)?;
+    for (name, value) in &response.headers {
+        writeln!(out, "{name}: {}", String::from_utf8_lossy(value.as_bytes()))?;
     }
-    out.write_all(&response.body)?;
-    out.flush()?;
-    Ok(())
+    writeln!(out)?;
+    out.flush()
 }

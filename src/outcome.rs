@@ -3,6 +3,12 @@
 
 use http::StatusCode;
 
+/// nginx's "client closed request", which no response carries: for the access log only.
+const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
+    Ok(status) => status,
+    Err(_) => StatusCode::BAD_REQUEST,
+};
+
 /// Every way a request can end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
@@ -19,11 +25,13 @@ pub enum Outcome {
     BadOutput,
     Overloaded,
     Timeout,
+    /// The client went away before the response was complete.
+    ClientGone,
 }
 
 impl Outcome {
     /// All outcomes, in a fixed order (for pre-registering metrics).
-    pub const ALL: [Outcome; 13] = [
+    pub const ALL: [Outcome; 14] = [
         Outcome::Ok,
         Outcome::NotFound,
         Outcome::BadRequest,
@@ -37,6 +45,7 @@ impl Outcome {
         Outcome::BadOutput,
         Outcome::Overloaded,
         Outcome::Timeout,
+        Outcome::ClientGone,
     ];
 
     /// The metric label.
@@ -55,6 +64,7 @@ impl Outcome {
             Outcome::BadOutput => "bad_output",
             Outcome::Overloaded => "overloaded",
             Outcome::Timeout => "timeout",
+            Outcome::ClientGone => "client_gone",
         }
     }
 
@@ -73,6 +83,8 @@ impl Outcome {
             Outcome::OutputTooLarge | Outcome::BadOutput => StatusCode::BAD_GATEWAY,
             Outcome::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Outcome::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            // Nothing more reaches the client; the access log shows nginx's 499.
+            Outcome::ClientGone => CLIENT_CLOSED_REQUEST,
         }
     }
 

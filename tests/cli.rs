@@ -532,15 +532,19 @@ fn json_logs_carry_the_access_log_and_guest_failures() {
 }
 
 /// Memory and output bombs leave the gateway's own resident memory in bounds: measured on
-/// a gateway process of its own, so that nothing else in the test process counts.
+/// a gateway process of its own, so that nothing else in the test process counts. A flood
+/// streams (it passes `stream_after_bytes` long before its cap), so it is a 200 cut off
+/// at the cap; with a buffer larger than the cap it is a 502 before anything is sent.
 #[test]
 fn bombs_leave_the_gateways_resident_memory_in_bounds() {
-    let limits = "[limits]\nmax_memory_bytes = 33554432\nmax_output_bytes = 1048576\n";
+    let limits = "[limits]\nmax_memory_bytes = 33554432\nmax_output_bytes = 1048576\n\
+                  [modules.buffered]\nstream_after_bytes = 2097152\nstream_after_ms = 60000\n";
     let gw = Served::start_with(
         &[
             ("hello", "hello"),
             ("membomb", "membomb"),
             ("flood", "flood"),
+            ("buffered", "flood"),
         ],
         &[],
         limits,
@@ -551,6 +555,17 @@ fn bombs_leave_the_gateways_resident_memory_in_bounds() {
     for _ in 0..3 {
         assert_eq!(gw.get("/membomb").0, 500);
         let (status, body) = gw.get("/flood");
+        assert_eq!(status, 200);
+        assert!(
+            !body.ends_with("0\r\n\r\n"),
+            "a cut-off flood has no last chunk"
+        );
+        assert!(
+            body.len() < 1_100_000,
+            "{} bytes of a flood served",
+            body.len()
+        );
+        let (status, body) = gw.get("/buffered");
         assert_eq!(status, 502, "{body}");
         assert!(body.len() < 4096, "{} bytes of a flood served", body.len());
     }

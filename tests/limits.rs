@@ -6,13 +6,14 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{TestGateway, build, raw, raw_status, request};
+use common::{RawResponse, TestGateway, build, raw, raw_bytes, raw_status, request};
 use http::StatusCode;
 
 // Every slot may go to one module here (`max_concurrency`): these tests are about the pool.
 const LIMITS: &str = "[limits]\ntimeout_ms = 1000\nmax_memory_bytes = 33554432\nmax_concurrency = 64\n\
                       max_output_bytes = 1048576\nmax_body_bytes = 1048576\n\
-                      [modules.spin_fuel]\nfuel = 20000000\n";
+                      [modules.spin_fuel]\nfuel = 20000000\n\
+                      [modules.flood_buffered]\nstream_after_bytes = 2097152\nstream_after_ms = 60000\n";
 
 async fn hostile() -> TestGateway {
     let modules = [
@@ -22,7 +23,9 @@ async fn hostile() -> TestGateway {
         ("membomb", "membomb"),
         ("bigmem", "bigmem"),
         ("flood", "flood"),
+        ("flood_buffered", "flood"),
         ("echo", "echo"),
+        ("wc", "wc"),
         ("sleepy", "sleepy"),
     ];
     TestGateway::start(&modules, LIMITS).await
@@ -102,19 +105,35 @@ async fn memory_past_the_cap_is_a_500() {
     gw.stop().await;
 }
 
+/// A flood passes `stream_after_bytes` long before its cap, so it streams, and is cut off
+/// at the cap; buffered up to more than its cap, it is refused before anything is sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_output_is_cut_at_the_cap_without_buffering_it() {
     let mut gw = hostile().await;
     for _ in 0..3 {
+        let raw = raw_bytes(gw.public, b"GET /flood HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let r = RawResponse::parse(&raw);
+        assert_eq!(r.status(), Some(200), "{}", r.head);
+        assert!(
+            !r.complete,
+            "the flood's response must end without its last chunk"
+        );
+        assert!(
+            r.body.len() <= 1 << 20,
+            "{} bytes past the cap",
+            r.body.len()
+        );
         let r = refused(
             &gw,
-            "/flood",
+            "/flood_buffered",
             StatusCode::BAD_GATEWAY,
-            &["'flood'", "output limit"],
+            &["'flood_buffered'", "output limit"],
         )
         .await;
         assert!(r.body.len() < 4096);
     }
+    gw.wait_for_metric(r#"wasmgate_requests_total{module="flood",outcome="output_too_large"} 3"#)
+        .await;
     still_serves(&gw).await;
     gw.stop().await;
 }
@@ -149,21 +168,32 @@ async fn bodies_past_the_cap_are_413_declared_or_chunked() {
     .await;
     assert_eq!(raw_status(&reply), Some(413), "{reply}");
     assert!(reply.contains("'echo'"), "{reply}");
-    // Chunked: no Content-Length to check up front, so it is counted as it streams.
-    let mut chunked = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
-    for _ in 0..20 {
-        chunked.extend_from_slice(b"10000\r\n");
-        chunked.extend_from_slice(&vec![b'y'; 0x10000]);
-        chunked.extend_from_slice(b"\r\n");
-    }
-    chunked.extend_from_slice(b"0\r\n\r\n");
-    let reply = raw(gw.public, &chunked).await;
+    // Chunked: no Content-Length to check up front, so it is counted as it streams. A
+    // guest that reads it all before it answers gets the 413; one that echoes as it reads
+    // has sent its head by then, and its response is cut off.
+    let chunked = |module: &str| {
+        let mut chunked = format!("POST /{module} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").into_bytes();
+        for _ in 0..20 {
+            chunked.extend_from_slice(b"10000\r\n");
+            chunked.extend_from_slice(&vec![b'y'; 0x10000]);
+            chunked.extend_from_slice(b"\r\n");
+        }
+        chunked.extend_from_slice(b"0\r\n\r\n");
+        chunked
+    };
+    let reply = raw(gw.public, &chunked("wc")).await;
     assert_eq!(
         raw_status(&reply),
         Some(413),
         "{}",
         &reply[..reply.len().min(200)]
     );
+    assert!(reply.contains("'wc'"), "{reply}");
+    let echoed = RawResponse::parse(&raw_bytes(gw.public, &chunked("echo")).await);
+    assert_eq!(echoed.status(), Some(200), "{}", echoed.head);
+    assert!(!echoed.complete, "an echo past the body limit is cut off");
+    gw.wait_for_metric(r#"wasmgate_requests_total{module="echo",outcome="body_too_large"} 8"#)
+        .await;
     // Exactly at the cap is fine.
     let ok = Bytes::from(vec![b'z'; 1 << 20]);
     let r = request(gw.public, build("POST", "/echo", &[], ok))
@@ -343,22 +373,42 @@ async fn a_guest_sleeping_in_a_host_call_is_cut_at_its_deadline() {
     gw.stop().await;
 }
 
+/// A body that has not arrived whole within `body_timeout_ms` is a 400 while the head is
+/// not sent (a guest that reads it all first), and cuts the response off once it is (a
+/// guest that echoes as it reads).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_trickles_in_is_cut_off() {
     let mut gw = TestGateway::start(
-        &[("echo", "echo"), ("hello", "hello")],
+        &[("echo", "echo"), ("wc", "wc"), ("hello", "hello")],
         "body_timeout_ms = 300\n",
     )
     .await;
     let started = std::time::Instant::now();
     let reply = raw(
         gw.public,
-        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten..",
+        b"POST /wc HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten..",
     )
     .await;
     assert_eq!(raw_status(&reply), Some(400), "{reply}");
-    assert!(reply.contains("not received in time"), "{reply}");
+    assert!(
+        reply.contains("'wc'") && reply.contains("not received in time"),
+        "{reply}"
+    );
     assert!(started.elapsed() < Duration::from_secs(4));
+    let echoed = raw_bytes(
+        gw.public,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten..",
+    )
+    .await;
+    let echoed = RawResponse::parse(&echoed);
+    assert_eq!(echoed.status(), Some(200), "{}", echoed.head);
+    assert_eq!(echoed.body, b"only ten..");
+    assert!(
+        !echoed.complete,
+        "the echo of a broken-off body must be cut off"
+    );
+    gw.wait_for_metric(r#"wasmgate_requests_total{module="echo",outcome="bad_request"} 1"#)
+        .await;
     still_serves(&gw).await;
     gw.stop().await;
 }

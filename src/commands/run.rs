@@ -2,24 +2,26 @@
 //! for module authors to try a function before deploying it.
 //!
 //! It is the gateway's twin: the module's own `[modules.NAME]` settings and limits from
-//! `--config`, the same CGI exchange ([`respond`]) or wasi:http exchange ([`exchange`]) by
-//! the file's header, the same body and output limits. The process's
-//! stdin is the request body, read only as the guest reads it, so a guest that never reads
-//! stdin does not wait for its end. The exit status says how the guest ended
-//! ([`RunError::exit_code`]): the guest's own code for a `proc_exit`, and codes from 126 up
-//! for what the gateway would have answered with an error.
+//! `--config`, the same CGI or wasi:http exchange by the file's header, the same body and
+//! output limits, the same streaming. The process's stdin is the request body, read only
+//! as the guest reads it, so a guest that never reads stdin does not wait for its end; the
+//! response body goes to stdout as the guest writes it ([`RunResponse::write_body`]). The
+//! exit status says how the guest ended ([`RunError::exit_code`]): the guest's own code
+//! for a `proc_exit`, and codes from 126 up for what the gateway would have answered with
+//! an error.
 
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::HeaderMap;
 use http::header::{CONTENT_LENGTH, HOST};
+use http::{HeaderMap, StatusCode};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::mpsc;
@@ -30,12 +32,12 @@ use crate::catalogue::file::{ReadLimits, read_module_file};
 use crate::config::{Config, ConfigError};
 use crate::guest::bounds::InvokeError;
 use crate::guest::cgi::env::RequestMeta;
-use crate::guest::cgi::exchange::{CgiFailure, respond};
-use crate::guest::cgi::response::CgiResponse;
+use crate::guest::cgi::exchange::{CgiFailure, CgiReply, GuestStdin, exchange};
 use crate::guest::cgi::stdin::{BodyStream, Stdin};
 use crate::guest::linkers::Prepared;
-use crate::guest::wasi_http::exchange::{HttpFailure, respond_whole};
+use crate::guest::wasi_http::exchange::{HttpFailure, respond_streamed};
 use crate::http::listener::ConnInfo;
+use crate::http::public_body::PublicBody;
 use crate::runtime::{AllocatorChoice, GuestRuntime, RuntimeError};
 
 /// The addresses a one-shot run pretends the request came from and went to.
@@ -216,6 +218,32 @@ pub enum RunError {
     Failed(#[from] CgiFailure),
     #[error(transparent)]
     Http(#[from] HttpFailure),
+    #[error("cannot write the response: {0}")]
+    Write(std::io::Error),
+}
+
+/// What a run answered: the head, and the body still to come.
+pub struct RunResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    body: PublicBody,
+}
+
+impl RunResponse {
+    /// Writes the body to `out` as the guest writes it, flushing each piece. A guest that
+    /// fails once its head is out ends the body early, and that is the run's error.
+    pub async fn write_body(self, out: &mut impl Write) -> Result<(), RunError> {
+        let mut body = self.body;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|cut| RunError::Failed(CgiFailure::Guest(cut.0)))?;
+            if let Ok(data) = frame.into_data() {
+                out.write_all(&data)
+                    .and_then(|()| out.flush())
+                    .map_err(RunError::Write)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl RunError {
@@ -238,17 +266,20 @@ impl RunError {
             | InvokeError::MemoryExceeded { .. }
             | InvokeError::OutputTooLarge { .. }
             | InvokeError::Timeout { .. } => EXIT_LIMIT,
-            InvokeError::Instantiate { .. } => EXIT_CANNOT_RUN,
+            InvokeError::Instantiate { .. }
+            | InvokeError::BodyTooLarge { .. }
+            | InvokeError::BodyIncomplete { .. }
+            | InvokeError::ClientGone { .. } => EXIT_CANNOT_RUN,
         }
     }
 }
 
-/// Loads `file` and runs it once with `request`; returns the response it made.
+/// Loads `file` and runs it once with `request`; returns the response it makes.
 pub async fn run_once(
     file: &Path,
     mut config: Config,
     mut request: RunRequest,
-) -> Result<CgiResponse, RunError> {
+) -> Result<RunResponse, RunError> {
     let name = file
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -267,9 +298,10 @@ pub async fn run_once(
     let module = runtime
         .load(&name, &bytes, &config)
         .map_err(|f| load_error(f.error))?;
+    let module = Arc::new(module);
     match &module.compiled.prepared {
-        Prepared::Cgi(_) => run_cgi(&module, request).await,
-        Prepared::Http(_) => run_component(Arc::new(module), request).await,
+        Prepared::Cgi(_) => run_cgi(module, request).await,
+        Prepared::Http(_) => run_component(module, request).await,
     }
 }
 
@@ -281,18 +313,29 @@ fn body_too_large(module: &ServedModule) -> RunError {
     }
 }
 
-/// One CGI exchange: stdin streams to the guest as it reads it.
-async fn run_cgi(module: &ServedModule, request: RunRequest) -> Result<CgiResponse, RunError> {
+/// One CGI exchange: stdin streams to the guest as it reads it, and its output streams
+/// back as it writes it.
+async fn run_cgi(module: Arc<ServedModule>, request: RunRequest) -> Result<RunResponse, RunError> {
     let name = &module.name;
     let limit = module.settings.limits.max_body_bytes;
-    let (stdin, body_len, overflow) = match request.body {
-        RunBody::Empty => (Stdin::Buffered(Default::default()), None, None),
+    let (stdin, body_len) = match request.body {
+        RunBody::Empty => {
+            let stdin = Stdin::Buffered(Default::default());
+            (GuestStdin { stdin, fault: None }, None)
+        }
         RunBody::Reader { len, .. } if len.is_some_and(|len| len > limit) => {
-            return Err(body_too_large(module));
+            return Err(body_too_large(&module));
         }
         RunBody::Reader { reader, len } => {
-            let (stream, overflow) = BodyStream::new(reader, limit);
-            (Stdin::Streamed(stream), len, Some(overflow))
+            let (stream, fault) = BodyStream::new(reader, limit);
+            let stdin = Stdin::Streamed(stream);
+            (
+                GuestStdin {
+                    stdin,
+                    fault: Some(fault),
+                },
+                len,
+            )
         }
     };
     let headers = HeaderMap::new();
@@ -309,29 +352,37 @@ async fn run_cgi(module: &ServedModule, request: RunRequest) -> Result<CgiRespon
         protocol: "HTTP/1.1",
         body_len,
     };
-    let response = respond(module, &meta, stdin).await;
-    if overflow.is_some_and(|o| o.happened()) {
-        return Err(body_too_large(module));
-    }
-    Ok(response?)
+    let reply = exchange(module.clone(), &meta, stdin, Instant::now(), ()).await?;
+    Ok(match reply {
+        CgiReply::Whole(out) => RunResponse {
+            status: out.status,
+            headers: out.headers,
+            body: PublicBody::Whole(Full::new(out.body)),
+        },
+        CgiReply::Streaming(head, body) => RunResponse {
+            status: head.status,
+            headers: head.headers,
+            body: PublicBody::Cgi(body),
+        },
+    })
 }
 
 /// One wasi:http exchange: stdin streams to the component as its body, and its response
-/// body is collected (within the output cap) to be printed.
+/// body streams back as it writes it.
 async fn run_component(
     module: Arc<ServedModule>,
     request: RunRequest,
-) -> Result<CgiResponse, RunError> {
+) -> Result<RunResponse, RunError> {
     let request = component_request(&module, request)?;
     let conn = ConnInfo {
         remote: RUN_REMOTE,
         local: RUN_LOCAL,
     };
-    let (head, body) = respond_whole(module, request, conn).await?.into_parts();
-    Ok(CgiResponse {
+    let (head, body) = respond_streamed(module, request, conn).await?.into_parts();
+    Ok(RunResponse {
         status: head.status,
         headers: head.headers,
-        body,
+        body: PublicBody::Component(body),
     })
 }
 

@@ -9,10 +9,12 @@ use std::time::Instant;
 use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::I32Exit;
 
+use super::cgi::stdout::OutputFate;
 use super::deadline::{DeadlinePassed, deadline_by_epoch};
 use super::store::{Footprint, GuestLimiter, StoreState};
 use crate::catalogue::ServedModule;
 use crate::config::Limits;
+use crate::http::body::BodyError;
 use crate::metrics::ModuleMetrics;
 use crate::outcome::Outcome;
 
@@ -37,6 +39,16 @@ pub enum InvokeError {
     NoResponse { module: Arc<str> },
     #[error("module '{module}' answered with an error instead of a response: {code}")]
     ErrorResponse { module: Arc<str>, code: String },
+    #[error("module '{module}': request body larger than {limit} bytes")]
+    BodyTooLarge { module: Arc<str>, limit: u64 },
+    /// The body streamed to the guest broke off: `reason` ends "the request body ...".
+    #[error("module '{module}': the request body {reason}")]
+    BodyIncomplete {
+        module: Arc<str>,
+        reason: &'static str,
+    },
+    #[error("module '{module}': the client went away before the response was complete")]
+    ClientGone { module: Arc<str> },
 }
 
 impl InvokeError {
@@ -52,6 +64,25 @@ impl InvokeError {
             InvokeError::NoResponse { .. } | InvokeError::ErrorResponse { .. } => {
                 Outcome::BadOutput
             }
+            InvokeError::BodyTooLarge { .. } => Outcome::BodyTooLarge,
+            InvokeError::BodyIncomplete { .. } => Outcome::BadRequest,
+            InvokeError::ClientGone { .. } => Outcome::ClientGone,
+        }
+    }
+
+    /// The answer to a request body that could not be given to `module` whole.
+    pub(crate) fn body(module: &Arc<str>, limit: u64, error: BodyError) -> InvokeError {
+        let module = module.clone();
+        match error {
+            BodyError::TooLarge => InvokeError::BodyTooLarge { module, limit },
+            BodyError::Unreadable => InvokeError::BodyIncomplete {
+                module,
+                reason: "could not be read",
+            },
+            BodyError::TimedOut => InvokeError::BodyIncomplete {
+                module,
+                reason: "was not received in time",
+            },
         }
     }
 }
@@ -146,18 +177,17 @@ impl Bounds {
         }
     }
 
-    /// Names how a run ended; `output_overflowed` says whether the guest wrote past its
-    /// output cap.
+    /// Names how a run ended; `output` says what became of its stdout.
     pub(crate) fn name<Io>(
         &self,
         store: &Store<StoreState<Io>>,
         result: Result<(), Failure>,
-        output_overflowed: bool,
+        output: OutputFate,
     ) -> Result<(), InvokeError> {
         match result {
             Ok(()) => Ok(()),
             Err(Failure::Instantiate(e)) => Err(self.instantiate_error(store, e)),
-            Err(Failure::Run(e)) => self.classify(store, e, output_overflowed),
+            Err(Failure::Run(e)) => self.classify(store, e, output),
         }
     }
 
@@ -181,19 +211,22 @@ impl Bounds {
     }
 
     /// Names what stopped a guest. `Ok(())` for an exit with status 0, which is a clean
-    /// finish. `output_overflowed` says whether the guest wrote past its output cap.
+    /// finish. `output` says whether the guest wrote past its output cap, or lost its
+    /// client.
     fn classify<Io>(
         &self,
         store: &Store<StoreState<Io>>,
         error: wasmtime::Error,
-        output_overflowed: bool,
+        output: OutputFate,
     ) -> Result<(), InvokeError> {
         let name = self.name.clone();
         if error.is::<DeadlinePassed>() {
             return Err(self.timed_out());
         }
-        if output_overflowed {
-            return Err(self.output_too_large());
+        match output {
+            OutputFate::Overflowed => return Err(self.output_too_large()),
+            OutputFate::ClientGone => return Err(InvokeError::ClientGone { module: name }),
+            OutputFate::Kept => {}
         }
         if let Some(exit) = error.downcast_ref::<I32Exit>() {
             return match exit.0 {

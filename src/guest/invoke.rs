@@ -1,5 +1,5 @@
-//! Runs one request's guest: a fresh instance from the module's `InstancePre`, with its own
-//! store, fuel, deadline, memory limit, stdin and bounded stdout, dropped afterwards.
+//! Runs one request's CGI guest: a fresh instance from the module's `InstancePre`, with its
+//! own store, fuel, deadline, memory limit, stdin and stdout, dropped afterwards.
 //!
 //! Guests run as async calls on the tokio runtime, not on a separate thread pool. The
 //! store's epoch deadline ([`deadline`](super::deadline)) makes a guest yield back to the
@@ -21,25 +21,39 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use super::bounds::{Bounds, Failure, InvokeError};
 use super::cgi::env::Environment;
 use super::cgi::preview1::{RequestIo, RequestIoParts};
+use super::cgi::stderr::{GuestLog, LogStream};
 use super::cgi::stdin::Stdin;
-use super::cgi::stdio::{BoundedOutput, GuestLog, GuestStream};
+use super::cgi::stdout::Stdout;
 use super::deadline::DeadlinePassed;
 use super::linkers::{CgiModule, Prepared};
 use super::store::{Footprint, StoreState};
 use crate::catalogue::ServedModule;
 
 /// Runs `module` once with environment `env` and `stdin` as its standard input; returns
-/// what it wrote to stdout.
+/// all it wrote to stdout, kept whole (as the tests, benches and fuzzers look at it).
 pub async fn invoke(
     module: &ServedModule,
     env: Environment,
     stdin: Stdin,
 ) -> Result<Bytes, InvokeError> {
+    let stdout = Stdout::collecting(module.settings.limits.max_output_bytes);
+    run_guest(module, env, stdin, stdout.clone()).await?;
+    Ok(stdout.take())
+}
+
+/// Runs `module` once with environment `env`, `stdin` as its standard input, and `stdout`
+/// as its standard output.
+pub(crate) async fn run_guest(
+    module: &ServedModule,
+    env: Environment,
+    stdin: Stdin,
+    stdout: Stdout,
+) -> Result<(), InvokeError> {
     let started = Instant::now();
     let bounds = Bounds::new(module, started);
     let run = Run {
         module,
-        stdout: BoundedOutput::new(bounds.limits.max_output_bytes as usize),
+        stdout,
         bounds,
     };
     let cgi = match &module.compiled.prepared {
@@ -76,14 +90,14 @@ pub async fn invoke(
             .metrics()
             .timeout_overshoot(started.elapsed().saturating_sub(run.bounds.limits.timeout));
     }
-    result.map(|()| run.stdout.take())
+    result
 }
 
 /// One invocation's fixed parts.
 struct Run<'m> {
     module: &'m ServedModule,
     bounds: Bounds,
-    stdout: BoundedOutput,
+    stdout: Stdout,
 }
 
 /// Whether the host functions a guest calls bound their own waits by the deadline.
@@ -115,7 +129,7 @@ impl Run<'_> {
                 .unwrap_or_else(|_elapsed| Err(Failure::Run(DeadlinePassed.into()))),
         };
         bounds.record_fuel(&store, budget, self.module.metrics());
-        bounds.name(&store, result, self.stdout.overflowed())
+        bounds.name(&store, result, self.stdout.fate())
     }
 
     async fn run_start<Io: Send + 'static>(
@@ -153,8 +167,8 @@ impl Run<'_> {
             wasi.arg(arg);
         }
         stdin.give_to(&mut wasi);
-        wasi.stdout(GuestStream(self.stdout.clone()))
-            .stderr(GuestStream(GuestLog::new(module.name.clone())));
+        wasi.stdout(self.stdout.clone())
+            .stderr(LogStream(GuestLog::new(module.name.clone())));
         for (guest, host) in &module.settings.volumes {
             if let Err(e) = wasi.preopened_dir(host, guest, FsPerms::ReadOnly) {
                 tracing::warn!(module = %module.name, volume = %guest, error = %e, "cannot open a volume");

@@ -5,7 +5,8 @@
 //! - [`bounds`]: the limits every run is held to, and how its end is named;
 //! - [`deadline`]: the wall-clock deadline, enforced at epoch ticks;
 //! - [`linkers`] and [`log`]: what a module is linked against, once, at load;
-//! - [`invoke`]: one run of a module;
+//! - [`invoke`]: one run of a CGI module;
+//! - [`streamed`]: a response body after its head was sent, for either ABI;
 //! - [`cgi`]: the CGI ABI (WASI preview1 command modules);
 //! - [`wasi_http`]: the wasi:http ABI (components).
 
@@ -16,4 +17,5 @@ pub(crate) mod invoke;
 pub(crate) mod linkers;
 pub(crate) mod log;
 pub(crate) mod store;
+pub(crate) mod streamed;
 pub(crate) mod wasi_http;

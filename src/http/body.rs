@@ -1,22 +1,28 @@
-//! Reads a request body within its limit, and refuses an oversized one so that the client
-//! can actually read the refusal.
+//! A request body as the guest reads it, and the refusal of an oversized one, made so that
+//! the client can actually read the refusal.
 //!
-//! A body over the limit is refused (413) without being buffered: a declared
-//! `Content-Length` is checked before anything is read, and a chunked body is counted as
-//! it streams. But a server that answers and closes while the client is still sending
+//! A body is never buffered whole: [`IncomingReader`] hands it to a CGI guest's stdin as
+//! it arrives, within the body timeout, and a component reads it as a stream. A declared
+//! `Content-Length` over the limit is refused (413) before the guest runs; a chunked body
+//! is counted as it streams. But a server that answers and closes while the client is still sending
 //! makes the client's kernel see a reset, and most clients then report a broken pipe
 //! instead of the 413. So, like nginx's lingering close, the rest of a refused body is
 //! read and thrown away — up to [`MAX_DRAIN_BYTES`] and [`DRAIN_TIMEOUT`] — before the
 //! answer goes out. A client that sent `Expect: 100-continue` has not sent its body yet:
 //! it gets the 413 at once, and never sends it.
 
-use std::time::Duration;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use http::HeaderMap;
 use http::header::{CONTENT_LENGTH, EXPECT};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::time::Sleep;
 
 /// The most of a refused body that is read and discarded before the 413 goes out.
 pub(crate) const MAX_DRAIN_BYTES: u64 = 32 << 20;
@@ -32,21 +38,6 @@ pub(crate) enum BodyError {
     Unreadable,
     /// The whole body did not arrive within the timeout.
     TimedOut,
-}
-
-/// Reads the whole body, at most `limit` bytes of it, within `timeout`.
-pub(crate) async fn read_limited(
-    headers: &HeaderMap,
-    mut body: Incoming,
-    limit: u64,
-    timeout: Duration,
-) -> Result<Bytes, BodyError> {
-    refuse_declared_oversize(headers, &mut body, limit).await?;
-    match tokio::time::timeout(timeout, collect(&mut body, limit)).await {
-        Ok(Err(BodyError::TooLarge)) => Err(BodyError::TooLarge),
-        Ok(result) => result,
-        Err(_) => Err(BodyError::TimedOut),
-    }
 }
 
 /// The `Content-Length` a message's headers declare, if they declare one.
@@ -74,24 +65,6 @@ pub(crate) async fn refuse_declared_oversize(
     Ok(())
 }
 
-/// Collects the body, stopping (and draining) once it passes `limit`.
-async fn collect(body: &mut Incoming, limit: u64) -> Result<Bytes, BodyError> {
-    let mut buf = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| BodyError::Unreadable)?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        let seen = buf.len() as u64 + data.len() as u64;
-        if seen > limit {
-            drain(body, seen).await;
-            return Err(BodyError::TooLarge);
-        }
-        buf.extend_from_slice(&data);
-    }
-    Ok(buf.freeze())
-}
-
 /// Reads and discards the rest of a refused body, within the drain bounds.
 async fn drain(body: &mut Incoming, already: u64) {
     let discard = async {
@@ -104,4 +77,54 @@ async fn drain(body: &mut Incoming, already: u64) {
         }
     };
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, discard).await;
+}
+
+/// A request body as an `AsyncRead`, which must have arrived whole by a deadline: past it,
+/// a read fails with `TimedOut`.
+pub(crate) struct IncomingReader {
+    body: Incoming,
+    /// What is left of the last data frame.
+    current: Bytes,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl IncomingReader {
+    pub(crate) fn new(body: Incoming, deadline: Instant) -> IncomingReader {
+        IncomingReader {
+            body,
+            current: Bytes::new(),
+            deadline: Box::pin(tokio::time::sleep_until(deadline.into())),
+        }
+    }
+}
+
+impl AsyncRead for IncomingReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        while this.current.is_empty() {
+            match Pin::new(&mut this.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        this.current = data;
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(io::Error::other(e))),
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Pending => {
+                    return match this.deadline.as_mut().poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(Err(io::ErrorKind::TimedOut.into())),
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+            }
+        }
+        let n = this.current.len().min(buf.remaining());
+        buf.put_slice(&this.current[..n]);
+        this.current.advance(n);
+        Poll::Ready(Ok(()))
+    }
 }

@@ -1,6 +1,6 @@
-//! The body of a public response: whole (a CGI response, the gateway's own answers) or
-//! streamed from a component as it writes it. One enum rather than a boxed trait object,
-//! so a CGI response costs no allocation for its body.
+//! The body of a public response: whole (a CGI response that finished inside its buffer,
+//! the gateway's own answers) or streamed from a guest as it writes it. One enum rather
+//! than a boxed trait object, so a whole response costs no allocation for its body.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -8,18 +8,34 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Body, Frame, SizeHint};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::guest::wasi_http::response::{ComponentBody, CutOff};
+use crate::guest::cgi::stdout::StdoutBody;
+use crate::guest::streamed::{CutOff, StreamedBody};
 
 /// A public response's body.
 pub enum PublicBody {
     Whole(Full<Bytes>),
-    Component(ComponentBody),
+    Cgi(StreamedBody<StdoutBody>),
+    Component(StreamedBody<HyperOutgoingBody>),
 }
 
 impl From<Full<Bytes>> for PublicBody {
     fn from(body: Full<Bytes>) -> Self {
         PublicBody::Whole(body)
+    }
+}
+
+impl PublicBody {
+    /// Reads a streamed body to its end and throws it away (see [`StreamedBody::discard`]);
+    /// what is left to send is no body at all.
+    pub(crate) fn discard(self) -> PublicBody {
+        match self {
+            PublicBody::Whole(_) => {}
+            PublicBody::Cgi(body) => body.discard(),
+            PublicBody::Component(body) => body.discard(),
+        }
+        PublicBody::Whole(Full::default())
     }
 }
 
@@ -35,6 +51,7 @@ impl Body for PublicBody {
             PublicBody::Whole(body) => Pin::new(body)
                 .poll_frame(cx)
                 .map(|frame| frame.map(|f| f.map_err(|never| match never {}))),
+            PublicBody::Cgi(body) => Pin::new(body).poll_frame(cx),
             PublicBody::Component(body) => Pin::new(body).poll_frame(cx),
         }
     }
@@ -42,6 +59,7 @@ impl Body for PublicBody {
     fn is_end_stream(&self) -> bool {
         match self {
             PublicBody::Whole(body) => body.is_end_stream(),
+            PublicBody::Cgi(body) => body.is_end_stream(),
             PublicBody::Component(body) => body.is_end_stream(),
         }
     }
@@ -49,6 +67,7 @@ impl Body for PublicBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             PublicBody::Whole(body) => body.size_hint(),
+            PublicBody::Cgi(body) => body.size_hint(),
             PublicBody::Component(body) => body.size_hint(),
         }
     }

@@ -1,6 +1,7 @@
 //! The public HTTP side: routes `/NAME/rest` to module NAME, waits for a pool slot and runs
-//! the guest. A CGI module's body is read within its limit first and its stdout becomes the
-//! response; a component's body streams to it, and its response streams back.
+//! the guest. The request body streams to the guest as it arrives (a CGI guest's stdin, a
+//! component's body), within its limit, and the response comes back whole when the guest
+//! finishes quickly, streamed when it does not.
 //!
 //! The module name is validated as received (no percent-decoding) before the registry is
 //! consulted, and the registry is the only thing consulted: a request never touches the
@@ -9,16 +10,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::header::HOST;
-use http::{HeaderMap, Response};
+use http::{HeaderMap, Method, Response, StatusCode};
 use http_body_util::Full;
 use hyper::Request;
+use hyper::body::Body;
 use hyper::body::Incoming;
 use tokio::sync::Semaphore;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use super::body::{BodyError, declared_length, read_limited, refuse_declared_oversize};
+use super::body::{BodyError, IncomingReader, declared_length, refuse_declared_oversize};
 use super::listener::ConnInfo;
 use super::public_body::PublicBody;
 use super::reply::error_response;
@@ -27,13 +28,13 @@ use crate::catalogue::name::ModuleName;
 use crate::catalogue::registry::{Lookup, Registry};
 use crate::guest::bounds::InvokeError;
 use crate::guest::cgi::env::RequestMeta;
-use crate::guest::cgi::exchange::respond;
-use crate::guest::cgi::stdin::Stdin;
+use crate::guest::cgi::exchange::{CgiReply, GuestStdin, exchange as cgi_exchange};
+use crate::guest::cgi::stdin::{BodyStream, Stdin};
 use crate::guest::linkers::Prepared;
+use crate::guest::streamed::{Record, StreamedBody};
 use crate::guest::wasi_http::exchange::exchange;
 use crate::guest::wasi_http::io::ComponentStore;
 use crate::guest::wasi_http::request::guest_request;
-use crate::guest::wasi_http::response::{ComponentBody, Record};
 use crate::metrics::{Metrics, ModuleMetrics};
 use crate::outcome::Outcome;
 
@@ -92,9 +93,13 @@ impl PublicService {
             Ok(Found::Unavailable(_, metrics)) => metrics.clone(),
             Err(_) => self.metrics.unknown(),
         };
+        let unanswered = Unanswered {
+            metrics: &metrics,
+            started,
+        };
         let result = match routed {
             Ok(Found::Ready(module)) => match &module.compiled.prepared {
-                Prepared::Cgi(_) => self.run(&module, req, conn).await.map(Reply::Whole),
+                Prepared::Cgi(_) => self.run(module, req, conn, started).await,
                 Prepared::Http(pre) => {
                     let pre = pre.clone();
                     self.run_component(module, pre, req, conn, started).await
@@ -102,6 +107,7 @@ impl PublicService {
             },
             Ok(Found::Unavailable(early, _)) | Err(early) => Err(early),
         };
+        std::mem::forget(unanswered);
         let took = started.elapsed();
         let (outcome, response, counted) = match result {
             Ok(Reply::Whole(response)) => (Outcome::Ok, response, false),
@@ -163,19 +169,21 @@ impl PublicService {
         }
     }
 
-    /// Runs `module` for the request: its body within the limit, a slot, the guest.
+    /// Runs CGI `module` for the request: a slot, the guest with the body as its stdin as
+    /// it arrives, and its stdout as the response.
     async fn run(
         &self,
-        module: &ServedModule,
+        module: Arc<ServedModule>,
         req: Request<Incoming>,
         conn: ConnInfo,
-    ) -> Result<Response<PublicBody>, Early> {
-        let _in_flight = module.metrics().in_flight();
+        started: Instant,
+    ) -> Result<Reply, Early> {
+        let in_flight = module.metrics().in_flight();
         let (parts, body) = req.into_parts();
         let path = parts.uri.path();
         let (_, path_info) = split_path(path);
         check_host(&parts.headers)?;
-        let body = read_body(module, &parts.headers, body, self.body_timeout).await?;
+        let (stdin, body_len) = self.stdin(&module, &parts.headers, body, started).await?;
         let meta = RequestMeta {
             module: &module.name,
             method: parts.method.as_str(),
@@ -186,17 +194,63 @@ impl PublicService {
             remote: conn.remote,
             local: conn.local,
             protocol: protocol_name(parts.version),
-            body_len: Some(body.len() as u64),
+            body_len,
         };
-        let _guest = running_guest(module)?;
-        let _slot = self.acquire_slot(module).await?;
-        let out = respond(module, &meta, Stdin::Buffered(body))
+        let guest = HeldPermit::new(&module.shared.guests, running_guest(&module)?);
+        let slot = HeldPermit::new(&self.slots, self.acquire_slot(&module).await?);
+        let reply = cgi_exchange(
+            module.clone(),
+            &meta,
+            stdin,
+            started,
+            (guest, slot, in_flight),
+        )
+        .await
+        .map_err(|e| Early(e.outcome(), e.to_string()))?;
+        Ok(match reply {
+            CgiReply::Whole(out) => {
+                let mut response = Response::new(PublicBody::Whole(Full::new(out.body)));
+                *response.status_mut() = out.status;
+                *response.headers_mut() = out.headers;
+                Reply::Whole(response)
+            }
+            CgiReply::Streaming(head, body) => {
+                let mut response = Response::new(PublicBody::Cgi(body));
+                *response.status_mut() = head.status;
+                *response.headers_mut() = head.headers;
+                streaming(response, &parts.method)
+            }
+        })
+    }
+
+    /// The guest's stdin for a request `body`, and the length it declares: a body that
+    /// declares more than the module's limit is refused before the guest runs; any other
+    /// streams to the guest as it arrives, within the body timeout.
+    async fn stdin(
+        &self,
+        module: &ServedModule,
+        headers: &HeaderMap,
+        mut body: Incoming,
+        started: Instant,
+    ) -> Result<(GuestStdin, Option<u64>), Early> {
+        if body.is_end_stream() {
+            let stdin = GuestStdin {
+                stdin: Stdin::Buffered(Default::default()),
+                fault: None,
+            };
+            return Ok((stdin, Some(0)));
+        }
+        let limit = module.settings.limits.max_body_bytes;
+        refuse_declared_oversize(headers, &mut body, limit)
             .await
-            .map_err(|e| Early(e.outcome(), e.to_string()))?;
-        let mut response = Response::new(PublicBody::Whole(Full::new(out.body)));
-        *response.status_mut() = out.status;
-        *response.headers_mut() = out.headers;
-        Ok(response)
+            .map_err(|e| body_refused(module, e))?;
+        let reader = IncomingReader::new(body, started + self.body_timeout);
+        let (stream, fault) = BodyStream::new(reader, limit);
+        let stdin = GuestStdin {
+            stdin: Stdin::Streamed(stream),
+            fault: Some(fault),
+        };
+        Ok((stdin, declared_length(headers)))
     }
 
     /// Runs component `module` for the request: its body streams in within the limit, its
@@ -211,6 +265,7 @@ impl PublicService {
     ) -> Result<Reply, Early> {
         let in_flight = module.metrics().in_flight();
         let (parts, mut body) = req.into_parts();
+        let method = parts.method.clone();
         check_host(&parts.headers)?;
         let limits = module.settings.limits;
         refuse_declared_oversize(&parts.headers, &mut body, limits.max_body_bytes)
@@ -246,14 +301,14 @@ impl PublicService {
         }
         let record = Record::new(module.shared.metrics.clone(), started);
         let response = head.map(|inner| {
-            PublicBody::Component(ComponentBody::new(
+            PublicBody::Component(StreamedBody::new(
                 inner,
                 end,
                 limits.max_output_bytes,
                 record,
             ))
         });
-        Ok(Reply::Streaming(response))
+        Ok(streaming(response, &method))
     }
 
     /// Waits up to the queue timeout for a pool slot.
@@ -293,9 +348,8 @@ fn running_guest(module: &ServedModule) -> Result<tokio::sync::SemaphorePermit<'
     })
 }
 
-/// A permit that outlives the handler (a component's guest goes on after its head): it
-/// is given back to its semaphore when dropped. The CGI path keeps borrowed permits, which
-/// cost no reference count.
+/// A permit that outlives the handler (a streaming guest goes on after its head): it is
+/// given back to its semaphore when dropped.
 struct HeldPermit(Arc<Semaphore>);
 
 impl HeldPermit {
@@ -339,38 +393,36 @@ fn protocol_name(version: http::Version) -> &'static str {
     }
 }
 
-/// Reads the body within the module's limit; every failure names the module.
-async fn read_body(
-    module: &ServedModule,
-    headers: &http::HeaderMap,
-    body: Incoming,
-    timeout: Duration,
-) -> Result<Bytes, Early> {
-    let limit = module.settings.limits.max_body_bytes;
-    read_limited(headers, body, limit, timeout)
-        .await
-        .map_err(|e| body_refused(module, e))
-}
-
 /// The answer to a body that could not be read, naming the module.
 fn body_refused(module: &ServedModule, error: BodyError) -> Early {
-    let name = &module.name;
-    match error {
-        BodyError::TooLarge => Early(
-            Outcome::BodyTooLarge,
-            format!(
-                "module '{name}': request body larger than {} bytes",
-                module.settings.limits.max_body_bytes
-            ),
-        ),
-        BodyError::Unreadable => Early(
-            Outcome::BadRequest,
-            format!("module '{name}': the request body could not be read"),
-        ),
-        BodyError::TimedOut => Early(
-            Outcome::BadRequest,
-            format!("module '{name}': the request body was not received in time"),
-        ),
+    InvokeError::body(&module.name, module.settings.limits.max_body_bytes, error).into()
+}
+
+/// A streamed response; one that carries no body (the answer to HEAD, a 204, a 304) goes
+/// out as its head alone, while its guest runs on to its end and is counted then.
+fn streaming(mut response: Response<PublicBody>, method: &Method) -> Reply {
+    let status = response.status();
+    if method == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        let body = std::mem::replace(response.body_mut(), PublicBody::from(Full::default()));
+        *response.body_mut() = body.discard();
+    }
+    Reply::Streaming(response)
+}
+
+/// Counts a request whose handler was dropped before it answered (its client went away),
+/// unless forgotten once it has answered.
+struct Unanswered<'a> {
+    metrics: &'a ModuleMetrics,
+    started: Instant,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        self.metrics
+            .request(Outcome::ClientGone, self.started.elapsed());
     }
 }
 

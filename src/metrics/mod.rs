@@ -5,7 +5,7 @@
 //! request touches is registered ahead of time, when its module is loaded, into a
 //! [`ModuleMetrics`] kept beside the module: recording a request is then a few atomic
 //! operations, with no label formatting, hashing or map lookup on the request path. The
-//! three histograms every request records are the gateway's own
+//! histograms every request records are the gateway's own
 //! ([`FixedHistogram`](histogram::FixedHistogram), which says why), written after
 //! the exporter's text; everything else is the exporter's.
 //!
@@ -35,6 +35,7 @@ pub(crate) const UNKNOWN_MODULE: &str = "_unknown";
 pub(crate) const REQUESTS: &str = "wasmgate_requests_total";
 pub(crate) const REQUEST_DURATION: &str = "wasmgate_request_duration_seconds";
 pub(crate) const INSTANTIATE_DURATION: &str = "wasmgate_instantiate_duration_seconds";
+pub(crate) const TIME_TO_FIRST_BYTE: &str = "wasmgate_time_to_first_byte_seconds";
 pub(crate) const FUEL_CONSUMED: &str = "wasmgate_fuel_consumed";
 pub(crate) const COMPILE_DURATION: &str = "wasmgate_module_compile_duration_seconds";
 pub(crate) const MODULE_LOADS: &str = "wasmgate_module_loads_total";
@@ -58,11 +59,16 @@ type HistogramFamily = (
 );
 
 /// The per-request histograms, in the order `/metrics` shows them.
-const REQUEST_HISTOGRAMS: [HistogramFamily; 3] = [
+const REQUEST_HISTOGRAMS: [HistogramFamily; 4] = [
     (
         REQUEST_DURATION,
         "Time from a request's arrival to its response, by module.",
         |h| &h.duration,
+    ),
+    (
+        TIME_TO_FIRST_BYTE,
+        "Time from a request's arrival to its guest's response head, by module.",
+        |h| &h.first_byte,
     ),
     (
         INSTANTIATE_DURATION,
@@ -242,6 +248,7 @@ struct RequestHistograms {
     /// The series' label set as `/metrics` writes it (`module="hello"`).
     labels: String,
     duration: FixedHistogram,
+    first_byte: FixedHistogram,
     instantiate: FixedHistogram,
     fuel: FixedHistogram,
 }
@@ -251,6 +258,7 @@ impl RequestHistograms {
         RequestHistograms {
             labels: format!("module=\"{}\"", sanitize_label_value(module)),
             duration: FixedHistogram::new(DURATION_BUCKETS, NANOS_PER_SECOND),
+            first_byte: FixedHistogram::new(DURATION_BUCKETS, NANOS_PER_SECOND),
             instantiate: FixedHistogram::new(DURATION_BUCKETS, NANOS_PER_SECOND),
             fuel: FixedHistogram::new(FUEL_BUCKETS, FUEL_PER_UNIT),
         }
@@ -504,6 +512,11 @@ impl ModuleMetrics {
             counter.increment(1);
         }
         self.histograms.duration.record(nanos(took));
+    }
+
+    /// Records when a guest's response head was ready, counted from the request's arrival.
+    pub(crate) fn first_byte(&self, took: Duration) {
+        self.histograms.first_byte.record(nanos(took));
     }
 
     pub(crate) fn instantiated(&self, took: Duration) {

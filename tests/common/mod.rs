@@ -220,3 +220,80 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
 pub fn raw_status(response: &str) -> Option<u16> {
     response.split_whitespace().nth(1)?.parse().ok()
 }
+
+/// Sends raw bytes and returns the bytes that come back until the server closes or 5 s pass.
+pub async fn raw_bytes(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(bytes).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
+    out
+}
+
+/// A raw HTTP/1.1 response: its head, its body (de-chunked when chunked), and whether the
+/// body ended as its framing says it must (the last chunk, or all of its Content-Length).
+pub struct RawResponse {
+    pub head: String,
+    pub body: Vec<u8>,
+    pub complete: bool,
+}
+
+impl RawResponse {
+    pub fn parse(raw: &[u8]) -> RawResponse {
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n");
+        let Some(at) = split else {
+            return RawResponse {
+                head: String::from_utf8_lossy(raw).into_owned(),
+                body: Vec::new(),
+                complete: false,
+            };
+        };
+        let head = String::from_utf8_lossy(&raw[..at]).into_owned();
+        let rest = &raw[at + 4..];
+        let lower = head.to_ascii_lowercase();
+        let (body, complete) = if lower.contains("transfer-encoding: chunked") {
+            dechunk(rest)
+        } else {
+            let declared = lower
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            (rest.to_vec(), declared.is_none_or(|len| len == rest.len()))
+        };
+        RawResponse {
+            head,
+            body,
+            complete,
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        raw_status(&self.head)
+    }
+}
+
+/// A chunked body's data, and whether its last chunk arrived.
+fn dechunk(mut rest: &[u8]) -> (Vec<u8>, bool) {
+    let mut body = Vec::new();
+    loop {
+        let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
+            return (body, false);
+        };
+        let size = std::str::from_utf8(&rest[..eol])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.split(';').next()?.trim(), 16).ok());
+        let Some(size) = size else {
+            return (body, false);
+        };
+        rest = &rest[eol + 2..];
+        if size == 0 {
+            return (body, rest.starts_with(b"\r\n"));
+        }
+        if rest.len() < size + 2 {
+            body.extend_from_slice(&rest[..rest.len().min(size)]);
+            return (body, false);
+        }
+        body.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
+    }
+}

@@ -3,7 +3,7 @@
 //!
 //! - [`exchange`]: one request end to end, shared by `serve` and `run`;
 //! - [`env`] and [`reserved`]: the request as environment variables;
-//! - [`stdin`], [`stdio`]: the body in, stdout and stderr out;
+//! - [`stdin`], [`stdout`], [`stderr`]: the body in, the response and the log out;
 //! - [`response`]: stdout as an HTTP response;
 //! - [`preview1`] and [`string_block`]: the gateway's own WASI functions for these guests.
 
@@ -12,6 +12,7 @@ pub(crate) mod exchange;
 pub(crate) mod preview1;
 pub(crate) mod reserved;
 pub(crate) mod response;
+pub(crate) mod stderr;
 pub(crate) mod stdin;
-pub(crate) mod stdio;
+pub(crate) mod stdout;
 pub(crate) mod string_block;

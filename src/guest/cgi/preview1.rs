@@ -20,8 +20,12 @@
 //! Like wasmtime-wasi's `add_to_linker`, [`add_to_linker`] never names the store's type: it
 //! takes an accessor from the store's data to the request's [`RequestIo`].
 //!
-//! Every function returns at once except `fd_read` on a body that is still arriving (the
-//! stdin of `wasmgate run`): that one waits asynchronously, within the request's deadline.
+//! Every function returns at once except `fd_read` on a body that is still arriving and
+//! `fd_write` to a stdout whose client is slow (or whose head the exchange is deciding
+//! on): those wait asynchronously, within the request's deadline, so a guest blocked on
+//! its client yields its worker as a spinning guest does at each epoch tick. `fd_write`
+//! takes every byte it is given before it returns, waiting for room as it goes, so no
+//! guest has to handle a short write.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -32,8 +36,9 @@ use tokio::io::AsyncReadExt;
 use wasmtime::{Caller, Extern, Linker, Module};
 use wasmtime_wasi::I32Exit;
 
+use super::stderr::GuestLog;
 use super::stdin::{BodyStream, Stdin};
-use super::stdio::{BoundedOutput, GuestLog, GuestSink};
+use super::stdout::Stdout;
 use super::string_block::StringBlock;
 use crate::guest::deadline::DeadlinePassed;
 
@@ -110,7 +115,6 @@ const MAX_IOVECS: u32 = 1024;
 /// Exit statuses at or above this are refused with a trap, as wasmtime-wasi does.
 const MAX_EXIT_STATUS: i32 = 126;
 const STDIN: u32 = 0;
-const STDOUT: u32 = 1;
 const STDERR: u32 = 2;
 /// The witx `fdstat` record: filetype (u8) at 0, flags (u16) at 2, rights at 8 and 16.
 const FDSTAT_BYTES: usize = 24;
@@ -173,7 +177,7 @@ pub(crate) struct RequestIo {
     /// Where the guest's monotonic clock starts: its own instance, as in wasmtime-wasi,
     /// so that no guest can time what ran before it in the process.
     started: Instant,
-    stdout: BoundedOutput,
+    stdout: Stdout,
     /// Made on the first write: most guests never write to stderr.
     stderr: Option<GuestLog>,
     module: Arc<str>,
@@ -187,7 +191,7 @@ pub(crate) struct RequestIoParts {
     pub env: StringBlock,
     pub stdin: Stdin,
     pub deadline: Instant,
-    pub stdout: BoundedOutput,
+    pub stdout: Stdout,
     pub module: Arc<str>,
 }
 
@@ -303,11 +307,11 @@ pub(crate) fn add_to_linker<T: Send + 'static>(
             with_io(&mut c, io, |mem, io| write_strings(&io.env, mem, list, buf))?
         },
     )?;
-    linker.func_wrap(
+    linker.func_wrap_async(
         m,
         "fd_write",
-        move |c: Caller<'_, T>, fd: i32, iovs: i32, len: i32, nwritten: i32| {
-            fd_write(c, io, fd, iovs, len, nwritten)
+        move |c: Caller<'_, T>, (fd, iovs, len, nwritten): (i32, i32, i32, i32)| {
+            Box::new(fd_write(c, io, fd, iovs, len, nwritten))
         },
     )?;
     linker.func_wrap_async(
@@ -408,7 +412,15 @@ fn with_io<T, R>(
 
 /// `fd_write(fd, iovs, iovs_len, nwritten)`: stdout into the bounded buffer (a write past
 /// its cap traps), stderr into the log.
-fn fd_write<T>(
+/// How far an `fd_write` to stdout got.
+enum Written {
+    /// It is over: the errno to return.
+    Done(i32),
+    /// The first `n` bytes of the call are taken; the rest waits for room.
+    Waiting(usize),
+}
+
+async fn fd_write<T: Send>(
     mut caller: Caller<'_, T>,
     io: impl IoAccessor<T>,
     fd: i32,
@@ -416,20 +428,17 @@ fn fd_write<T>(
     iovs_len: i32,
     nwritten: i32,
 ) -> wasmtime::Result<i32> {
-    with_io(&mut caller, io, |memory, io| {
+    let written = with_io(&mut caller, io, |memory, io| {
         let Some(count) = iovec_count(iovs_len) else {
-            return Ok(errno::INVAL);
+            return Ok(Written::Done(errno::INVAL));
         };
-        // As in wasmtime-wasi, the iovec array is read before the descriptor is looked at.
         for i in 0..count {
             iovec(memory, iovs, i)?;
         }
         let fd = fd as u32;
         if !io.is_open(fd) || fd == STDIN {
-            return Ok(errno::BADF);
+            return Ok(Written::Done(errno::BADF));
         }
-        // Every buffer is checked, and their sizes added up, before a byte is written:
-        // as on Linux, a total past what `nwritten` can hold is EINVAL.
         let mut total = 0u32;
         for i in 0..count {
             let data = buffer(memory, iovec(memory, iovs, i)?)?;
@@ -437,26 +446,71 @@ fn fd_write<T>(
                 .ok()
                 .and_then(|n| total.checked_add(n))
             else {
-                return Ok(errno::INVAL);
+                return Ok(Written::Done(errno::INVAL));
             };
             total = sum;
         }
-        for i in 0..count {
-            let data = buffer(memory, iovec(memory, iovs, i)?)?;
-            let accepted = match fd {
-                STDOUT => io.stdout.accept(data),
-                _ => io.stderr().accept(data),
-            };
-            accepted?;
+        if fd == STDERR {
+            for i in 0..count {
+                io.stderr().append(buffer(memory, iovec(memory, iovs, i)?)?);
+            }
+            write_u32(memory, nwritten, total)?;
+            return Ok(Written::Done(errno::SUCCESS));
         }
-        write_u32(memory, nwritten, total)?;
-        Ok(errno::SUCCESS)
-    })?
+        write_stdout(memory, io, (iovs, count), 0, nwritten)
+    })??;
+    let mut taken = match written {
+        Written::Done(errno) => return Ok(errno),
+        Written::Waiting(taken) => taken,
+    };
+    loop {
+        let (stdout, deadline) = {
+            let io = io(caller.data_mut());
+            (io.stdout.clone(), io.deadline)
+        };
+        match tokio::time::timeout_at(deadline.into(), stdout.writable(0)).await {
+            Err(_elapsed) => return Err(DeadlinePassed.into()),
+            Ok(Err(refused)) => return Err(refused.into()),
+            Ok(Ok(())) => {}
+        }
+        let count = iovs_len as u32 as usize;
+        let written = with_io(&mut caller, io, |memory, io| {
+            write_stdout(memory, io, (iovs, count), taken, nwritten)
+        })??;
+        match written {
+            Written::Done(errno) => return Ok(errno),
+            Written::Waiting(now) => taken = now,
+        }
+    }
 }
 
-/// `fd_read(fd, iovs, iovs_len, nread)`: the request body, from where the last read ended.
-/// When every byte that arrived so far was read and more is on its way, it first waits
-/// for more (within the deadline).
+/// Hands stdout the bytes of the iovecs `(iovs, count)` from byte `taken` of the call
+/// on, as far as there is room. Once all are taken, the call's total (which the caller
+/// has checked fits in a `u32`) is written to `nwritten`.
+fn write_stdout(
+    memory: &mut [u8],
+    io: &mut RequestIo,
+    (iovs, count): (i32, usize),
+    taken: usize,
+    nwritten: i32,
+) -> wasmtime::Result<Written> {
+    let mut offset = 0;
+    for i in 0..count {
+        let data = buffer(memory, iovec(memory, iovs, i)?)?;
+        let end = offset + data.len();
+        if end > taken {
+            let rest = &data[taken.saturating_sub(offset)..];
+            let n = io.stdout.write_now(rest)?;
+            if n < rest.len() {
+                return Ok(Written::Waiting(taken.max(offset) + n));
+            }
+        }
+        offset = end;
+    }
+    write_u32(memory, nwritten, offset as u32)?;
+    Ok(Written::Done(errno::SUCCESS))
+}
+
 async fn fd_read<T: Send>(
     mut caller: Caller<'_, T>,
     io: impl IoAccessor<T>,

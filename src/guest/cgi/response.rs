@@ -6,7 +6,8 @@
 //! whole, served as `text/plain; charset=utf-8`. A block that is recognisably headers but
 //! says something impossible (a bad status, two statuses, a header value HTTP cannot
 //! carry) or that runs past [`MAX_HEADER_BLOCK`] without ending is the guest's error,
-//! answered 502 `bad_output`: it never fails open into a 200 body. Framing headers
+//! answered 502 `bad_output`: it never fails open into a 200 body. [`scan_head`] reads
+//! the same head from the start of an output that is still being written. Framing headers
 //! (`Content-Length`, `Transfer-Encoding`, `Connection`, ...) belong to the gateway and are
 //! dropped. Every response has a `Content-Type` (the default when the guest set none) and
 //! `X-Content-Type-Options: nosniff` unless the guest set it, since every function shares
@@ -34,6 +35,13 @@ pub struct CgiResponse {
     pub body: Bytes,
 }
 
+/// The head of a response: from a CGI header block, or the defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgiHead {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+}
+
 /// Why a guest's header block cannot become a response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OutputError {
@@ -47,11 +55,57 @@ pub enum OutputError {
     HeaderBlockTooLarge,
 }
 
+/// What the start of a guest's stdout says about its head.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum HeadScan {
+    /// The head, and how many bytes of stdout it took (0 when there was no block).
+    Ready { head: CgiHead, len: usize },
+    /// A header block may still be coming: more output is needed to tell.
+    Incomplete,
+}
+
+/// Where a leading header block is, if there is one.
+enum Block<'a> {
+    /// The block (without its final line end), and where the body starts.
+    Headers(&'a [u8], usize),
+    /// The output does not open with a header block.
+    Absent,
+    /// Only more output can tell.
+    Undecided,
+}
+
 /// Parses a guest's whole stdout.
 pub fn parse_output(stdout: Bytes) -> Result<CgiResponse, OutputError> {
-    let Some((block, body_start)) = find_header_block(&stdout)? else {
-        return Ok(plain(stdout));
+    let (head, body_start) = match find_header_block(&stdout, true)? {
+        Block::Headers(block, start) => (apply_block(block)?, start),
+        Block::Absent | Block::Undecided => (plain_head(), 0),
     };
+    Ok(CgiResponse {
+        status: head.status,
+        headers: head.headers,
+        body: stdout.slice(body_start..),
+    })
+}
+
+/// Reads the head from the start of a guest's stdout while the guest is still writing: as
+/// [`parse_output`] will once the output is complete, or [`HeadScan::Incomplete`] while
+/// only more output can tell.
+pub(crate) fn scan_head(buffered: &[u8]) -> Result<HeadScan, OutputError> {
+    match find_header_block(buffered, false)? {
+        Block::Headers(block, len) => Ok(HeadScan::Ready {
+            head: apply_block(block)?,
+            len,
+        }),
+        Block::Absent => Ok(HeadScan::Ready {
+            head: plain_head(),
+            len: 0,
+        }),
+        Block::Undecided => Ok(HeadScan::Incomplete),
+    }
+}
+
+/// Applies a header block's lines: the status, and the headers that are not the gateway's.
+fn apply_block(block: &[u8]) -> Result<CgiHead, OutputError> {
     let mut status = None;
     let mut headers = HeaderMap::new();
     for line in block.split(|&b| b == b'\n') {
@@ -76,18 +130,16 @@ pub fn parse_output(stdout: Bytes) -> Result<CgiResponse, OutputError> {
     } else {
         StatusCode::OK
     });
-    Ok(CgiResponse {
+    Ok(CgiHead {
         status,
         headers: with_defaults(headers),
-        body: stdout.slice(body_start..),
     })
 }
 
-fn plain(body: Bytes) -> CgiResponse {
-    CgiResponse {
+fn plain_head() -> CgiHead {
+    CgiHead {
         status: StatusCode::OK,
         headers: with_defaults(HeaderMap::new()),
-        body,
     }
 }
 
@@ -102,31 +154,51 @@ fn with_defaults(mut headers: HeaderMap) -> HeaderMap {
     headers
 }
 
-/// Finds a leading block of header-shaped lines ended by an empty line; returns the block
-/// (without its final line end) and where the body starts, or `None` when the output does
-/// not open with one. Header-shaped lines that run past [`MAX_HEADER_BLOCK`] are an error.
-fn find_header_block(out: &[u8]) -> Result<Option<(&[u8], usize)>, OutputError> {
+/// Finds a leading block of header-shaped lines ended by an empty line. `complete` says
+/// whether `out` is all the output there will be; if not, a block may still be coming.
+/// Header-shaped lines that run past [`MAX_HEADER_BLOCK`] are an error.
+fn find_header_block(out: &[u8], complete: bool) -> Result<Block<'_>, OutputError> {
     let mut pos = 0;
     let window = &out[..out.len().min(MAX_HEADER_BLOCK)];
+    let cut_short = out.len() > window.len();
     loop {
         let rest = &window[pos..];
         let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+            if !complete && !cut_short {
+                return Ok(match could_be_header(rest) {
+                    true => Block::Undecided,
+                    false => Block::Absent,
+                });
+            }
             // Cut off by the limit after header lines, or inside one: the block never
             // ended where it may.
-            let cut_short = out.len() > window.len();
-            return match cut_short && (pos > 0 || split_header(rest).is_some()) {
+            let open = pos > 0 || split_header(rest).is_some();
+            return match cut_short && open {
                 true => Err(OutputError::HeaderBlockTooLarge),
-                false => Ok(None),
+                false => Ok(Block::Absent),
             };
         };
         let line = rest[..nl].strip_suffix(b"\r").unwrap_or(&rest[..nl]);
         if line.is_empty() {
-            return Ok((pos > 0).then(|| (&out[..pos.saturating_sub(1)], pos + nl + 1)));
+            return Ok(match pos > 0 {
+                true => Block::Headers(&out[..pos - 1], pos + nl + 1),
+                false => Block::Absent,
+            });
         }
         if split_header(line).is_none() {
-            return Ok(None);
+            return Ok(Block::Absent);
         }
         pos += nl + 1;
+    }
+}
+
+/// Whether an unfinished line may still turn out to be a header line (or the empty line
+/// that ends a block).
+fn could_be_header(partial: &[u8]) -> bool {
+    let partial = partial.strip_suffix(b"\r").unwrap_or(partial);
+    match partial.contains(&b':') {
+        true => split_header(partial).is_some(),
+        false => partial.iter().all(|&b| is_token_byte(b)),
     }
 }
 
@@ -294,5 +366,45 @@ mod tests {
             parse(b"X-A: a\x01b\n\n"),
             Err(OutputError::BadHeader(_))
         ));
+    }
+
+    #[test]
+    fn a_head_is_read_as_soon_as_it_can_be_told() {
+        let ready = |s: &[u8]| match scan_head(s).unwrap() {
+            HeadScan::Ready { head, len } => Some((head.status, len)),
+            HeadScan::Incomplete => None,
+        };
+        for undecided in [&b""[..], b"Content-Ty", b"Status: 201\n", b"A: b\r\n\r"] {
+            assert_eq!(
+                ready(undecided),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(undecided)
+            );
+        }
+        assert_eq!(ready(b"Status: 201\n\nbo"), Some((StatusCode::CREATED, 13)));
+        assert_eq!(ready(b"line 1\n"), Some((StatusCode::OK, 0)));
+        assert_eq!(ready(b"hello wor"), Some((StatusCode::OK, 0)));
+        assert_eq!(ready(b"\nx"), Some((StatusCode::OK, 0)));
+        assert!(matches!(
+            scan_head(b"Status: x\n\n"),
+            Err(OutputError::BadStatus(_))
+        ));
+    }
+
+    #[test]
+    fn past_the_header_limit_the_head_is_decided_as_for_a_complete_output() {
+        let plain = |s: &[u8]| matches!(scan_head(s), Ok(HeadScan::Ready { len: 0, .. }));
+        assert!(
+            !plain(&vec![b'x'; MAX_HEADER_BLOCK]),
+            "a block could still end"
+        );
+        assert!(plain(&vec![b'x'; MAX_HEADER_BLOCK + 1]));
+        let mut open_block = b"X-A: b\n".to_vec();
+        open_block.resize(MAX_HEADER_BLOCK + 1, b'y');
+        assert_eq!(
+            scan_head(&open_block),
+            Err(OutputError::HeaderBlockTooLarge)
+        );
     }
 }

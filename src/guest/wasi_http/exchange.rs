@@ -25,19 +25,17 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::io::{ComponentIo, ComponentStore};
 use super::request::{GuestBody, RequestBody, guest_request};
-use super::response::{ComponentBody, GuestEnd, Record};
 use crate::catalogue::ServedModule;
 use crate::guest::bounds::{Bounds, Failure, InvokeError};
+use crate::guest::cgi::stdout::OutputFate;
 use crate::guest::deadline::DeadlinePassed;
 use crate::guest::linkers::Prepared;
 use crate::guest::store::Footprint;
+use crate::guest::streamed::{GuestEnd, GuestRun, Record, StreamedBody};
 use crate::http::listener::ConnInfo;
 
 /// The response head a guest set, with the body still coming.
 type Head = Result<Response<HyperOutgoingBody>, ErrorCode>;
-
-/// A guest's run, from instantiation to its return.
-type GuestRun = Pin<Box<dyn Future<Output = Result<(), InvokeError>> + Send>>;
 
 /// What stopped the wait for the head: the head, or the guest's end.
 enum Waited {
@@ -61,6 +59,7 @@ pub(crate) async fn exchange<B: RequestBody>(
     hold: impl Send + 'static,
 ) -> Result<(Response<HyperOutgoingBody>, GuestEnd), InvokeError> {
     let name = module.name.clone();
+    let metrics = module.shared.metrics.clone();
     let (head_tx, mut head_rx) = oneshot::channel::<Head>();
     let mut guest: GuestRun = Box::pin(async move {
         let _hold = hold;
@@ -77,8 +76,12 @@ pub(crate) async fn exchange<B: RequestBody>(
         module: name.clone(),
         code: format!("{code:?}"),
     };
+    let first_byte = || metrics.first_byte(started.elapsed());
     match waited {
-        Waited::Head(Ok(Ok(head))) => Ok((head, GuestEnd::spawn(guest))),
+        Waited::Head(Ok(Ok(head))) => {
+            first_byte();
+            Ok((head, GuestEnd::spawn(guest)))
+        }
         Waited::Head(Ok(Err(code))) => Err(error_response(code)),
         // The guest dropped its response-outparam unset; its end says why.
         Waited::Head(Err(_)) => Err(guest
@@ -86,7 +89,10 @@ pub(crate) async fn exchange<B: RequestBody>(
             .err()
             .unwrap_or(InvokeError::NoResponse { module: name })),
         Waited::Ended(ended) => match head_rx.try_recv() {
-            Ok(Ok(head)) => Ok((head, GuestEnd::Ended(ended))),
+            Ok(Ok(head)) => {
+                first_byte();
+                Ok((head, GuestEnd::Ended(ended)))
+            }
             Ok(Err(code)) => Err(error_response(code)),
             Err(_) => Err(ended
                 .err()
@@ -107,13 +113,25 @@ pub enum HttpFailure {
 }
 
 /// One whole exchange with component `module`, as the gateway would serve `request` on a
-/// connection `conn`, with the response body collected (within the output cap): for
-/// `run`, the tests and the benches.
+/// connection `conn`, with the response body collected (within the output cap): for the
+/// tests and the benches.
 pub async fn respond_whole<B: RequestBody>(
     module: Arc<ServedModule>,
     request: http::Request<B>,
     conn: ConnInfo,
 ) -> Result<Response<Bytes>, HttpFailure> {
+    let (head, body) = respond_streamed(module, request, conn).await?.into_parts();
+    let body = body.collect().await.map_err(|cut| cut.0)?.to_bytes();
+    Ok(Response::from_parts(head, body))
+}
+
+/// One exchange with component `module`, as the gateway would serve `request` on a
+/// connection `conn`: its head, and its body as the guest writes it (for `run`).
+pub(crate) async fn respond_streamed<B: RequestBody>(
+    module: Arc<ServedModule>,
+    request: http::Request<B>,
+    conn: ConnInfo,
+) -> Result<Response<StreamedBody<HyperOutgoingBody>>, HttpFailure> {
     let started = Instant::now();
     let Prepared::Http(pre) = &module.compiled.prepared else {
         return Err(HttpFailure::NotComponent {
@@ -144,13 +162,7 @@ pub async fn respond_whole<B: RequestBody>(
     }
     let (head, end) = ran?;
     let record = Record::new(module.shared.metrics.clone(), started);
-    let (head, body) = head.into_parts();
-    let body = ComponentBody::new(body, end, limits.max_output_bytes, record)
-        .collect()
-        .await
-        .map_err(|cut| cut.0)?
-        .to_bytes();
-    Ok(Response::from_parts(head, body))
+    Ok(head.map(|body| StreamedBody::new(body, end, limits.max_output_bytes, record)))
 }
 
 /// Instantiates the component in a fresh store, calls its handler, and names how it ended.
@@ -188,7 +200,7 @@ async fn run<B: RequestBody>(
         .await
         .unwrap_or_else(|_elapsed| Err(Failure::Run(DeadlinePassed.into())));
     bounds.record_fuel(&store, budget, module.metrics());
-    let ended = bounds.name(&store, result, false);
+    let ended = bounds.name(&store, result, OutputFate::Kept);
     if let Err(InvokeError::Timeout { .. }) = &ended {
         module
             .metrics()

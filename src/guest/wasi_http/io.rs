@@ -12,7 +12,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::outbound::OutboundPolicy;
 use crate::catalogue::ServedModule;
-use crate::guest::cgi::stdio::{GuestLog, GuestStream};
+use crate::guest::cgi::stderr::{GuestLog, LogStream};
 use crate::guest::store::StoreState;
 
 /// The store of a wasi:http component.
@@ -36,8 +36,8 @@ impl ComponentIo {
         for arg in module.args.strings() {
             wasi.arg(arg);
         }
-        wasi.stdout(GuestStream(GuestLog::new(module.name.clone())))
-            .stderr(GuestStream(GuestLog::new(module.name.clone())))
+        wasi.stdout(LogStream(GuestLog::new(module.name.clone())))
+            .stderr(LogStream(GuestLog::new(module.name.clone())))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);

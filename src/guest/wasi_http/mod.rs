@@ -6,12 +6,10 @@
 //! - [`outbound`]: the hook that denies, sends and counts outgoing requests;
 //! - [`io`]: the store's WASI and HTTP contexts;
 //! - [`request`]: the request as the guest sees it (headers filtered, body capped);
-//! - [`exchange`]: one request, in a task of its own;
-//! - [`response`]: the response body, capped, cut off on failure, and counted.
+//! - [`exchange`]: one request, in a task of its own once its head is set.
 
 pub(crate) mod allowed;
 pub(crate) mod exchange;
 pub(crate) mod io;
 pub(crate) mod outbound;
 pub(crate) mod request;
-pub(crate) mod response;

@@ -1,28 +1,34 @@
-//! A component's response body on its way to the client: capped at the module's
-//! `max_output_bytes`, cut off when the guest fails after its head was sent, and counted
-//! in the metrics when it ends.
+//! A guest's response body on its way to the client, after its head was sent, for either
+//! ABI: capped at the module's `max_output_bytes`, cut off when the guest fails, and
+//! counted in the metrics when it ends.
 //!
-//! wasmtime-wasi-http ends a body cleanly whether the guest finished it or its store was
-//! dropped mid-write (a trap, the deadline), so a chunked response could look complete
-//! when it is not. This body does not trust the end: it waits for the guest's own end, and
-//! if the guest failed it ends in an error instead, which makes hyper close the connection
-//! without the final chunk, so the client sees a cut-off response. The request's outcome
-//! (ok, or why the guest or its output failed) is recorded when the body is dropped, that
-//! is, once the response is over.
+//! The body a guest writes ends cleanly whether the guest finished it or was stopped
+//! mid-write (wasmtime-wasi-http ends it when the store is dropped; a CGI guest's stdout
+//! ends when the guest returns, however it returns), so a chunked response could look
+//! complete when it is not. [`StreamedBody`] does not trust the end: it waits for the
+//! guest's own end, and if the guest failed it ends in an error instead, which makes hyper
+//! close the connection without the final chunk, so the client sees a cut-off response.
+//! The request's outcome (ok, why the guest or its output failed, or `client_gone` when
+//! the body is dropped unfinished) is recorded when the body is dropped, that is, once the
+//! response is over.
 
+use std::fmt::Display;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::sync::oneshot;
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::guest::bounds::InvokeError;
 use crate::metrics::ModuleMetrics;
 use crate::outcome::Outcome;
+
+/// A guest's run, from instantiation to its return, movable into a task of its own.
+pub(crate) type GuestRun = Pin<Box<dyn Future<Output = Result<(), InvokeError>> + Send>>;
 
 /// How the guest's run ended, or how it will be known once it has.
 pub(crate) enum GuestEnd {
@@ -100,9 +106,9 @@ impl Drop for Record {
     }
 }
 
-/// A component's response body.
-pub struct ComponentBody {
-    inner: HyperOutgoingBody,
+/// A guest's response body, `inner` as the guest writes it.
+pub struct StreamedBody<B> {
+    inner: B,
     /// Bytes the body may still carry.
     remaining: u64,
     limit: u64,
@@ -114,14 +120,18 @@ pub struct ComponentBody {
     record: Record,
 }
 
-impl ComponentBody {
+impl<B> StreamedBody<B>
+where
+    B: Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Display,
+{
     pub(crate) fn new(
-        inner: HyperOutgoingBody,
+        inner: B,
         end: GuestEnd,
         max_output_bytes: u64,
         record: Record,
-    ) -> ComponentBody {
-        ComponentBody {
+    ) -> StreamedBody<B> {
+        StreamedBody {
             inner,
             remaining: max_output_bytes,
             limit: max_output_bytes,
@@ -156,6 +166,19 @@ impl ComponentBody {
         }
     }
 
+    /// Reads the body to its end and throws it away, in a task of its own: for a response
+    /// that carries no body (HEAD, 204, 304), whose guest still runs to its end and is
+    /// counted as it ends.
+    pub(crate) fn discard(mut self) {
+        tokio::spawn(async move {
+            while let Some(frame) = self.frame().await {
+                if frame.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
     fn output_too_large(&self) -> InvokeError {
         InvokeError::OutputTooLarge {
             module: self.record.metrics.name.clone(),
@@ -164,7 +187,11 @@ impl ComponentBody {
     }
 }
 
-impl Body for ComponentBody {
+impl<B> Body for StreamedBody<B>
+where
+    B: Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Display,
+{
     type Data = Bytes;
     type Error = CutOff;
 
@@ -189,8 +216,8 @@ impl Body for ComponentBody {
                 this.remaining -= len;
                 Poll::Ready(Some(Ok(frame)))
             }
-            // The guest aborted its body or wrote other than its Content-Length; its own
-            // end, if it failed, says more.
+            // A component aborted its body or wrote other than its Content-Length; its
+            // own end, if it failed, says more.
             Some(Err(e)) => match this.end.ended() {
                 Some(Err(failure)) => this.cut_off(failure),
                 _ => this.cut_off(InvokeError::ErrorResponse {
@@ -211,5 +238,19 @@ impl Body for ComponentBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for StreamedBody<B> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.record.outcome = Outcome::ClientGone;
+            tracing::info!(
+                target: "wasmgate::request",
+                module = %self.record.metrics.name,
+                outcome = Outcome::ClientGone.label(),
+                "the client went away before the response was complete"
+            );
+        }
     }
 }

@@ -645,6 +645,26 @@ mod tests {
     }
 
     #[test]
+    fn streaming_thresholds_default_and_override_per_module() {
+        let c =
+            parse("[limits]\nstream_after_ms = 10\n[modules.a]\nstream_after_bytes = 0").unwrap();
+        let (a, b) = (c.module_settings("a").limits, c.module_settings("b").limits);
+        assert_eq!(
+            (a.stream_after_bytes, a.stream_after),
+            (0, Duration::from_millis(10))
+        );
+        assert_eq!(
+            (b.stream_after_bytes, b.stream_after),
+            (65536, Duration::from_millis(10))
+        );
+        let err = parse("[limits]\nstream_after_bytes = 2147483648").unwrap_err();
+        assert!(
+            err.to_string().contains("limits.stream_after_bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn one_module_gets_half_the_pool_unless_it_says_otherwise() {
         let c = parse("max_instances = 16\n[modules.a]\nmax_concurrency = 3").unwrap();
         assert_eq!(c.module_settings("a").limits.max_concurrency, 3);

@@ -377,6 +377,41 @@ fn run_reports_a_failing_component_with_the_gateways_exit_codes() {
     }
 }
 
+/// `run` writes the guest's output as the guest writes it: the first line is on stdout
+/// while the process is still running; a trap after output has gone out is still a trap.
+#[test]
+fn run_streams_output_as_the_guest_writes_it() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ticks.wasm");
+    std::fs::write(&file, fixture("ticks")).unwrap();
+    let mut child = Command::new(BIN)
+        .arg("run")
+        .arg(&file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 7];
+    stdout.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"tick 0\n");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the first line came only once the run was over"
+    );
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(rest.ends_with(b"tick 9\n"));
+
+    let out = run("bigthentrap", &[], b"");
+    assert_eq!(out.status.code(), Some(134));
+    assert!(out.stdout.len() >= 64 * 1024, "{} bytes", out.stdout.len());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("trapped"));
+}
+
 #[test]
 fn run_reports_a_failing_module() {
     let out = run("trap", &[], b"");

@@ -42,7 +42,7 @@ build_wat() {
 build_rust() {
   rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
   (cd src/rust && cargo build --release --locked --target wasm32-wasip1 --quiet)
-  for crate in rustenv jsonapi markdown form; do
+  for crate in rustenv jsonapi markdown form clock export; do
     cp "src/rust/target/wasm32-wasip1/release/$crate.wasm" "$crate.wasm"
     say "$crate.wasm (Rust)"
   done

@@ -52,6 +52,28 @@ const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded")
 
 const CASES: &[Case] = &[
     Case {
+        module: "clock",
+        method: "GET",
+        path: "?n=2",
+        headers: &[],
+        body: "",
+        status: 200,
+        content_type: "text/event-stream",
+        contains: &["id: 1\nevent: tick\ndata: 20", "id: 2\nevent: tick\n"],
+        excludes: &["id: 3"],
+    },
+    Case {
+        module: "export",
+        method: "GET",
+        path: "?rows=1000",
+        headers: &[],
+        body: "",
+        status: 200,
+        content_type: "text/csv",
+        contains: &["id,region,quantity,amount\n1,", "\n1000,"],
+        excludes: &["\n1001,"],
+    },
+    Case {
         module: "hello",
         method: "GET",
         path: "",

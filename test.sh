@@ -41,7 +41,7 @@ python3 deploy/check_manifests.py
 
 contract=../shared/acceptance/contract.py
 if [[ -f $contract ]]; then
-  WASMGATE_BIN="$PWD/target/release/wasmgate" python3 "$contract" core reload limits metrics ops run http
+  WASMGATE_BIN="$PWD/target/release/wasmgate" python3 "$contract" core reload limits metrics ops run http stream
 elif [[ -n ${CI:-} ]]; then
   # CI always has ../shared beside the clone: its absence there is a failure, not a pass.
   echo "error: $contract not found under CI; the acceptance checks cannot run" >&2

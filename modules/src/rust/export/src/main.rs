@@ -1,11 +1,11 @@
-//! export: a CSV export generated on the fly, `?rows=N` rows (default 1,000,000, about
-//! 38 MB; at most 10,000,000). It never holds more than one 64 KiB buffer: a streaming
+//! export: a CSV export generated on the fly, `?rows=N` rows (default 500,000, about
+//! 12 MB, within the gateway's default output cap; at most 10,000,000, about 230 MB). It never holds more than one 64 KiB buffer: a streaming
 //! gateway sends each buffer as it fills, and a client that reads slowly slows the
 //! export down rather than the gateway's memory filling up.
 
 use std::io::{BufWriter, Write};
 
-const DEFAULT_ROWS: u64 = 1_000_000;
+const DEFAULT_ROWS: u64 = 500_000;
 const MAX_ROWS: u64 = 10_000_000;
 const BUFFER_BYTES: usize = 64 * 1024;
 const REGIONS: [&str; 4] = ["north", "east", "south", "west"];

@@ -274,11 +274,29 @@ async fn a_client_that_goes_away_before_the_head_ends_its_guest() {
 /// A client that does not read slows its guest down, rather than filling the gateway's
 /// memory: the guest, which would write a gigabyte a second, waits in its writes until its
 /// 1 s deadline, which stops it and frees its slot; the client then finds no more than the
-/// pipe and the socket buffers, cut off, and the request is counted as it ends.
+/// pipe and the socket buffers, cut off, and the request is counted as it ends. Guests
+/// waiting on their clients hold no worker thread: with more of them than the gateway has
+/// workers, other requests are still answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_holds_its_guest_back() {
     let mut gw = gateway().await;
     let mut stream = send_get(&gw, "/held_back").await;
+    let mut others = Vec::new();
+    for _ in 0..3 {
+        others.push(send_get(&gw, "/held_back").await);
+    }
+    let waiting = r#"wasmgate_inflight_requests{module="held_back"} 4"#;
+    eventually(waiting, async || {
+        gw.metrics().await.lines().any(|l| l == waiting)
+    })
+    .await;
+    let hello = gw.get("/hello").await;
+    assert_eq!(
+        hello.text(),
+        "hello, world\n",
+        "answered while four guests wait"
+    );
+    drop(others);
     for running in [1, 0] {
         let gauge = format!(r#"wasmgate_inflight_requests{{module="held_back"}} {running}"#);
         eventually(&gauge, async || {

@@ -26,6 +26,11 @@ use crate::shutdown::Shutdown;
 pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The request head may not be larger than this (431 otherwise).
 pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// What hyper buffers per connection, reading a request head or queueing response body
+/// to write: room for the largest head, and for a streamed body's pipe twice over. Its
+/// default (about 400 KiB) would hold that much of every streaming response in memory
+/// while a slow client reads.
+const MAX_CONNECTION_BUFFER: usize = 2 * MAX_HEAD_BYTES;
 /// Connections the kernel queues per listening socket before they are accepted.
 const LISTEN_BACKLOG: u32 = 1024;
 /// How long to wait before accepting again after an accept error (such as EMFILE).
@@ -234,7 +239,8 @@ async fn serve_with<F, Fut, B>(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_header_size(MAX_HEAD_BYTES);
+        .max_header_size(MAX_HEAD_BYTES)
+        .max_buf_size(MAX_CONNECTION_BUFFER);
     let graceful = GracefulShutdown::new();
     loop {
         // Take a connection slot before accepting: at the cap, clients queue in the backlog

@@ -74,7 +74,8 @@ enum Waited {
 }
 
 /// Runs `module` for `request`; `hold` (its slot, its permits) is released when the guest
-/// returns. `started` is when the request arrived.
+/// returns. `started` is when the request arrived (for the metrics); `stream_after_ms`
+/// counts from the guest's start, now.
 pub(crate) async fn exchange(
     module: Arc<ServedModule>,
     request: &RequestMeta<'_>,
@@ -104,7 +105,7 @@ pub(crate) async fn exchange(
             }
         }
     });
-    let timer = tokio::time::sleep_until((started + limits.stream_after).into());
+    let timer = tokio::time::sleep(limits.stream_after);
     let mut timer = std::pin::pin!(timer);
     let mut timer_fired = false;
     let waited = std::future::poll_fn(|cx| {

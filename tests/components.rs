@@ -138,6 +138,10 @@ async fn components_and_cgi_modules_share_one_directory() {
         gw.get("/cli_only").await.status,
         StatusCode::INTERNAL_SERVER_ERROR
     );
+    // hello_http declares its Content-Length, so hyper stops reading its body once that
+    // much is out: a complete response, counted ok, not as a client gone.
+    counted(&gw, "hello_http", "ok").await;
+    assert_eq!(requests(&gw, "hello_http", "client_gone").await, 0);
 }
 
 #[tokio::test]

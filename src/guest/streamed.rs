@@ -69,6 +69,11 @@ impl GuestEnd {
         }
     }
 
+    /// How the guest ended, once it has.
+    async fn wait(mut self, module: Arc<str>) -> Result<(), InvokeError> {
+        std::future::poll_fn(|cx| self.poll_ended(cx, &module)).await
+    }
+
     /// How the guest ended, if it has.
     fn ended(&mut self) -> Option<Result<(), InvokeError>> {
         match self {
@@ -88,6 +93,8 @@ pub(crate) struct Record {
     metrics: Arc<ModuleMetrics>,
     started: Instant,
     outcome: Outcome,
+    /// Whether this record still counts the request (not handed over).
+    armed: bool,
 }
 
 impl Record {
@@ -96,19 +103,30 @@ impl Record {
             metrics,
             started,
             outcome: Outcome::Ok,
+            armed: true,
         }
+    }
+
+    /// A record that counts the request in this one's place.
+    fn hand_over(&mut self) -> Record {
+        self.armed = false;
+        Record::new(self.metrics.clone(), self.started)
     }
 }
 
 impl Drop for Record {
     fn drop(&mut self) {
-        self.metrics.request(self.outcome, self.started.elapsed());
+        if self.armed {
+            self.metrics.request(self.outcome, self.started.elapsed());
+        }
     }
 }
 
 /// A guest's response body, `inner` as the guest writes it.
 pub struct StreamedBody<B> {
     inner: B,
+    /// The length the guest's head declared (a component's `content-length`), if any.
+    declared: Option<u64>,
     /// Bytes the body may still carry.
     remaining: u64,
     limit: u64,
@@ -125,13 +143,16 @@ where
     B: Body<Data = Bytes> + Unpin + Send + 'static,
     B::Error: Display,
 {
+    /// `declared` is the `Content-Length` the guest's head gives, if any.
     pub(crate) fn new(
         inner: B,
+        declared: Option<u64>,
         end: GuestEnd,
         max_output_bytes: u64,
         record: Record,
     ) -> StreamedBody<B> {
         StreamedBody {
+            declared,
             inner,
             remaining: max_output_bytes,
             limit: max_output_bytes,
@@ -243,7 +264,27 @@ where
 
 impl<B> Drop for StreamedBody<B> {
     fn drop(&mut self) {
-        if !self.done {
+        if self.done {
+            return;
+        }
+        let sent = self.limit - self.remaining;
+        if self.declared.is_some_and(|len| sent >= len) {
+            // hyper stops reading a body once its Content-Length is out: the response is
+            // complete, and is counted as the guest ends.
+            let mut record = self.record.hand_over();
+            let mut end = std::mem::replace(&mut self.end, GuestEnd::Ended(Ok(())));
+            let module = record.metrics.name.clone();
+            match (end.ended(), tokio::runtime::Handle::try_current()) {
+                (Some(ended), _) => record.outcome = outcome_of(&ended),
+                (None, Ok(runtime)) => {
+                    runtime.spawn(async move {
+                        record.outcome = outcome_of(&end.wait(module).await);
+                    });
+                }
+                // No runtime to wait in (the process is ending): the client has it all.
+                (None, Err(_)) => {}
+            }
+        } else {
             self.record.outcome = Outcome::ClientGone;
             tracing::info!(
                 target: "wasmgate::request",
@@ -253,4 +294,10 @@ impl<B> Drop for StreamedBody<B> {
             );
         }
     }
+}
+
+fn outcome_of(ended: &Result<(), InvokeError>) -> Outcome {
+    ended
+        .as_ref()
+        .map_or_else(InvokeError::outcome, |()| Outcome::Ok)
 }

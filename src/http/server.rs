@@ -300,9 +300,11 @@ impl PublicService {
             .into());
         }
         let record = Record::new(module.shared.metrics.clone(), started);
+        let declared = declared_length(head.headers());
         let response = head.map(|inner| {
             PublicBody::Component(StreamedBody::new(
                 inner,
+                declared,
                 end,
                 limits.max_output_bytes,
                 record,

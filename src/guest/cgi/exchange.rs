@@ -144,7 +144,7 @@ pub(crate) async fn exchange(
             let record = Record::new(module.shared.metrics.clone(), started);
             CgiReply::Streaming(
                 head,
-                StreamedBody::new(body, end, limits.max_output_bytes, record),
+                StreamedBody::new(body, None, end, limits.max_output_bytes, record),
             )
         }
     };

@@ -32,6 +32,7 @@ use crate::guest::deadline::DeadlinePassed;
 use crate::guest::linkers::Prepared;
 use crate::guest::store::Footprint;
 use crate::guest::streamed::{GuestEnd, GuestRun, Record, StreamedBody};
+use crate::http::body::declared_length;
 use crate::http::listener::ConnInfo;
 
 /// The response head a guest set, with the body still coming.
@@ -162,7 +163,8 @@ pub(crate) async fn respond_streamed<B: RequestBody>(
     }
     let (head, end) = ran?;
     let record = Record::new(module.shared.metrics.clone(), started);
-    Ok(head.map(|body| StreamedBody::new(body, end, limits.max_output_bytes, record)))
+    let declared = declared_length(head.headers());
+    Ok(head.map(|body| StreamedBody::new(body, declared, end, limits.max_output_bytes, record)))
 }
 
 /// Instantiates the component in a fresh store, calls its handler, and names how it ended.

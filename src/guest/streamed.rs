@@ -112,6 +112,11 @@ impl Record {
         self.armed = false;
         Record::new(self.metrics.clone(), self.started)
     }
+
+    /// Counts the request now, as `outcome`.
+    fn count(mut self, outcome: Outcome) {
+        self.outcome = outcome;
+    }
 }
 
 impl Drop for Record {
@@ -271,15 +276,13 @@ impl<B> Drop for StreamedBody<B> {
         if self.declared.is_some_and(|len| sent >= len) {
             // hyper stops reading a body once its Content-Length is out: the response is
             // complete, and is counted as the guest ends.
-            let mut record = self.record.hand_over();
+            let record = self.record.hand_over();
             let mut end = std::mem::replace(&mut self.end, GuestEnd::Ended(Ok(())));
             let module = record.metrics.name.clone();
             match (end.ended(), tokio::runtime::Handle::try_current()) {
-                (Some(ended), _) => record.outcome = outcome_of(&ended),
+                (Some(ended), _) => record.count(outcome_of(&ended)),
                 (None, Ok(runtime)) => {
-                    runtime.spawn(async move {
-                        record.outcome = outcome_of(&end.wait(module).await);
-                    });
+                    runtime.spawn(async move { record.count(outcome_of(&end.wait(module).await)) });
                 }
                 // No runtime to wait in (the process is ending): the client has it all.
                 (None, Err(_)) => {}

@@ -16,21 +16,10 @@ use tokio::sync::Semaphore;
 
 use super::listener::ConnInfo;
 use super::reply::text_response;
+use super::status_page;
 use crate::catalogue::{ArtifactCache, Registry};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
-
-/// The status page: plain HTML and a little JS that polls `/modules` and `/metrics`.
-const STATUS_PAGE: &str = include_str!("status.html");
-
-fn status_page() -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(STATUS_PAGE.as_bytes())));
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    response
-}
 
 /// The content type of the Prometheus text format.
 const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -55,8 +44,11 @@ impl AdminService {
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return text_response(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here");
         }
-        match req.uri().path() {
-            "/" => status_page(),
+        let path = req.uri().path();
+        if let Some(page) = status_page::asset(path) {
+            return page;
+        }
+        match path {
             "/healthz" => text_response(StatusCode::OK, "ok"),
             "/readyz" => self.readyz(),
             "/modules" => self.modules(),

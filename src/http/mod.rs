@@ -9,3 +9,4 @@ pub(crate) mod listener;
 pub(crate) mod public_body;
 pub(crate) mod reply;
 pub(crate) mod server;
+pub(crate) mod status_page;

@@ -406,6 +406,20 @@ fn run_streams_output_as_the_guest_writes_it() {
     assert!(child.wait().unwrap().success());
     assert!(rest.ends_with(b"tick 9\n"));
 
+    // A reader that goes away (`| head`) stops an endless guest: exit 126.
+    std::fs::write(&file, fixture("endless")).unwrap();
+    let mut child = Command::new(BIN)
+        .arg("run")
+        .arg(&file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut some = [0u8; 4096];
+    child.stdout.take().unwrap().read_exact(&mut some).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(126));
+
     let out = run("bigthentrap", &[], b"");
     assert_eq!(out.status.code(), Some(134));
     assert!(out.stdout.len() >= 64 * 1024, "{} bytes", out.stdout.len());

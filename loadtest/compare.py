@@ -26,6 +26,46 @@ from common import ROOT, Gateway, build_release, modules_dir_with_examples, wrk 
 from throughput import Reference  # noqa: E402
 
 
+def hello_rounds(baseline, rounds, seconds, connections, tmp, report=print):
+    """Drives the reference, `baseline` (a binary, or None to leave it out) and the current
+    build with the same wrk load, `rounds` times, the two gateways swapping places every
+    round; `report` gets each round's line. Returns each server's median req/s."""
+    servers = {}
+    for label, binary in (("baseline", baseline), ("current", None)):
+        if label == "baseline" and not binary:
+            continue
+        own = os.path.join(tmp, f"hello-{label}")
+        os.makedirs(own)
+        mods = modules_dir_with_examples(own, ["hello"])
+        extra = {} if binary is None else {"binary": binary}
+        servers[label] = Gateway(mods, os.path.join(own, "cache"), **extra)
+        servers[label].start()
+    reference = Reference()
+    urls = {"reference": f"http://127.0.0.1:{reference.port}/hello",
+            **{label: f"http://127.0.0.1:{gw.port}/hello" for label, gw in servers.items()}}
+    rates = {label: [] for label in urls}
+    try:
+        for url in urls.values():  # warm-up
+            wrk(url, 1, connections)
+        for round_no in range(1, rounds + 1):
+            order = list(urls)
+            if round_no % 2 == 0:
+                order = order[:1] + order[1:][::-1]
+            line = []
+            for label in order:
+                rps, p50, p99, non2xx, _, errors = wrk(urls[label], seconds, connections)
+                if non2xx or errors:
+                    sys.exit(f"{label}: {non2xx} non-2xx responses {errors}")
+                rates[label].append(rps)
+                line.append(f"{label} {rps:9.0f} req/s (p50 {p50:.2f} ms, p99 {p99:.2f} ms)")
+            report(f"round {round_no}: " + "; ".join(line))
+    finally:
+        reference.stop()
+        for gw in servers.values():
+            gw.stop()
+    return {label: statistics.median(r) for label, r in rates.items()}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--baseline", required=True, help="the baseline wasmgate binary")
@@ -35,39 +75,8 @@ def main():
     args = parser.parse_args()
     build_release()
     with tempfile.TemporaryDirectory() as tmp:
-        servers = {}
-        for label, binary in (("baseline", args.baseline), ("current", None)):
-            own = os.path.join(tmp, label)
-            os.makedirs(own)
-            mods = modules_dir_with_examples(own, ["hello"])
-            extra = {} if binary is None else {"binary": binary}
-            servers[label] = Gateway(mods, os.path.join(own, "cache"), **extra)
-            servers[label].start()
-        reference = Reference()
-        urls = {"reference": f"http://127.0.0.1:{reference.port}/hello",
-                **{label: f"http://127.0.0.1:{gw.port}/hello" for label, gw in servers.items()}}
-        rates = {label: [] for label in urls}
-        try:
-            for label, url in urls.items():  # warm-up
-                wrk(url, 1, args.connections)
-            for round_no in range(1, args.rounds + 1):
-                line = []
-                order = ["reference", "baseline", "current"]
-                if round_no % 2 == 0:
-                    order = ["reference", "current", "baseline"]
-                for label in order:
-                    url = urls[label]
-                    rps, p50, p99, non2xx, _, errors = wrk(url, args.seconds, args.connections)
-                    if non2xx or errors:
-                        sys.exit(f"{label}: {non2xx} non-2xx responses {errors}")
-                    rates[label].append(rps)
-                    line.append(f"{label} {rps:9.0f} req/s (p50 {p50:.2f} ms, p99 {p99:.2f} ms)")
-                print(f"round {round_no}: " + "; ".join(line), flush=True)
-        finally:
-            reference.stop()
-            for gw in servers.values():
-                gw.stop()
-    median = {label: statistics.median(r) for label, r in rates.items()}
+        median = hello_rounds(args.baseline, args.rounds, args.seconds, args.connections, tmp,
+                              lambda line: print(line, flush=True))
     print(f"\nmedians over {args.rounds} rounds of {args.seconds} s, wrk -t1 -c{args.connections}:")
     for label, value in median.items():
         print(f"  {label:<9} {value:9.0f} req/s")

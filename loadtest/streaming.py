@@ -19,14 +19,14 @@ Run: python3 loadtest/streaming.py [--baseline /tmp/wasmgate-base] [--clients 10
 import argparse
 import asyncio
 import os
-import statistics
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import ROOT, Gateway, build_release, modules_dir_with_examples, wrk  # noqa: E402
-from throughput import Reference  # noqa: E402
+from common import ROOT, Gateway, build_release, modules_dir_with_examples  # noqa: E402
+from compare import hello_rounds  # noqa: E402
+from throughput import rss_mib  # noqa: E402
 
 SLOWLINES = os.path.join(ROOT, "tests", "fixtures", "slowlines.wat")
 STREAM_AFTER_MS = 50
@@ -37,14 +37,6 @@ READ_BYTES = 64 * 1024
 RSS_SAMPLE_S = 0.25
 
 
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 async def first_byte(port, path):
     """Seconds from sending GET `path` to the first byte of its body, then reads the rest."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -53,16 +45,25 @@ async def first_byte(port, path):
     await writer.drain()
     buf = b""
     while b"\r\n\r\n" not in buf:
-        buf += await reader.read(READ_BYTES)
+        buf += await more(reader, path)
     head, _, body = buf.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        sys.exit(f"{path}: {head[:60]!r}")
     # Chunked: the first chunk's size line, then its data.
     while b"\r\n" not in body or len(body.split(b"\r\n", 1)[1]) == 0:
-        body += await reader.read(READ_BYTES)
+        body += await more(reader, path)
     took = time.monotonic() - t0
     while await reader.read(READ_BYTES):
         pass
     writer.close()
     return took
+
+
+async def more(reader, path):
+    data = await reader.read(READ_BYTES)
+    if not data:
+        sys.exit(f"{path}: the connection ended before the first byte of the body")
+    return data
 
 
 async def ttfb_samples(port):
@@ -110,37 +111,6 @@ def pct(values, q):
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def throughput(baseline, rounds, seconds, tmp):
-    servers = {}
-    for label, binary in (("baseline", baseline), ("current", None)):
-        if label == "baseline" and not binary:
-            continue
-        own = os.path.join(tmp, f"hello-{label}")
-        os.makedirs(own)
-        mods = modules_dir_with_examples(own, ["hello"])
-        extra = {} if binary is None else {"binary": binary}
-        servers[label] = Gateway(mods, os.path.join(own, "cache"), **extra)
-        servers[label].start()
-    reference = Reference()
-    urls = {"reference": f"http://127.0.0.1:{reference.port}/hello",
-            **{label: f"http://127.0.0.1:{gw.port}/hello" for label, gw in servers.items()}}
-    rates = {label: [] for label in urls}
-    try:
-        for url in urls.values():
-            wrk(url, 1, 32)
-        for round_no in range(rounds):
-            order = list(urls)
-            if round_no % 2:
-                order = order[:1] + order[1:][::-1]
-            for label in order:
-                rates[label].append(wrk(urls[label], seconds, 32)[0])
-    finally:
-        reference.stop()
-        for gw in servers.values():
-            gw.stop()
-    return {label: statistics.median(r) for label, r in rates.items()}
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--baseline", help="an older wasmgate binary for the throughput rounds")
@@ -161,7 +131,8 @@ def main():
         os.link(os.path.join(mods, "export.wasm"), os.path.join(mods, "buffered.wasm"))
         cap = 2 * args.mib << 20
         deadline = int(stream_s * 3 * 1000)
-        extra = (f"max_instances = {max(64, 2 * args.clients)}\n[limits]\nmax_concurrency = {2 * args.clients}\n"
+        slots = max(64, 2 * args.clients)
+        extra = (f"max_instances = {slots}\n[limits]\nmax_concurrency = {slots}\n"
                  f"stream_after_ms = {STREAM_AFTER_MS}\n"
                  f"[modules.export]\nmax_output_bytes = {cap}\ntimeout_ms = {deadline}\n"
                  f"[modules.buffered]\nmax_output_bytes = {cap}\ntimeout_ms = {deadline}\n"
@@ -179,7 +150,7 @@ def main():
                 memory_under(gw, args.buffered_clients, f"/buffered?rows={rows}", rate))
         finally:
             gw.stop()
-        rates = throughput(args.baseline, args.rounds, args.seconds, tmp)
+        rates = hello_rounds(args.baseline, args.rounds, args.seconds, 32, tmp, report=lambda line: None)
     target = STREAM_AFTER_MS + 30
     print(f"\ntime to first byte, slowlines (a line every 100 ms), {TTFB_REQUESTS} requests, "
           f"{TTFB_CONCURRENCY} at a time:")

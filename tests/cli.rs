@@ -377,6 +377,18 @@ fn run_reports_a_failing_component_with_the_gateways_exit_codes() {
     }
 }
 
+/// `wasmgate run FILE`, no stdin, its stdout and stderr piped.
+fn spawn_run(file: &Path) -> std::process::Child {
+    Command::new(BIN)
+        .arg("run")
+        .arg(file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// `run` writes the guest's output as the guest writes it: the first line is on stdout
 /// while the process is still running; a trap after output has gone out is still a trap.
 #[test]
@@ -385,14 +397,7 @@ fn run_streams_output_as_the_guest_writes_it() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ticks.wasm");
     std::fs::write(&file, fixture("ticks")).unwrap();
-    let mut child = Command::new(BIN)
-        .arg("run")
-        .arg(&file)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&file);
     let mut stdout = child.stdout.take().unwrap();
     let mut first = [0u8; 7];
     stdout.read_exact(&mut first).unwrap();
@@ -408,14 +413,7 @@ fn run_streams_output_as_the_guest_writes_it() {
 
     // A reader that goes away (`| head`) stops an endless guest: exit 126.
     std::fs::write(&file, fixture("endless")).unwrap();
-    let mut child = Command::new(BIN)
-        .arg("run")
-        .arg(&file)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&file);
     let mut some = [0u8; 4096];
     child.stdout.take().unwrap().read_exact(&mut some).unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(126));

@@ -50,6 +50,12 @@ async fn send_get(gw: &TestGateway, path: &str) -> TcpStream {
     stream
 }
 
+/// One request on a fresh connection, read to its end as the server sends it.
+async fn exchange(gw: &TestGateway, method: &str, path: &str) -> RawResponse {
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    RawResponse::parse(&raw_bytes(gw.public, request.as_bytes()).await)
+}
+
 /// Reads into `buf` until it contains `needle`; false if the connection ended first.
 async fn read_until(stream: &mut TcpStream, buf: &mut Vec<u8>, needle: &[u8]) -> bool {
     let wait = async {
@@ -124,35 +130,17 @@ async fn output_reaches_the_client_while_the_guest_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_response_that_finishes_inside_the_buffer_is_whole() {
     let mut gw = gateway().await;
-    let hello = RawResponse::parse(
-        &raw_bytes(
-            gw.public,
-            b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-        .await,
-    );
+    let hello = exchange(&gw, "GET", "/hello").await;
     let head = hello.head.to_ascii_lowercase();
     assert!(
         head.contains("content-length: 13") && !head.contains("chunked"),
         "{head}"
     );
     assert_eq!(hello.body, b"hello, world\n");
-    let exit3 = RawResponse::parse(
-        &raw_bytes(
-            gw.public,
-            b"GET /exit3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-        .await,
-    );
+    let exit3 = exchange(&gw, "GET", "/exit3").await;
     assert_eq!(exit3.status(), Some(500), "{}", exit3.head);
     // Past neither threshold, a 300 ms guest is whole too.
-    let whole = RawResponse::parse(
-        &raw_bytes(
-            gw.public,
-            b"GET /whole HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-        .await,
-    );
+    let whole = exchange(&gw, "GET", "/whole").await;
     let head = whole.head.to_ascii_lowercase();
     assert!(
         head.contains(&format!("content-length: {}", ticks().len())),
@@ -183,9 +171,7 @@ async fn stream_after_bytes_zero_streams_from_the_first_byte() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failure_after_the_head_cuts_the_response_off() {
     let mut gw = gateway().await;
-    let trapped = RawResponse::parse(
-        &raw_bytes(gw.public, b"GET /bigthentrap HTTP/1.1\r\nHost: x\r\n\r\n").await,
-    );
+    let trapped = exchange(&gw, "GET", "/bigthentrap").await;
     assert_eq!(trapped.status(), Some(200), "{}", trapped.head);
     assert!(
         !trapped.complete,
@@ -194,13 +180,7 @@ async fn a_failure_after_the_head_cuts_the_response_off() {
     assert!(trapped.body.len() <= 200 * 1024);
     gw.wait_for_metric(r#"wasmgate_requests_total{module="bigthentrap",outcome="trap"} 1"#)
         .await;
-    let timed_out = RawResponse::parse(
-        &raw_bytes(
-            gw.public,
-            b"GET /spin_after_head HTTP/1.1\r\nHost: x\r\n\r\n",
-        )
-        .await,
-    );
+    let timed_out = exchange(&gw, "GET", "/spin_after_head").await;
     assert_eq!(timed_out.status(), Some(200), "{}", timed_out.head);
     assert_eq!(timed_out.body, b"started\n");
     assert!(!timed_out.complete);
@@ -354,13 +334,7 @@ async fn stdin_is_fed_as_the_body_arrives() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_header_block_that_never_ends_is_a_502() {
     let mut gw = gateway().await;
-    let reply = RawResponse::parse(
-        &raw_bytes(
-            gw.public,
-            b"GET /headerflood HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-        .await,
-    );
+    let reply = exchange(&gw, "GET", "/headerflood").await;
     assert_eq!(reply.status(), Some(502), "{}", reply.head);
     assert!(
         !reply.head.to_ascii_lowercase().contains("x-header"),
@@ -382,12 +356,7 @@ async fn a_header_block_that_never_ends_is_a_502() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodiless_responses_stay_bodiless_while_streaming() {
     let mut gw = gateway().await;
-    let head = raw_bytes(
-        gw.public,
-        b"HEAD /ticks HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    let head = RawResponse::parse(&head);
+    let head = exchange(&gw, "HEAD", "/ticks").await;
     assert_eq!(head.status(), Some(200), "{}", head.head);
     assert!(
         head.body.is_empty(),
@@ -396,12 +365,7 @@ async fn bodiless_responses_stay_bodiless_while_streaming() {
     );
     gw.wait_for_metric(r#"wasmgate_requests_total{module="ticks",outcome="ok"} 1"#)
         .await;
-    let no_content = raw_bytes(
-        gw.public,
-        b"GET /status204 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    let no_content = RawResponse::parse(&no_content);
+    let no_content = exchange(&gw, "GET", "/status204").await;
     assert_eq!(no_content.status(), Some(204), "{}", no_content.head);
     assert!(
         no_content.body.is_empty(),

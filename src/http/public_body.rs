@@ -27,15 +27,13 @@ impl From<Full<Bytes>> for PublicBody {
 }
 
 impl PublicBody {
-    /// Reads a streamed body to its end and throws it away (see [`StreamedBody::discard`]);
-    /// what is left to send is no body at all.
-    pub(crate) fn discard(self) -> PublicBody {
+    /// Reads a streamed body to its end and throws it away (see [`StreamedBody::discard`]).
+    pub(crate) fn discard(self) {
         match self {
             PublicBody::Whole(_) => {}
             PublicBody::Cgi(body) => body.discard(),
             PublicBody::Component(body) => body.discard(),
         }
-        PublicBody::Whole(Full::default())
     }
 }
 

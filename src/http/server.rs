@@ -408,8 +408,7 @@ fn streaming(mut response: Response<PublicBody>, method: &Method) -> Reply {
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
     {
-        let body = std::mem::replace(response.body_mut(), PublicBody::from(Full::default()));
-        *response.body_mut() = body.discard();
+        std::mem::replace(response.body_mut(), PublicBody::from(Full::default())).discard();
     }
     Reply::Streaming(response)
 }

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use crate::catalogue::name::ModuleName;
 use crate::guest::cgi::reserved::is_reserved_env_name;
 use crate::guest::wasi_http::allowed::AllowedHost;
+use crate::sources::reference::OciReference;
 
 /// The size of a WebAssembly page: the unit of linear memory.
 pub(crate) const WASM_PAGE_BYTES: u64 = 64 * 1024;
@@ -38,6 +39,10 @@ const DEFAULT_MAX_OUTPUT_BYTES: u64 = 16 << 20;
 const DEFAULT_MAX_BODY_BYTES: u64 = 16 << 20;
 const DEFAULT_STREAM_AFTER_BYTES: u64 = 64 << 10;
 const DEFAULT_STREAM_AFTER_MS: u64 = 50;
+const DEFAULT_POLL_INTERVAL_MS: u64 = 1000;
+const DEFAULT_OCI_POLL_MS: u64 = 10_000;
+/// The shortest interval a source may be polled at, so a typo cannot hammer a registry.
+const MIN_POLL_MS: u64 = 50;
 /// The largest linear memory a WebAssembly 32-bit module can address.
 const MAX_WASM32_MEMORY_BYTES: u64 = 4 << 30;
 /// A ceiling on buffered request or response bodies, so a typo cannot ask for terabytes.
@@ -107,6 +112,26 @@ pub struct Config {
     pub limits: Limits,
     /// Per-module settings, keyed by module name.
     pub modules: HashMap<String, ModuleSettings>,
+    /// How changes in the modules directory are noticed.
+    pub watch: WatchMode,
+    /// With [`WatchMode::Poll`], how often the directory is looked at.
+    pub poll_interval: Duration,
+    /// How often an OCI source's tag is resolved.
+    pub oci_poll: Duration,
+    /// Registries (`HOST:PORT`) spoken to over plain HTTP; loopback ones always may.
+    pub oci_insecure: Vec<String>,
+}
+
+/// How the modules directory is watched (`watch`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchMode {
+    /// File-system events (inotify): immediate, for local disks.
+    #[default]
+    Events,
+    /// Looking at the directory every `poll_interval_ms`: for NFS and other shared
+    /// volumes, where events from other hosts never arrive.
+    Poll,
 }
 
 /// The limits one request of a module runs under.
@@ -158,6 +183,8 @@ pub struct ModuleSettings {
     pub volumes: Vec<(String, PathBuf)>,
     /// Where a component's outgoing HTTP requests may go; empty denies them all.
     pub allowed_outbound_hosts: Vec<AllowedHost>,
+    /// Where the module comes from, when not from the modules directory.
+    pub source: Option<OciReference>,
 }
 
 /// Command-line values that override the file.
@@ -194,6 +221,12 @@ struct FileConfig {
     limits: FileLimits,
     #[serde(default)]
     modules: BTreeMap<String, FileModule>,
+    #[serde(default)]
+    watch: WatchMode,
+    poll_interval_ms: Option<u64>,
+    oci_poll_ms: Option<u64>,
+    #[serde(default)]
+    oci_insecure: Vec<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -224,6 +257,7 @@ struct FileModule {
     volumes: BTreeMap<String, PathBuf>,
     #[serde(default)]
     allowed_outbound_hosts: Vec<String>,
+    source: Option<String>,
 }
 
 impl Config {
@@ -350,6 +384,14 @@ fn build(file: FileConfig, overrides: Overrides) -> Result<Config, ConfigError> 
         metrics: file.metrics.unwrap_or(true),
         limits,
         modules,
+        watch: file.watch,
+        poll_interval: poll_millis(
+            "poll_interval_ms",
+            file.poll_interval_ms,
+            DEFAULT_POLL_INTERVAL_MS,
+        )?,
+        oci_poll: poll_millis("oci_poll_ms", file.oci_poll_ms, DEFAULT_OCI_POLL_MS)?,
+        oci_insecure: file.oci_insecure,
     };
     if config.max_instances == 0 {
         return Err(ConfigError::value("max_instances", 0, "must be at least 1"));
@@ -369,6 +411,14 @@ fn build(file: FileConfig, overrides: Overrides) -> Result<Config, ConfigError> 
         ));
     }
     Ok(config)
+}
+
+/// A polling interval: its default, or at least [`MIN_POLL_MS`].
+fn poll_millis(key: &str, value: Option<u64>, default_ms: u64) -> Result<Duration, ConfigError> {
+    match value {
+        Some(ms) if ms < MIN_POLL_MS => Err(ConfigError::value(key, ms, "must be at least 50")),
+        _ => Ok(millis(value, default_ms)),
+    }
 }
 
 /// A `*_ms` key as a duration, or its default.
@@ -442,8 +492,20 @@ fn module_settings(
             })
         })
         .collect::<Result<_, _>>()?;
+    let source = module
+        .source
+        .as_deref()
+        .map(|text| {
+            OciReference::parse(text).map_err(|why| ConfigError::Value {
+                key: format!("{section}.source"),
+                value: format!("{text:?}"),
+                reason: why.reason(),
+            })
+        })
+        .transpose()?;
     Ok(ModuleSettings {
         limits,
+        source,
         allowed_outbound_hosts,
         args: module.args.clone(),
         volumes: module

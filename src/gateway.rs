@@ -17,15 +17,17 @@ use tokio::task::JoinHandle;
 
 use crate::catalogue::cache::CacheError;
 use crate::catalogue::loader::{Loader, module_files};
-use crate::catalogue::watch::ModuleWatcher;
+use crate::catalogue::poll::DirectoryPoller;
+use crate::catalogue::watch::{ModuleWatcher, WatchEvents};
 use crate::catalogue::{ArtifactCache, Registry};
-use crate::config::Config;
+use crate::config::{Config, WatchMode};
 use crate::http::admin::AdminService;
 use crate::http::listener::{self, ConnInfo, ListenOptions};
 use crate::http::server::PublicService;
 use crate::metrics::{Metrics, UPKEEP_INTERVAL};
 use crate::runtime::{AllocatorChoice, GuestRuntime, RuntimeError};
 use crate::shutdown::Shutdown;
+use crate::sources::follow::OciSources;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -90,8 +92,8 @@ impl RunningGateway {
         .map_err(|e| StartError::Threads(e.to_string()))?;
         // Fail now, not in the background, if the directory cannot be listed.
         module_files(&config.modules_dir).map_err(StartError::ModulesDir)?;
-        let (watcher, events) = ModuleWatcher::start(&loader)
-            .map_err(|e| StartError::Watch(format!("{:?}", e.kind)))?;
+        let watching = Watching::start(&config, &loader, &metrics)?;
+        let sources = OciSources::new(&config, loader.clone(), registry.clone(), metrics.clone());
 
         // Serving threads each bind a socket of their own on the address, so the first one
         // must allow that; the shared runtime keeps a port that nothing else can share.
@@ -147,11 +149,11 @@ impl RunningGateway {
         let task = tokio::spawn(async move {
             // Deadlines are enforced while the runtime lives: as long as anything is served.
             let _runtime = runtime;
-            let _watcher = watcher;
             if let Err(e) = loader.load_all().await {
                 tracing::error!(error = %e, "cannot scan the modules directory");
             }
-            tokio::spawn(events.serve(loader, down.clone()));
+            sources.first_load().await.follow(&down);
+            let _watcher = watching.serve(loader, &down);
             reg.set_ready(true);
             tracing::info!(modules = reg.serving_count(), %public_addr, threads, "serving");
             let handle = move |req, conn: ConnInfo| public_service.clone().handle(req, conn);
@@ -180,6 +182,44 @@ impl RunningGateway {
     pub async fn wait(self) {
         if let Err(e) = self.task.await {
             tracing::error!(error = %e, "the gateway task failed");
+        }
+    }
+}
+
+/// How the modules directory is watched (`watch`).
+enum Watching {
+    Events(ModuleWatcher, WatchEvents),
+    Poll(DirectoryPoller),
+}
+
+impl Watching {
+    /// Starts noticing changes now; they are acted on once [`Watching::serve`] runs.
+    fn start(config: &Config, loader: &Loader, metrics: &Metrics) -> Result<Watching, StartError> {
+        Ok(match config.watch {
+            WatchMode::Events => {
+                let (watcher, events) = ModuleWatcher::start(loader)
+                    .map_err(|e| StartError::Watch(format!("{:?}", e.kind)))?;
+                Watching::Events(watcher, events)
+            }
+            WatchMode::Poll => Watching::Poll(DirectoryPoller::start(
+                loader,
+                config.poll_interval,
+                metrics.clone(),
+            )),
+        })
+    }
+
+    /// Syncs changes until shutdown; the returned watcher must live as long.
+    fn serve(self, loader: Loader, shutdown: &Shutdown) -> Option<ModuleWatcher> {
+        match self {
+            Watching::Events(watcher, events) => {
+                tokio::spawn(events.serve(loader, shutdown.clone()));
+                Some(watcher)
+            }
+            Watching::Poll(poller) => {
+                tokio::spawn(poller.serve(loader, shutdown.clone()));
+                None
+            }
         }
     }
 }

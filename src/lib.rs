@@ -24,6 +24,7 @@
 //! - `config`: the TOML file and flags, checked once;
 //! - `runtime`: the one engine, its epoch ticker and the linkers, built in one place;
 //! - `catalogue`: which version of each module is served, kept in step with the directory;
+//! - `sources`: modules from OCI registries, followed by tag, into the same catalogue;
 //! - `http`: the listeners, the public handler, request bodies, the admin endpoints;
 //! - `guest`: one request's instance, with one folder per guest ABI (`cgi`, `wasi_http`);
 //! - `metrics`: the Prometheus series and the gateway's own histograms;
@@ -42,6 +43,7 @@ mod metrics;
 mod outcome;
 mod runtime;
 mod shutdown;
+mod sources;
 
 pub use catalogue::ServedModule;
 pub use catalogue::abi::Abi;
@@ -49,8 +51,9 @@ pub use catalogue::cache::CacheError;
 pub use catalogue::compile::Source;
 pub use catalogue::failure::{LoadError, LoadFailure};
 pub use commands::compile::{PrecompileError, Precompiled, Precompiler};
+pub use commands::push::{PushError, push};
 pub use commands::run::{RunBody, RunError, RunRequest, RunResponse, run_once};
-pub use config::{Config, ConfigError, Limits, ModuleSettings, Overrides};
+pub use config::{Config, ConfigError, Limits, ModuleSettings, Overrides, WatchMode};
 pub use gateway::{RunningGateway, StartError};
 pub use guest::bounds::InvokeError;
 pub use guest::cgi::env::{EnvError, Environment, RequestMeta, build_env};

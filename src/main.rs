@@ -75,6 +75,20 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Publish a module to an OCI registry (the CNCF Wasm layout) and print its manifest
+    /// digest. Credentials: WASMGATE_OCI_USERNAME/PASSWORD or Docker's config.json.
+    Push {
+        /// The module file.
+        file: PathBuf,
+        /// oci://HOST[:PORT]/REPOSITORY:TAG
+        target: String,
+        /// Config file whose max_module_bytes and oci_insecure apply.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Speak plain HTTP to this registry (a loopback one always may).
+        #[arg(long)]
+        insecure: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -170,6 +184,19 @@ fn main() -> Result<ExitCode> {
                     Ok(ExitCode::from(e.exit_code()))
                 }
             }
+        }
+        Command::Push {
+            file,
+            target,
+            config,
+            insecure,
+        } => {
+            let config = Config::load(config.as_deref(), Overrides::default())?;
+            let digest = runtime
+                .block_on(wasmgate::push(&config, &file, &target, insecure))
+                .with_context(|| format!("cannot push to {target}"))?;
+            println!("{digest}");
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -12,6 +12,14 @@ impl Digest {
         Digest(Sha256::digest(bytes).into())
     }
 
+    /// Reads `sha256:<64 hex digits>`, as OCI descriptors write it.
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        let hex = text.strip_prefix("sha256:")?;
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(hex, &mut bytes).ok()?;
+        Some(Digest(bytes))
+    }
+
     pub(crate) fn hex(&self) -> String {
         hex::encode(self.0)
     }

@@ -1,10 +1,12 @@
 //! Why a module file could not be made ready to serve. The messages name the reason and
 //! never a host path: they end up in `/modules`, the log and HTTP error bodies.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::file::{FileFacts, ReadError};
 use crate::guest::linkers::LinkError;
+use crate::sources::oci::SourceError;
 
 /// Why a module could not be made ready to serve.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -17,6 +19,8 @@ pub enum LoadError {
     Compile(String),
     #[error(transparent)]
     Link(#[from] LinkError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
 }
 
 /// A module file that could not be loaded.
@@ -26,6 +30,8 @@ pub struct LoadFailure {
     pub facts: Option<FileFacts>,
     pub error: LoadError,
     pub at: SystemTime,
+    /// Where the failed version came from, when the loader knows.
+    pub origin: Option<Arc<str>>,
 }
 
 impl LoadFailure {
@@ -34,6 +40,7 @@ impl LoadFailure {
             facts,
             error,
             at: SystemTime::now(),
+            origin: None,
         }
     }
 }

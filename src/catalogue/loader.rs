@@ -111,26 +111,89 @@ impl Loader {
         }
     }
 
-    /// Brings module `name` in line with its file.
+    /// Brings module `name` in line with its file. A module whose config names a
+    /// `source` is not read from the directory: its source's poller loads it.
     pub(crate) async fn sync(&self, name: &str, phase: Phase) {
+        if self.config.module_settings(name).source.is_some() {
+            return;
+        }
+        let path = self.path_of(name);
+        let (dir, max_bytes) = (self.dir.clone(), self.config.max_module_bytes);
+        let origin = Origin::file(name);
+        // The outcome is in the registry; a file has nobody else to tell.
+        let _ = self
+            .load(
+                name,
+                phase,
+                origin,
+                move |compiler, current, has_volumes| {
+                    let limits = ReadLimits {
+                        within: Some(&dir),
+                        max_bytes,
+                    };
+                    match read_module_file(&path, limits) {
+                        Ok(bytes) => compile_if_changed(compiler, &bytes, current, has_volumes),
+                        Err(_) if !path.exists() => Step::Gone,
+                        Err(error) => Step::Failed(LoadFailure::new(None, error.into())),
+                    }
+                },
+            )
+            .await;
+    }
+
+    /// Loads `bytes` as module `name`, from `origin` (a source other than the directory).
+    /// Returns the load error, if the bytes did not become (or stay) the served version.
+    pub(crate) async fn load_bytes(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        origin: Origin,
+        phase: Phase,
+    ) -> Result<(), LoadError> {
+        self.load(
+            name,
+            phase,
+            origin,
+            move |compiler, current, has_volumes| {
+                compile_if_changed(compiler, &bytes, current, has_volumes)
+            },
+        )
+        .await
+    }
+
+    /// Records that module `name`'s source failed; a version already serving stays.
+    pub(crate) fn source_failed(&self, name: &str, error: LoadError, origin: Origin) {
+        self.apply(name, Step::Failed(LoadFailure::new(None, error)), origin);
+    }
+
+    /// Forgets module `name`'s recorded failure: its source answers again, and the version
+    /// serving is the one it names.
+    pub(crate) fn source_recovered(&self, name: &str) {
+        self.registry.clear_failure(name);
+    }
+
+    /// Runs `job` (which reads and compiles) off the request workers, under module
+    /// `name`'s lock, and applies what it found.
+    async fn load<F>(
+        &self,
+        name: &str,
+        phase: Phase,
+        origin: Origin,
+        job: F,
+    ) -> Result<(), LoadError>
+    where
+        F: FnOnce(&Compiler, Option<Digest>, bool) -> Step + Send + 'static,
+    {
         let lock = self.locks.entry(name.to_string()).or_default().clone();
         let _guard = lock.lock().await;
         let current = self.registry.current_digest(name);
         let compiler = self.compiler.clone();
         let has_volumes = !self.config.module_settings(name).volumes.is_empty();
-        let path = self.path_of(name);
-        let (dir, max_bytes) = (self.dir.clone(), self.config.max_module_bytes);
-        let job = move || {
-            let limits = ReadLimits {
-                within: Some(&dir),
-                max_bytes,
-            };
-            compile_if_changed(&compiler, &path, limits, current, has_volumes)
-        };
+        let job = move || job(&compiler, current, has_volumes);
         let outcome = match phase {
             Phase::Startup => {
                 let Ok(_permit) = self.startup_compiles.acquire().await else {
-                    return;
+                    return Err(stopped());
                 };
                 tokio::task::spawn_blocking(job).await.ok()
             }
@@ -142,18 +205,18 @@ impl Loader {
                 rx.await.ok()
             }
         };
-        let outcome = outcome.unwrap_or_else(|| {
-            Step::Failed(LoadFailure::new(
-                None,
-                LoadError::Compile("the compiler stopped unexpectedly".into()),
-            ))
-        });
-        self.apply(name, outcome);
+        let step = outcome.unwrap_or_else(|| Step::Failed(LoadFailure::new(None, stopped())));
+        let result = match &step {
+            Step::Failed(failure) => Err(failure.error.clone()),
+            _ => Ok(()),
+        };
+        self.apply(name, step, origin);
         self.metrics
             .set_modules_loaded(self.registry.serving_count());
+        result
     }
 
-    fn apply(&self, name: &str, step: Step) {
+    fn apply(&self, name: &str, step: Step, origin: Origin) {
         match step {
             Step::Gone => {
                 if self.registry.remove(name) {
@@ -172,12 +235,14 @@ impl Loader {
                     .registry
                     .shared_of(name)
                     .unwrap_or_else(|| self.new_shared(name));
-                let module = Arc::new(ServedModule::new(name, *compiled, settings, shared));
+                let module = ServedModule::new(name, *compiled, settings, shared);
+                let module = Arc::new(module.with_origin(origin.0));
                 self.metrics.module_load(name, result, compile);
                 let old = self.registry.install(module.clone());
                 log_loaded(&module, old.as_deref());
             }
-            Step::Failed(failure) => {
+            Step::Failed(mut failure) => {
+                failure.origin = Some(origin.0);
                 tracing::warn!(
                     module = %name,
                     error = %failure.error,
@@ -234,23 +299,32 @@ enum Step {
 
 fn compile_if_changed(
     compiler: &Compiler,
-    path: &Path,
-    limits: ReadLimits<'_>,
+    bytes: &[u8],
     current: Option<Digest>,
     has_volumes: bool,
 ) -> Step {
-    let bytes = match read_module_file(path, limits) {
-        Ok(bytes) => bytes,
-        Err(_) if !path.exists() => return Step::Gone,
-        Err(error) => return Step::Failed(LoadFailure::new(None, error.into())),
-    };
-    let facts = FileFacts::of(&bytes);
+    let facts = FileFacts::of(bytes);
     if current == Some(facts.digest) {
         return Step::Unchanged;
     }
-    match compiler.compile(&bytes, facts.clone(), has_volumes) {
+    match compiler.compile(bytes, facts.clone(), has_volumes) {
         Ok(compiled) => Step::Compiled(Box::new(compiled)),
         Err(error) => Step::Failed(LoadFailure::new(Some(facts), error)),
+    }
+}
+
+fn stopped() -> LoadError {
+    LoadError::Compile("the compiler stopped unexpectedly".into())
+}
+
+/// Where a version of a module came from, as `/modules` shows it: the file's path
+/// relative to the modules directory, or an OCI reference with its resolved digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Origin(pub Arc<str>);
+
+impl Origin {
+    pub(crate) fn file(name: &str) -> Origin {
+        Origin(Arc::from(format!("{name}.wasm")))
     }
 }
 

@@ -1,7 +1,8 @@
 //! The module catalogue: which version of each module is served, kept in step with the
 //! modules directory, and compiled off the request path.
 //!
-//! - [`watch`]: file-system events, debounced, to [`loader`] syncs;
+//! - [`watch`]: file-system events, debounced, to [`loader`] syncs; [`poll`]: the same
+//!   from looking at the directory, for shared volumes without events;
 //! - [`loader`]: one module file at a time, to a new version or a recorded failure;
 //! - [`file`], [`digest`], [`name`]: what a module file is and what it may be called;
 //! - [`abi`]: whether it is a CGI module or a wasi:http component, by its header;
@@ -17,6 +18,7 @@ pub(crate) mod failure;
 pub(crate) mod file;
 pub(crate) mod loader;
 pub(crate) mod name;
+pub(crate) mod poll;
 pub(crate) mod registry;
 pub(crate) mod served;
 pub(crate) mod watch;

@@ -21,6 +21,7 @@ use super::failure::LoadFailure;
 use super::served::{ModuleShared, ServedModule};
 use crate::guest::cgi::preview1::Preview1;
 use crate::metrics::ModuleMetrics;
+use crate::sources::SourceChecks;
 
 /// One module file's state.
 #[derive(Clone)]
@@ -45,6 +46,8 @@ pub(crate) enum Lookup {
 #[derive(Default)]
 pub(crate) struct Registry {
     modules: DashMap<String, Entry>,
+    /// When each module with a source of its own was last checked.
+    checks: DashMap<String, SourceChecks>,
     ready: AtomicBool,
 }
 
@@ -65,6 +68,12 @@ pub(crate) struct ModuleStatus {
     /// How the module is served: `cgi` or `wasi-http` (from the file's header, so a
     /// failed file has one too).
     pub(crate) abi: Option<Abi>,
+    /// Where the version described came from: the file relative to the modules
+    /// directory, or the OCI reference with its resolved digest.
+    pub(crate) origin: Option<String>,
+    /// For a module with an OCI source: when its source was last asked, and last answered.
+    #[serde(flatten)]
+    pub(crate) checks: Option<SourceChecks>,
 }
 
 impl Registry {
@@ -119,6 +128,18 @@ impl Registry {
         entry.failure = Some(Arc::new(failure));
     }
 
+    /// Records a check of module `name`'s source.
+    pub(crate) fn record_check(&self, name: &str, checks: SourceChecks) {
+        self.checks.insert(name.to_string(), checks);
+    }
+
+    /// Forgets module `name`'s recorded failure, keeping the version serving.
+    pub(crate) fn clear_failure(&self, name: &str) {
+        if let Some(mut entry) = self.modules.get_mut(name) {
+            entry.failure = None;
+        }
+    }
+
     /// What a known module's versions share, so that a new version counts into the same
     /// series and permits.
     pub(crate) fn shared_of(&self, name: &str) -> Option<ModuleShared> {
@@ -165,7 +186,10 @@ impl Registry {
         let mut all: Vec<ModuleStatus> = self
             .modules
             .iter()
-            .map(|e| status(e.key(), e.value()))
+            .map(|e| ModuleStatus {
+                checks: self.checks.get(e.key()).map(|c| *c),
+                ..status(e.key(), e.value())
+            })
             .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
@@ -193,6 +217,11 @@ fn status(name: &str, entry: &Entry) -> ModuleStatus {
             .and_then(|m| m.compiled.prepared.preview1())
             .map(Preview1::label),
         abi: facts.and_then(|f| f.abi),
+        origin: failure
+            .and_then(|f| f.origin.as_deref())
+            .or(serving.map(|m| &*m.origin))
+            .map(str::to_string),
+        checks: None,
     }
 }
 

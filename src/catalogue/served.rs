@@ -29,6 +29,8 @@ pub struct ServedModule {
     /// Where its outgoing HTTP requests may go (components only).
     pub(crate) allowed_outbound: Arc<[AllowedHost]>,
     pub(crate) loaded_at: SystemTime,
+    /// Where this version came from (`/modules` `origin`).
+    pub(crate) origin: Arc<str>,
 }
 
 /// What a module's versions share: made when its name is first seen.
@@ -66,7 +68,13 @@ impl ServedModule {
             args: Arc::new(args),
             shared,
             loaded_at: SystemTime::now(),
+            origin: Arc::from(format!("{name}.wasm")),
         }
+    }
+
+    /// The same module, recorded as coming from `origin`.
+    pub(crate) fn with_origin(self, origin: Arc<str>) -> ServedModule {
+        ServedModule { origin, ..self }
     }
 
     /// The module's metric series.

@@ -11,7 +11,10 @@
 //! completes it triggers the next sync.
 //!
 //! Events are only hints: [`Loader::sync`] looks at the file itself. When the watcher says
-//! it may have lost events (an inotify queue overflow), everything is rescanned.
+//! it may have lost events (an inotify queue overflow), everything is rescanned. So is the
+//! directory when an entry whose name starts with `..` changes: Kubernetes ConfigMap and
+//! Secret volumes and git-sync publish a new version by swapping a `..data` symlink, and
+//! the `NAME.wasm` symlinks through it never change themselves.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -58,7 +61,7 @@ pub(crate) struct WatchEvents {
 impl WatchEvents {
     /// Debounces events and syncs modules until shutdown.
     pub(crate) async fn serve(mut self, loader: Loader, shutdown: Shutdown) {
-        let mut due: HashMap<String, Instant> = HashMap::new();
+        let mut due: HashMap<Due, Instant> = HashMap::new();
         loop {
             let next = due.values().min().copied();
             tokio::select! {
@@ -84,16 +87,35 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// Records when each module named by `event` should be synced.
-fn note(event: &Event, due: &mut HashMap<String, Instant>) {
+/// What a quiet time ends in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Due {
+    /// A sync of one module.
+    Module(String),
+    /// A rescan of the directory, after a `..data`-style swap.
+    Rescan,
+}
+
+/// Records when each module named by `event` (or the directory) should be synced.
+fn note(event: &Event, due: &mut HashMap<Due, Instant>) {
     let Some(quiet) = quiet_after(&event.kind) else {
         return;
     };
     for path in &event.paths {
-        if let Some(name) = module_of(path) {
-            due.insert(name, Instant::now() + quiet);
-        }
+        let what = match module_of(path) {
+            Some(name) => Due::Module(name),
+            None if is_swap_entry(path) => Due::Rescan,
+            None => continue,
+        };
+        due.insert(what, Instant::now() + quiet);
     }
+}
+
+/// `..data`, `..data_tmp`, `..2026_12_01_...`: the entries of an atomic symlink swap.
+fn is_swap_entry(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|f| f.to_str())
+        .is_some_and(|f| f.starts_with(".."))
 }
 
 /// How long to wait after an event of `kind`; `None` for events that change nothing.
@@ -113,16 +135,20 @@ fn module_of(path: &Path) -> Option<String> {
     name::from_file_name(file).map(|n| n.as_str().to_string())
 }
 
-/// Starts a sync for every module whose quiet time is over.
-fn start_due(loader: &Loader, due: &mut HashMap<String, Instant>) {
+/// Starts a sync for every module (or the rescan) whose quiet time is over.
+fn start_due(loader: &Loader, due: &mut HashMap<Due, Instant>) {
     let now = Instant::now();
-    due.retain(|name, at| {
+    due.retain(|what, at| {
         if *at > now {
             return true;
         }
-        let loader = loader.clone();
-        let name = name.clone();
-        tokio::spawn(async move { loader.sync(&name, Phase::Reload).await });
+        match what {
+            Due::Module(name) => {
+                let (loader, name) = (loader.clone(), name.clone());
+                tokio::spawn(async move { loader.sync(&name, Phase::Reload).await });
+            }
+            Due::Rescan => rescan(loader),
+        }
         false
     });
 }

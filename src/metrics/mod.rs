@@ -49,6 +49,8 @@ pub(crate) const CACHE_EVICTIONS: &str = "wasmgate_cache_evictions_total";
 pub(crate) const TIMEOUT_OVERSHOOT: &str = "wasmgate_timeout_overshoot_seconds";
 pub(crate) const CONCURRENCY_LIMITED: &str = "wasmgate_concurrency_limited_total";
 pub(crate) const OUTBOUND_REQUESTS: &str = "wasmgate_outbound_requests_total";
+pub(crate) const SOURCE_POLLS: &str = "wasmgate_source_polls_total";
+pub(crate) const SOURCE_LAST_SUCCESS: &str = "wasmgate_source_last_success_timestamp_seconds";
 
 /// One per-request histogram family: its name, its `# HELP` line, and where a module's
 /// series of it is kept.
@@ -137,6 +139,16 @@ const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         Kind::Counter,
         "Outgoing HTTP requests of components, by module and result (ok, denied, error).",
     ),
+    (
+        SOURCE_POLLS,
+        Kind::Counter,
+        "Polls of module sources (OCI references, a polled modules directory), by result (unchanged, changed, error).",
+    ),
+    (
+        SOURCE_LAST_SUCCESS,
+        Kind::Gauge,
+        "When each module source last answered a poll (Unix time): a stale source keeps its last good version.",
+    ),
 ];
 
 #[derive(Clone, Copy)]
@@ -177,6 +189,27 @@ impl LoadResult {
             LoadResult::CacheHit => "cache_hit",
             LoadResult::Failed => "failed",
             LoadResult::Removed => "removed",
+        }
+    }
+}
+
+/// How a poll of a module source ended (the `result` label of [`SOURCE_POLLS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PollResult {
+    /// The source names the version already seen.
+    Unchanged,
+    /// The source names a new version (loaded or not: the load is counted on its own).
+    Changed,
+    /// The source could not be asked, or did not answer.
+    Error,
+}
+
+impl PollResult {
+    fn label(self) -> &'static str {
+        match self {
+            PollResult::Unchanged => "unchanged",
+            PollResult::Changed => "changed",
+            PollResult::Error => "error",
         }
     }
 }
@@ -355,6 +388,25 @@ impl Metrics {
                 .recorder
                 .register_histogram(&key, &META)
                 .record(compile.as_secs_f64());
+        }
+    }
+
+    /// Counts a poll of module source `source`; one that got an answer also moves the
+    /// source's last-success time to now.
+    pub(crate) fn source_poll(&self, source: &str, result: PollResult) {
+        let Some(inner) = &self.inner else { return };
+        let labels = [
+            label("source", source),
+            Label::from_static_parts("result", result.label()),
+        ];
+        let key = Key::from_parts(SOURCE_POLLS, labels.to_vec());
+        inner.recorder.register_counter(&key, &META).increment(1);
+        if result != PollResult::Error {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            let key = Key::from_parts(SOURCE_LAST_SUCCESS, vec![label("source", source)]);
+            inner.recorder.register_gauge(&key, &META).set(now);
         }
     }
 

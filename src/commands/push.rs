@@ -1,0 +1,51 @@
+//! `wasmgate push FILE oci://HOST[:PORT]/REPOSITORY:TAG`: publishes a module in the CNCF
+//! Wasm OCI artifact layout (the layout `source = "oci://..."` pulls), so that a fleet
+//! following the tag picks the new version up. Prints the manifest digest, which a config
+//! can pin with `@sha256:...`.
+
+use std::path::Path;
+
+use crate::catalogue::abi::Abi;
+use crate::catalogue::file::{ReadError, ReadLimits, read_module_file};
+use crate::config::Config;
+use crate::sources::oci::{OciClient, SourceError};
+use crate::sources::reference::{OciReference, ReferenceError};
+
+/// Why a push failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("the target {0}")]
+    Target(#[from] ReferenceError),
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("the file is not WebAssembly (no `\\0asm` magic at its start)")]
+    NotWasm,
+    #[error(transparent)]
+    Registry(#[from] SourceError),
+}
+
+/// Pushes module `file` to `target`; returns the manifest digest. Plain HTTP is used for
+/// a loopback registry, a registry in the config's `oci_insecure`, or any with `insecure`.
+pub async fn push(
+    config: &Config,
+    file: &Path,
+    target: &str,
+    insecure: bool,
+) -> Result<String, PushError> {
+    let target = OciReference::parse(target)?;
+    let limits = ReadLimits {
+        within: None,
+        max_bytes: config.max_module_bytes,
+    };
+    let wasm = read_module_file(file, limits)?;
+    let os = match Abi::of(&wasm).ok_or(PushError::NotWasm)? {
+        Abi::Cgi => "wasip1",
+        Abi::WasiHttp => "wasip2",
+    };
+    let mut plain_http = config.oci_insecure.clone();
+    if insecure || target.is_loopback() {
+        plain_http.push(target.host().to_string());
+    }
+    let client = OciClient::new(plain_http, config.max_module_bytes);
+    Ok(client.push(&target, wasm, os).await?)
+}

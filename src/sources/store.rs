@@ -1,0 +1,162 @@
+//! The last good version of every OCI-sourced module, kept in `cache_dir/oci/`, so that a
+//! restart with the registry down still serves it.
+//!
+//! For each module, a small record (`NAME.json`: the reference, the manifest digest, the
+//! layer digest) and the layer itself (`blobs/<sha256 hex>.wasm`). A record is written
+//! only once its version has loaded, and both files are written to a temporary name and
+//! renamed into place, so a crash leaves the previous version whole. A blob is checked
+//! against its digest when it is read back; a mismatch is a miss, never a load. Blobs no
+//! record names are removed when a record is saved.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalogue::digest::Digest;
+
+/// The directory under `cache_dir` the pulled versions live in.
+const STORE_DIR: &str = "oci";
+const BLOBS_DIR: &str = "blobs";
+
+/// A version of a module that loaded, as remembered across restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Pinned {
+    /// The `source` it was pulled for (without the scheme).
+    pub source: String,
+    /// The manifest digest the source resolved to.
+    pub manifest: String,
+    /// The layer's digest: the module file's sha256.
+    pub layer: String,
+}
+
+/// Pulled versions on disk.
+#[derive(Debug, Clone)]
+pub(crate) struct PulledStore {
+    dir: PathBuf,
+}
+
+impl PulledStore {
+    /// The store under `cache_dir`, created if needed.
+    pub(crate) fn open(cache_dir: &Path) -> std::io::Result<PulledStore> {
+        let dir = cache_dir.join(STORE_DIR);
+        std::fs::create_dir_all(dir.join(BLOBS_DIR))?;
+        Ok(PulledStore { dir })
+    }
+
+    /// Module `name`'s last good version, if it was pulled for `source`, with its bytes.
+    pub(crate) fn load(&self, name: &str, source: &str) -> Option<(Pinned, Vec<u8>)> {
+        let text = std::fs::read(self.record_path(name)).ok()?;
+        let pinned: Pinned = serde_json::from_slice(&text).ok()?;
+        if pinned.source != source {
+            return None;
+        }
+        let digest = Digest::parse(&pinned.layer)?;
+        let bytes = std::fs::read(self.blob_path(&digest)).ok()?;
+        if Digest::of(&bytes) != digest {
+            tracing::warn!(module = %name, "a stored OCI layer does not match its digest; ignored");
+            return None;
+        }
+        Some((pinned, bytes))
+    }
+
+    /// Remembers `pinned` (with its layer's `bytes`) as module `name`'s last good version.
+    pub(crate) fn save(&self, name: &str, pinned: &Pinned, bytes: &[u8]) -> std::io::Result<()> {
+        let digest = Digest::parse(&pinned.layer).ok_or(std::io::ErrorKind::InvalidInput)?;
+        let blob = self.blob_path(&digest);
+        if !blob.exists() {
+            write_atomically(&blob, bytes)?;
+        }
+        let record = serde_json::to_vec(pinned).map_err(std::io::Error::other)?;
+        write_atomically(&self.record_path(name), &record)?;
+        self.remove_unreferenced_blobs();
+        Ok(())
+    }
+
+    fn record_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.json"))
+    }
+
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.dir
+            .join(BLOBS_DIR)
+            .join(format!("{}.wasm", digest.hex()))
+    }
+
+    fn remove_unreferenced_blobs(&self) {
+        let Ok(records) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let kept: HashSet<PathBuf> = records
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .filter_map(|text| serde_json::from_slice::<Pinned>(&text).ok())
+            .filter_map(|p| Digest::parse(&p.layer))
+            .map(|d| self.blob_path(&d))
+            .collect();
+        let Ok(blobs) = std::fs::read_dir(self.dir.join(BLOBS_DIR)) else {
+            return;
+        };
+        for blob in blobs.flatten() {
+            if !kept.contains(&blob.path()) {
+                let _ = std::fs::remove_file(blob.path());
+            }
+        }
+    }
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it into place.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().ok_or(std::io::ErrorKind::InvalidInput)?;
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pinned(source: &str, bytes: &[u8]) -> Pinned {
+        Pinned {
+            source: source.into(),
+            manifest: format!("sha256:{}", "b".repeat(64)),
+            layer: Digest::of(bytes).to_string(),
+        }
+    }
+
+    #[test]
+    fn a_saved_version_loads_back_for_its_source_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PulledStore::open(dir.path()).unwrap();
+        let p = pinned("r:5000/fns/a:v1", b"\0asm one");
+        store.save("a", &p, b"\0asm one").unwrap();
+        assert_eq!(
+            store.load("a", "r:5000/fns/a:v1"),
+            Some((p, b"\0asm one".to_vec()))
+        );
+        assert_eq!(store.load("a", "r:5000/fns/a:v2"), None);
+        assert_eq!(store.load("b", "r:5000/fns/a:v1"), None);
+    }
+
+    #[test]
+    fn a_tampered_blob_is_a_miss_and_old_blobs_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PulledStore::open(dir.path()).unwrap();
+        let old = pinned("s", b"old");
+        store.save("a", &old, b"old").unwrap();
+        let new = pinned("s", b"new");
+        store.save("a", &new, b"new").unwrap();
+        let blobs = std::fs::read_dir(dir.path().join("oci/blobs"))
+            .unwrap()
+            .count();
+        assert_eq!(blobs, 1, "the old layer is removed once no record names it");
+        let blob = store.blob_path(&Digest::of(b"new"));
+        std::fs::write(blob, b"evil").unwrap();
+        assert_eq!(store.load("a", "s"), None);
+    }
+}

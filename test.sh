@@ -9,7 +9,8 @@ cd "$(dirname "$0")"
 
 # What the tests drive besides the gateway itself, from Debian's packages when missing:
 # Prometheus (and promtool), Chromium for the status page, wat2wasm for fixtures, HAProxy
-# and wrk for the load-balancer test, systemd-analyze for the unit file.
+# and wrk for the load-balancer and fleet tests, systemd-analyze for the unit file, and the
+# CNCF Distribution registry (docker-registry) for the OCI sources.
 missing=()
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v chromium >/dev/null || missing+=(chromium)
@@ -17,6 +18,7 @@ command -v wat2wasm >/dev/null || missing+=(wabt)
 command -v haproxy >/dev/null || missing+=(haproxy)
 command -v wrk >/dev/null || missing+=(wrk)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
+[[ -x /usr/bin/docker-registry ]] || missing+=(docker-registry)
 if ((${#missing[@]})); then
   sudo=""; [[ $(id -u) == 0 ]] || sudo=sudo
   $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -41,7 +43,7 @@ python3 deploy/check_manifests.py
 
 contract=../shared/acceptance/contract.py
 if [[ -f $contract ]]; then
-  WASMGATE_BIN="$PWD/target/release/wasmgate" python3 "$contract" core reload limits metrics ops run http stream
+  WASMGATE_BIN="$PWD/target/release/wasmgate" python3 "$contract" core reload limits metrics ops run http stream sources
 elif [[ -n ${CI:-} ]]; then
   # CI always has ../shared beside the clone: its absence there is a failure, not a pass.
   echo "error: $contract not found under CI; the acceptance checks cannot run" >&2

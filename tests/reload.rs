@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{TestGateway, eventually, eventually_within, fixture};
+use common::{TestGateway, eventually, eventually_within, fixture, hello_saying};
 use http::StatusCode;
 
 async fn body(gw: &TestGateway, path: &str) -> (StatusCode, String) {
@@ -27,22 +27,6 @@ fn rename_into(path: &Path, bytes: &[u8]) {
     let tmp = path.with_extension("incoming");
     std::fs::write(&tmp, bytes).unwrap();
     std::fs::rename(&tmp, path).unwrap();
-}
-
-/// A distinct hello module answering `text`.
-fn hello_saying(text: &str) -> Vec<u8> {
-    let len = text.len() + 1;
-    wat::parse_str(format!(
-        r#"(module
-          (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
-          (memory (export "memory") 1)
-          (data (i32.const 16) "{text}\n")
-          (func (export "_start")
-            (i32.store (i32.const 0) (i32.const 16))
-            (i32.store (i32.const 4) (i32.const {len}))
-            (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#
-    ))
-    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

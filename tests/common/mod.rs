@@ -33,6 +33,22 @@ pub fn component(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("component {name}: {e}"))
 }
 
+/// A distinct hello module answering `text`.
+pub fn hello_saying(text: &str) -> Vec<u8> {
+    let len = text.len() + 1;
+    wat::parse_str(format!(
+        r#"(module
+          (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 16) "{text}\n")
+          (func (export "_start")
+            (i32.store (i32.const 0) (i32.const 16))
+            (i32.store (i32.const 4) (i32.const {len}))
+            (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#
+    ))
+    .unwrap()
+}
+
 /// A gateway under test, with its own temporary directories.
 pub struct TestGateway {
     pub gateway: Option<RunningGateway>,

@@ -36,9 +36,11 @@ cargo test --release --workspace --lib --tests --benches --bin wasmgate --bin he
 python3 tests/e2e/prometheus.py
 python3 tests/e2e/status_page.py
 
-# Deployment: three replicas behind HAProxy through a deploy and a rolling restart, and
-# the Kubernetes, systemd and Docker files.
+# Deployment: three replicas behind HAProxy through a deploy and a rolling restart; a
+# fleet of three following an OCI tag in a real registry; and the Kubernetes, systemd and
+# Docker files.
 python3 deploy/test_lb.py
+python3 deploy/test_fleet.py
 python3 deploy/check_manifests.py
 
 contract=../shared/acceptance/contract.py

@@ -143,3 +143,45 @@ def to_ms(text):
         if text.endswith(unit):
             return float(text[: -len(unit)]) * factor
     return float(text)
+
+
+class Registry:
+    """Debian's docker-registry (the CNCF Distribution registry) on a fresh loopback port,
+    storing in `workdir`."""
+
+    SERVER = "/usr/bin/docker-registry"
+
+    def __init__(self, workdir):
+        ensure_apt("docker-registry", "docker-registry")
+        os.makedirs(workdir, exist_ok=True)
+        self.workdir, self.port = workdir, free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.config = os.path.join(workdir, "registry.yml")
+        with open(self.config, "w") as f:
+            f.write(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
+                    f"    rootdirectory: {workdir}/data\nhttp:\n  addr: {self.host}\n")
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen([self.SERVER, "serve", self.config], stdout=subprocess.DEVNULL,
+                                     stderr=open(os.path.join(self.workdir, "registry.log"), "ab"))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("docker-registry did not answer in 30 s")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def push(self, wasm_path, repo_tag, binary=BIN):
+        """`wasmgate push`es a module file; returns the manifest digest it printed."""
+        out = subprocess.run([binary, "push", wasm_path, f"oci://{self.host}/{repo_tag}"],
+                             check=True, capture_output=True, text=True).stdout
+        return out.strip()

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """wasmgate against a real Prometheus, and the Grafana dashboard's queries against it.
 
-Starts wasmgate (hello, watenv and a trapping module) and Prometheus (Debian's package,
+Starts wasmgate (hello, watenv and a trapping module, its directory polled) and Prometheus (Debian's package,
 installed when missing) on loopback, scraping the admin listener every second; drives
 traffic to two modules; then checks that:
 - `promtool check metrics` finds nothing wrong with /metrics;
@@ -65,7 +65,8 @@ def main():
     tmp = tempfile.mkdtemp(prefix="wasmgate-prometheus-")
     mods = modules_dir_with_examples(tmp, ("hello", "watenv"))
     wat_to_wasm(open(os.path.join(ROOT, "tests", "fixtures", "trap.wat")).read(), os.path.join(mods, "crash.wasm"))
-    gw = Gateway(mods, os.path.join(tmp, "cache"))
+    # A polled modules directory, so the module-source panels have a source to show.
+    gw = Gateway(mods, os.path.join(tmp, "cache"), 'watch = "poll"\npoll_interval_ms = 500\n')
     gw.start(os.path.join(tmp, "gateway.log"))
 
     prom_port = free_port()

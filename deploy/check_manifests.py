@@ -2,10 +2,14 @@
 """Checks the deployment files. deploy/k8s: every core manifest against the Kubernetes API schema (strict:
 unknown fields are errors), the PodMonitor and the Kustomization for the fields their
 controllers require, the references between them (ports, names, selectors), and the
-ConfigMap's wasmgate.toml by wasmgate itself. deploy/systemd: `systemd-analyze verify`
+ConfigMap's wasmgate.toml by wasmgate itself. The overlays (deploy/k8s/registry: modules from
+an OCI registry, the HPA on requests in flight through prometheus-adapter;
+deploy/k8s/configmap-modules: modules from a ConfigMap volume) are rendered by applying
+their JSON 6902 patches to the base, as kustomize does, and the results are checked the same
+way, plus what each mode needs. deploy/systemd: `systemd-analyze verify`
 with the unit pointed at the built binary. Dockerfile: its stages, the precompile step and
 a non-root user (no Docker engine runs here to build it). Installs kubernetes-validate
-(PyPI) when missing. Ends with "N passed, M failed".
+and jsonpatch (PyPI) when missing. Ends with "N passed, M failed".
 """
 import os
 import subprocess
@@ -28,9 +32,108 @@ def check(name, ok, detail=""):
 
 def ensure_validator():
     try:
+        import jsonpatch  # noqa: F401
         import kubernetes_validate  # noqa: F401
     except ImportError:
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "kubernetes-validate"], check=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "kubernetes-validate", "jsonpatch"],
+                       check=True)
+
+
+def validate_strict(name, doc):
+    """Checks one object against the Kubernetes API schema, unknown fields being errors."""
+    import yaml
+
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        yaml.safe_dump(doc, f)
+    try:
+        r = subprocess.run([sys.executable, "-m", "kubernetes_validate", "--strict", "-k", KUBERNETES_VERSION,
+                            f.name], capture_output=True, text=True)
+    finally:
+        os.unlink(f.name)
+    check(f"{name} is a valid Kubernetes {KUBERNETES_VERSION} object (strict)", r.returncode == 0, r.stdout + r.stderr)
+
+
+def render(overlay, base):
+    """The base's objects with the overlay's JSON 6902 patches applied, plus its own resources."""
+    import jsonpatch
+    import yaml
+
+    root = os.path.join(K8S, overlay)
+    kust = yaml.safe_load(open(os.path.join(root, "kustomization.yaml")))
+    objects = {(d["kind"], d["metadata"]["name"]): d for d in base}
+    for resource in kust["resources"]:
+        if resource != "..":
+            doc = yaml.safe_load(open(os.path.join(root, resource)))
+            objects[(doc["kind"], doc["metadata"]["name"])] = doc
+    for patch in kust.get("patches", []):
+        target = (patch["target"]["kind"], patch["target"]["name"])
+        ops = yaml.safe_load(open(os.path.join(root, patch["path"])))
+        objects[target] = jsonpatch.apply_patch(objects[target], ops)
+    return objects
+
+
+def wasmgate_accepts(name, toml_text):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "wasmgate.toml")
+        open(path, "w").write(toml_text)
+        os.makedirs(os.path.join(tmp, "modules"))
+        r = subprocess.run([os.path.join(ROOT, "target", "release", "wasmgate"), "compile", "--config", path,
+                            "--modules", os.path.join(tmp, "modules"), "--cache-dir", os.path.join(tmp, "cache")],
+                           capture_output=True, text=True)
+        check(f"wasmgate accepts the {name} configuration", r.returncode == 0, r.stdout + r.stderr)
+
+
+def mounts(objects):
+    """Where the wasmgate container mounts each volume, and the volumes by name."""
+    spec = objects[("Deployment", "wasmgate")]["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    return {m["mountPath"]: m["name"] for m in container["volumeMounts"]}, {v["name"]: v for v in spec["volumes"]}
+
+
+def check_registry_mode(base):
+    objects = render("registry", base)
+    for (kind, name), doc in sorted(objects.items()):
+        if kind != "PodMonitor":
+            validate_strict(f"registry mode: {kind} {name}", doc)
+    toml_text = objects[("ConfigMap", "wasmgate-config")]["data"]["wasmgate.toml"]
+    conf = tomllib.loads(toml_text)
+    wasmgate_accepts("registry mode", toml_text)
+    sources = [m["source"] for m in conf.get("modules", {}).values() if "source" in m]
+    check("registry mode: the config lists OCI sources", sources and all(s.startswith("oci://") for s in sources),
+          sources)
+    at, volumes = mounts(objects)
+    cache = volumes.get(at.get(conf["cache_dir"]), {})
+    check("registry mode: the cache (pulled modules) is an emptyDir, and no volume is shared",
+          "emptyDir" in cache and not any("persistentVolumeClaim" in v or "nfs" in v for v in volumes.values()),
+          (at, list(volumes)))
+    env = objects[("Deployment", "wasmgate")]["spec"]["template"]["spec"]["containers"][0].get("env", [])
+    check("registry mode: registry credentials come from a Secret, never inline",
+          {e["name"] for e in env} >= {"WASMGATE_OCI_USERNAME", "WASMGATE_OCI_PASSWORD"}
+          and all("secretKeyRef" in e.get("valueFrom", {}) for e in env), env)
+    metrics = objects[("HorizontalPodAutoscaler", "wasmgate")]["spec"]["metrics"]
+    pods = [m["pods"]["metric"]["name"] for m in metrics if m["type"] == "Pods"]
+    rules = objects[("ConfigMap", "prometheus-adapter-wasmgate")]["data"]["config.yaml"]
+    check("registry mode: the HPA scales on CPU and on a wasmgate metric that prometheus-adapter serves",
+          any(m["type"] == "Resource" for m in metrics) and pods and all(f'as: "{p}"' in rules for p in pods),
+          (metrics, rules))
+
+
+def check_configmap_mode(base):
+    import base64
+
+    objects = render("configmap-modules", base)
+    for (kind, name), doc in sorted(objects.items()):
+        if kind != "PodMonitor":
+            validate_strict(f"ConfigMap mode: {kind} {name}", doc)
+    conf = tomllib.loads(objects[("ConfigMap", "wasmgate-config")]["data"]["wasmgate.toml"])
+    at, volumes = mounts(objects)
+    modules = volumes.get(at.get(conf["modules_dir"]), {})
+    check("ConfigMap mode: the modules directory is the modules ConfigMap's volume",
+          modules.get("configMap", {}).get("name") == "wasmgate-modules", (at, list(volumes)))
+    data = objects[("ConfigMap", "wasmgate-modules")]["binaryData"]
+    check("ConfigMap mode: every entry is NAME.wasm holding WebAssembly",
+          data and all(k.endswith(".wasm") and base64.b64decode(v).startswith(b"\0asm") for k, v in data.items()),
+          list(data))
 
 
 def check_systemd():
@@ -59,9 +162,7 @@ def main():
 
     docs = {f: yaml.safe_load(open(os.path.join(K8S, f))) for f in sorted(os.listdir(K8S)) if f.endswith(".yaml")}
     for f in CORE:
-        r = subprocess.run([sys.executable, "-m", "kubernetes_validate", "--strict", "-k", KUBERNETES_VERSION,
-                            os.path.join(K8S, f)], capture_output=True, text=True)
-        check(f"{f} is a valid Kubernetes {KUBERNETES_VERSION} object (strict)", r.returncode == 0, r.stdout + r.stderr)
+        validate_strict(f, docs[f])
 
     dep, svc, hpa, cm = (docs[f] for f in ("deployment.yaml", "service.yaml", "hpa.yaml", "configmap.yaml"))
     pm, kust = docs["podmonitor.yaml"], docs["kustomization.yaml"]
@@ -99,15 +200,11 @@ def main():
     check(f"terminationGracePeriodSeconds covers the drain ({drain:.0f} s)",
           pod["spec"]["terminationGracePeriodSeconds"] > drain, pod["spec"]["terminationGracePeriodSeconds"])
     check("the admin listener is reachable by probes (not loopback)", conf["admin_listen"].startswith("0.0.0.0"))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "wasmgate.toml")
-        open(path, "w").write(toml_text)
-        os.makedirs(os.path.join(tmp, "modules"))
-        r = subprocess.run([os.path.join(ROOT, "target", "release", "wasmgate"), "compile", "--config", path,
-                            "--modules", os.path.join(tmp, "modules"), "--cache-dir", os.path.join(tmp, "cache")],
-                           capture_output=True, text=True)
-        check("wasmgate accepts the ConfigMap's configuration", r.returncode == 0, r.stdout + r.stderr)
+    wasmgate_accepts("ConfigMap's", toml_text)
 
+    base = [docs[f] for f in kust["resources"]]
+    check_registry_mode(base)
+    check_configmap_mode(base)
     check_systemd()
     check_dockerfile()
     passed = sum(RESULTS)

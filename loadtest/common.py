@@ -151,20 +151,21 @@ class Registry:
 
     SERVER = "/usr/bin/docker-registry"
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, log_level="error"):
         ensure_apt("docker-registry", "docker-registry")
         os.makedirs(workdir, exist_ok=True)
         self.workdir, self.port = workdir, free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.config = os.path.join(workdir, "registry.yml")
         with open(self.config, "w") as f:
-            f.write(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
+            f.write(f"version: 0.1\nlog:\n  level: {log_level}\nstorage:\n  filesystem:\n"
                     f"    rootdirectory: {workdir}/data\nhttp:\n  addr: {self.host}\n")
         self.proc = None
 
     def start(self):
+        self.log_path = os.path.join(self.workdir, "registry.log")
         self.proc = subprocess.Popen([self.SERVER, "serve", self.config], stdout=subprocess.DEVNULL,
-                                     stderr=open(os.path.join(self.workdir, "registry.log"), "ab"))
+                                     stderr=open(self.log_path, "ab"))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:

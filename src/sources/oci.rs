@@ -2,6 +2,13 @@
 //! its manifest digest (one `HEAD`), pulling a module in the CNCF Wasm OCI artifact layout,
 //! and pushing one.
 //!
+//! An unchanged tag must cost one small request. `oci-client` asks `/v2/` for an
+//! authentication challenge before every request for which it has no token cached, and
+//! an anonymous registry gives it none to cache, so a tag is first resolved with one
+//! plain conditional `HEAD` of its manifest; only a registry that answers it 401 (or
+//! without a digest), or one that credentials are configured for, goes through the
+//! client's authentication flows, whose tokens it then caches.
+//!
 //! The layout is checked, not assumed: an OCI image manifest whose config is
 //! [`WASM_CONFIG_MEDIA_TYPE`] and whose one layer is [`WASM_LAYER_MEDIA_TYPE`]. A layer is
 //! refused before it is downloaded when the manifest says it is larger than
@@ -9,8 +16,9 @@
 //! checks the bytes against the layer's digest. Every request has a connect and a read
 //! timeout, so a registry that hangs costs a poll, never a stuck task.
 
+use std::collections::HashSet;
 use std::pin::Pin;
-use std::sync::Once;
+use std::sync::{Arc, Mutex, Once};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -95,10 +103,20 @@ pub(crate) struct Pulled {
     pub layer_digest: Digest,
 }
 
+/// The manifest media types a resolve accepts (what `oci-client` sends too).
+const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
+    application/vnd.oci.image.index.v1+json, \
+    application/vnd.docker.distribution.manifest.v2+json";
+
 /// A registry client for every source of one gateway.
 #[derive(Clone)]
 pub(crate) struct OciClient {
     client: Client,
+    /// For the one-request resolve of an anonymous registry.
+    head: reqwest::Client,
+    plain_http: Arc<[String]>,
+    /// Registries that asked for authentication: resolved through `client` from then on.
+    authenticating: Arc<Mutex<HashSet<String>>>,
     max_bytes: u64,
 }
 
@@ -108,13 +126,21 @@ impl OciClient {
     pub(crate) fn new(plain_http: Vec<String>, max_bytes: u64) -> OciClient {
         install_crypto_provider();
         let config = ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(plain_http),
+            protocol: ClientProtocol::HttpsExcept(plain_http.clone()),
             connect_timeout: Some(CONNECT_TIMEOUT),
             read_timeout: Some(READ_TIMEOUT),
             ..ClientConfig::default()
         };
+        let head = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .build()
+            .unwrap_or_default();
         OciClient {
             client: Client::new(config),
+            head,
+            plain_http: plain_http.into(),
+            authenticating: Arc::default(),
             max_bytes,
         }
     }
@@ -125,10 +151,66 @@ impl OciClient {
         if let Some(digest) = source.as_oci().digest() {
             return Ok(digest.to_string());
         }
+        let auth = auth(source);
+        if matches!(auth, RegistryAuth::Anonymous) && !self.authenticates(source.host()) {
+            match self.head_digest(source).await? {
+                Some(digest) => return Ok(digest),
+                None => self.set_authenticates(source.host()),
+            }
+        }
         self.client
-            .fetch_manifest_digest(source.as_oci(), &auth(source))
+            .fetch_manifest_digest(source.as_oci(), &auth)
             .await
             .map_err(|e| SourceError::from_client(source.host(), e))
+    }
+
+    /// One `HEAD` of the tag's manifest: its digest, or `None` when the registry wants
+    /// authentication (or sends no digest) and the client's flows must take over.
+    async fn head_digest(&self, source: &OciReference) -> Result<Option<String>, SourceError> {
+        let host = source.host();
+        let scheme = match self.plain_http.iter().any(|h| h == host) {
+            true => "http",
+            false => "https",
+        };
+        let r = source.as_oci();
+        let tag = r.tag().unwrap_or("latest");
+        let url = format!("{scheme}://{host}/v2/{}/manifests/{tag}", r.repository());
+        let response = self
+            .head
+            .head(&url)
+            .header(reqwest::header::ACCEPT, MANIFEST_ACCEPT)
+            .send()
+            .await
+            .map_err(|e| match e.is_timeout() {
+                true => SourceError::Timeout(host.to_string()),
+                false => SourceError::Registry(format!("{host}: {e}")),
+            })?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Err(SourceError::NotFound(host.to_string()));
+        }
+        let digest = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .filter(|_| status.is_success())
+            .map(str::to_string);
+        if digest.is_none() && !status.is_success() && status != reqwest::StatusCode::UNAUTHORIZED {
+            return Err(SourceError::Registry(format!("{host}: {status}")));
+        }
+        Ok(digest)
+    }
+
+    fn authenticates(&self, host: &str) -> bool {
+        self.authenticating
+            .lock()
+            .is_ok_and(|hosts| hosts.contains(host))
+    }
+
+    fn set_authenticates(&self, host: &str) {
+        if let Ok(mut hosts) = self.authenticating.lock() {
+            hosts.insert(host.to_string());
+        }
     }
 
     /// Pulls the module at manifest `digest` of `source`'s repository.

@@ -17,7 +17,6 @@ Checks that wrk saw no error and no non-2xx response. Prints the push-to-served 
 """
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -29,7 +28,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "loadtest"))
-from common import Gateway, Registry, build_release, ensure_apt, free_port, hello_wat, wat_to_wasm  # noqa: E402
+from common import Gateway, Registry, build_release, ensure_apt, hello_wat, start_haproxy, wat_to_wasm, wrk_failures  # noqa: E402
 
 REPLICAS = 3
 PUSHES = int(os.environ.get("FLEET_PUSHES", "20"))
@@ -100,13 +99,7 @@ def main():
         os.makedirs(mods)
         replicas.append(Gateway(mods, cache, config))
         replicas[-1].start(os.path.join(tmp, f"replica{i}.log"))
-    lb_port = free_port()
-    servers = "\n".join(f"    server r{i} 127.0.0.1:{r.port} check port {r.admin}" for i, r in enumerate(replicas))
-    template = open(os.path.join(HERE, "haproxy", "haproxy.cfg")).read()
-    cfg = os.path.join(tmp, "haproxy.cfg")
-    open(cfg, "w").write(template.replace("{{LISTEN_PORT}}", str(lb_port)).replace("{{SERVERS}}", servers))
-    haproxy = subprocess.Popen(["haproxy", "-f", cfg, "-db"], stdout=subprocess.DEVNULL,
-                               stderr=open(os.path.join(tmp, "haproxy.log"), "wb"))
+    haproxy, lb_port = start_haproxy(replicas, tmp)
     wrk = None
     try:
         up = wait_until(lambda: fetch(lb_port, "/hello") == "version 0\n", 10)
@@ -150,10 +143,7 @@ def main():
               (errors, [now - (s or 0) for s in stale_at]))
 
         out, _ = wrk.communicate(timeout=WRK_SECONDS + 30)
-        total = int(m.group(1)) if (m := re.search(r"(\d+) requests in", out)) else 0
-        non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
-        socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-        errors = sum(int(x) for x in socket.groups()) if socket else 0
+        total, non2xx, errors = wrk_failures(out)
         check(f"no failed request through the load balancer ({total} requests)",
               total > 1000 and non2xx == 0 and errors == 0, out)
     finally:

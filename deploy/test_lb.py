@@ -10,7 +10,6 @@ their /readyz, all on loopback. While wrk drives hello through HAProxy it
 Checks that wrk saw no error and no non-2xx response, and ends with "N passed, M failed".
 """
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "loadtest"))
-from common import Gateway, build_release, ensure_apt, free_port, hello_wat, wat_to_wasm  # noqa: E402
+from common import Gateway, build_release, ensure_apt, hello_wat, start_haproxy, wat_to_wasm, wrk_failures  # noqa: E402
 
 REPLICAS = 3
 WRK_SECONDS = 20
@@ -64,13 +63,7 @@ def main():
     replicas = [Gateway(mods, cache, REPLICA_CONFIG) for _ in range(REPLICAS)]
     for i, r in enumerate(replicas):
         r.start(os.path.join(tmp, f"replica{i}.log"))
-    lb_port = free_port()
-    servers = "\n".join(f"    server r{i} 127.0.0.1:{r.port} check port {r.admin}" for i, r in enumerate(replicas))
-    template = open(os.path.join(HERE, "haproxy", "haproxy.cfg")).read()
-    cfg = os.path.join(tmp, "haproxy.cfg")
-    open(cfg, "w").write(template.replace("{{LISTEN_PORT}}", str(lb_port)).replace("{{SERVERS}}", servers))
-    haproxy = subprocess.Popen(["haproxy", "-f", cfg, "-db"], stdout=subprocess.DEVNULL,
-                               stderr=open(os.path.join(tmp, "haproxy.log"), "wb"))
+    haproxy, lb_port = start_haproxy(replicas, tmp)
     wrk = None
     try:
         up = wait_until(lambda: body(lb_port) == "version 1\n", 10)
@@ -99,10 +92,7 @@ def main():
             time.sleep(0.6)  # a few health checks: HAProxy sees it ready again
 
         out, _ = wrk.communicate(timeout=WRK_SECONDS + 30)
-        total = int(m.group(1)) if (m := re.search(r"(\d+) requests in", out)) else 0
-        non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
-        socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-        errors = sum(int(x) for x in socket.groups()) if socket else 0
+        total, non2xx, errors = wrk_failures(out)
         check(f"no failed request through the load balancer ({total} requests)",
               total > 1000 and non2xx == 0 and errors == 0, out)
         check("HAProxy serves the new version at the end", body(lb_port) == "version 2\n", body(lb_port))

@@ -4,6 +4,7 @@ Stdlib only. Every server runs on 127.0.0.1 with ephemeral ports, and every load
 in time.
 """
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -186,3 +187,27 @@ class Registry:
         out = subprocess.run([binary, "push", wasm_path, f"oci://{self.host}/{repo_tag}"],
                              check=True, capture_output=True, text=True).stdout
         return out.strip()
+
+
+def start_haproxy(replicas, tmp):
+    """HAProxy (deploy/haproxy/haproxy.cfg) in front of `replicas`, health-checking their
+    /readyz; returns (process, listening port)."""
+    ensure_apt("haproxy", "haproxy")
+    port = free_port()
+    servers = "\n".join(f"    server r{i} 127.0.0.1:{r.port} check port {r.admin}" for i, r in enumerate(replicas))
+    template = open(os.path.join(ROOT, "deploy", "haproxy", "haproxy.cfg")).read()
+    cfg = os.path.join(tmp, "haproxy.cfg")
+    with open(cfg, "w") as f:
+        f.write(template.replace("{{LISTEN_PORT}}", str(port)).replace("{{SERVERS}}", servers))
+    proc = subprocess.Popen(["haproxy", "-f", cfg, "-db"], stdout=subprocess.DEVNULL,
+                            stderr=open(os.path.join(tmp, "haproxy.log"), "wb"))
+    return proc, port
+
+
+def wrk_failures(out):
+    """From wrk's report: (requests, non-2xx responses, socket errors)."""
+    total = int(m.group(1)) if (m := re.search(r"(\d+) requests in", out)) else 0
+    non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = sum(int(x) for x in socket_errors.groups()) if socket_errors else 0
+    return total, non2xx, errors

@@ -181,17 +181,7 @@ async fn reloading_under_load_fails_no_request() {
     let addr = gw.public;
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
-                    let r = common::get(addr, "/hello").await.unwrap();
-                    seen.push((r.status, r.text()));
-                }
-                seen
-            })
-        })
+        .map(|_| common::keep_getting(addr, "/hello", stop.clone()))
         .collect();
     let file = gw.modules_dir().join("hello.wasm");
     for i in 0..20 {

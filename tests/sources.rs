@@ -196,6 +196,17 @@ async fn module_entry(gw: &TestGateway, name: &str) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null)
 }
 
+/// Asserts that `/modules` reports module `name` failed, for a reason that says `reason`.
+async fn assert_failed_because(gw: &TestGateway, name: &str, reason: &str) {
+    let entry = module_entry(gw, name).await;
+    assert_eq!(entry["state"], "failed", "{name}: {entry}");
+    let error = entry["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(reason),
+        "{name}: {error:?} should say {reason:?}"
+    );
+}
+
 async fn says(gw: &TestGateway, path: &str, text: &str) -> bool {
     let r = gw.get(path).await;
     r.status == StatusCode::OK && r.text() == text
@@ -225,18 +236,7 @@ async fn a_tag_is_followed_and_its_last_good_version_survives_the_registry() {
 
     // A new version under the tag, under load: served soon, and no request fails.
     let stop = Arc::new(AtomicBool::new(false));
-    let addr = gw.public;
-    let load = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut seen = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let r = common::get(addr, "/live").await.unwrap();
-                seen.push((r.status, r.text()));
-            }
-            seen
-        })
-    };
+    let load = common::keep_getting(gw.public, "/live", stop.clone());
     let second = registry
         .push(&hello_saying("hello, v2"), "fns/hello:live")
         .await;
@@ -354,13 +354,7 @@ async fn bad_sources_are_reported_and_never_replace_anything() {
     }
     let mut gw = TestGateway::start(&[("local", "hello")], &extra).await;
     for (name, _, reason) in cases {
-        let entry = module_entry(&gw, name).await;
-        assert_eq!(entry["state"], "failed", "{name}: {entry}");
-        let error = entry["error"].as_str().unwrap_or_default();
-        assert!(
-            error.contains(reason),
-            "{name}: {error:?} should say {reason:?}"
-        );
+        assert_failed_because(&gw, name, reason).await;
         assert_eq!(
             gw.get(&format!("/{name}")).await.status,
             StatusCode::INTERNAL_SERVER_ERROR
@@ -505,13 +499,7 @@ async fn a_registry_that_refuses_lies_or_hangs_is_reported_and_credentials_stay_
         ("liar", "igest"),
         ("hang", "no answer in time"),
     ] {
-        let entry = module_entry(&gw, name).await;
-        assert_eq!(entry["state"], "failed", "{name}: {entry}");
-        let error = entry["error"].as_str().unwrap_or_default();
-        assert!(
-            error.contains(reason),
-            "{name}: {error:?} should say {reason:?}"
-        );
+        assert_failed_because(&gw, name, reason).await;
     }
     assert_eq!(gw.get("/local").await.text(), "hello, world\n");
     assert!(

@@ -51,6 +51,11 @@ impl OciSources {
             .iter()
             .filter_map(|(name, m)| Some((name.clone(), m.source.clone()?)))
             .collect();
+        if sources.is_empty() {
+            return OciSources {
+                followers: Vec::new(),
+            };
+        }
         let mut plain_http = config.oci_insecure.clone();
         plain_http.extend(
             sources

@@ -152,6 +152,22 @@ impl TestGateway {
     }
 }
 
+/// A client that GETs `path` again and again until `stop` is set; returns what it saw.
+pub fn keep_getting(
+    addr: SocketAddr,
+    path: &'static str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<(StatusCode, String)>> {
+    tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let r = get(addr, path).await.expect("request");
+            seen.push((r.status, r.text()));
+        }
+        seen
+    })
+}
+
 /// Polls `check` until it holds, for up to 5 s.
 pub async fn eventually(what: &str, check: impl AsyncFnMut() -> bool) {
     eventually_within(Duration::from_secs(5), what, check).await

@@ -581,7 +581,8 @@ fn json_logs_carry_the_access_log_and_guest_failures() {
 /// Memory and output bombs leave the gateway's own resident memory in bounds: measured on
 /// a gateway process of its own, so that nothing else in the test process counts. A flood
 /// streams (it passes `stream_after_bytes` long before its cap), so it is a 200 cut off
-/// at the cap; with a buffer larger than the cap it is a 502 before anything is sent.
+/// at the cap; with a buffer larger than the cap it is a 502 before anything is sent, as
+/// is output whose first line never ends (it could still be a header).
 #[test]
 fn bombs_leave_the_gateways_resident_memory_in_bounds() {
     let limits = "[limits]\nmax_memory_bytes = 33554432\nmax_output_bytes = 1048576\n\
@@ -592,6 +593,7 @@ fn bombs_leave_the_gateways_resident_memory_in_bounds() {
             ("membomb", "membomb"),
             ("flood", "flood"),
             ("buffered", "flood"),
+            ("unended", "unended"),
         ],
         &[],
         limits,
@@ -615,6 +617,13 @@ fn bombs_leave_the_gateways_resident_memory_in_bounds() {
         let (status, body) = gw.get("/buffered");
         assert_eq!(status, 502, "{body}");
         assert!(body.len() < 4096, "{} bytes of a flood served", body.len());
+        let (status, body) = gw.get("/unended");
+        assert_eq!(status, 502, "{body}");
+        assert!(
+            body.len() < 4096,
+            "{} bytes of an unended line served",
+            body.len()
+        );
     }
     let grown_mib = gw.resident_kib().saturating_sub(before) / 1024;
     assert!(

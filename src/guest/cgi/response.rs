@@ -7,7 +7,8 @@
 //! says something impossible (a bad status, two statuses, a header value HTTP cannot
 //! carry) or that runs past [`MAX_HEADER_BLOCK`] without ending is the guest's error,
 //! answered 502 `bad_output`: it never fails open into a 200 body. [`scan_head`] reads
-//! the same head from the start of an output that is still being written. Framing headers
+//! the same head from the start of an output that is still being written, where a first
+//! line that could still be a header and runs past the limit counts as such a block. Framing headers
 //! (`Content-Length`, `Transfer-Encoding`, `Connection`, ...) belong to the gateway and are
 //! dropped. Every response has a `Content-Type` (the default when the guest set none) and
 //! `X-Content-Type-Options: nosniff` unless the guest set it, since every function shares
@@ -89,7 +90,9 @@ pub fn parse_output(stdout: Bytes) -> Result<CgiResponse, OutputError> {
 
 /// Reads the head from the start of a guest's stdout while the guest is still writing: as
 /// [`parse_output`] will once the output is complete, or [`HeadScan::Incomplete`] while
-/// only more output can tell.
+/// only more output can tell. One difference: a first line that may still become a header
+/// and has not ended within [`MAX_HEADER_BLOCK`] is refused, as a header block that has
+/// not ended is; only a complete output can show that such a line was body after all.
 pub(crate) fn scan_head(buffered: &[u8]) -> Result<HeadScan, OutputError> {
     match find_header_block(buffered, false)? {
         Block::Headers(block, len) => Ok(HeadScan::Ready {
@@ -170,9 +173,11 @@ fn find_header_block(out: &[u8], complete: bool) -> Result<Block<'_>, OutputErro
                     false => Block::Absent,
                 });
             }
-            // Cut off by the limit after header lines, or inside one: the block never
-            // ended where it may.
-            let open = pos > 0 || split_header(rest).is_some();
+            // Cut off by the limit after header lines, inside one, or (while the guest is
+            // still writing) inside a line that may yet become one: the block never ended
+            // where it may (DESIGN.md: an incomplete header block past the limit is a 502).
+            let open =
+                pos > 0 || split_header(rest).is_some() || (!complete && could_be_header(rest));
             return match cut_short && open {
                 true => Err(OutputError::HeaderBlockTooLarge),
                 false => Ok(Block::Absent),
@@ -393,18 +398,33 @@ mod tests {
     }
 
     #[test]
-    fn past_the_header_limit_the_head_is_decided_as_for_a_complete_output() {
+    fn past_the_header_limit_an_unended_block_or_line_is_bad_output() {
         let plain = |s: &[u8]| matches!(scan_head(s), Ok(HeadScan::Ready { len: 0, .. }));
         assert!(
-            !plain(&vec![b'x'; MAX_HEADER_BLOCK]),
+            matches!(
+                scan_head(&vec![b'x'; MAX_HEADER_BLOCK]),
+                Ok(HeadScan::Incomplete)
+            ),
             "a block could still end"
         );
-        assert!(plain(&vec![b'x'; MAX_HEADER_BLOCK + 1]));
+        // A first line that may still become `xxx...: value` has not ended in the limit.
+        assert_eq!(
+            scan_head(&vec![b'x'; MAX_HEADER_BLOCK + 1]),
+            Err(OutputError::HeaderBlockTooLarge)
+        );
         let mut open_block = b"X-A: b\n".to_vec();
         open_block.resize(MAX_HEADER_BLOCK + 1, b'y');
         assert_eq!(
             scan_head(&open_block),
             Err(OutputError::HeaderBlockTooLarge)
         );
+        // A line that cannot be a header is a body, however long.
+        let mut prose = b"no header here".to_vec();
+        prose.resize(MAX_HEADER_BLOCK + 1, b'y');
+        assert!(plain(&prose));
+        let mut line = vec![b'x'; MAX_HEADER_BLOCK - 1];
+        line.push(b'\n');
+        line.resize(MAX_HEADER_BLOCK + 1, b'y');
+        assert!(plain(&line));
     }
 }

@@ -2,7 +2,7 @@
 //! `instantiate_pre`, `_start` and teardown, with the pooling allocator and with on-demand
 //! allocation, under each set of limits; plus the pieces around it (building the CGI
 //! environment, parsing the output); and one whole exchange of the CGI hello next to the
-//! wasi:http hello component's.
+//! wasi:http hello component's, with each way of resetting a pool slot.
 //!
 //! `cargo bench --bench invoke`; results and their meaning are in BENCHMARKS.md.
 
@@ -208,7 +208,8 @@ fn bench_data_segment(c: &mut Criterion) {
 
 /// One whole hello exchange, request in and response out, for each ABI: the CGI module
 /// (environment, `_start`, parsing stdout) and the component (the wasi:http request, a task
-/// of its own, the response head and body).
+/// of its own, the response head and body); each with the default slot reset
+/// (`PAGEMAP_SCAN` where the kernel has it) and with `slot_reset = "memset"`.
 fn bench_exchange(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -217,33 +218,35 @@ fn bench_exchange(c: &mut Criterion) {
     let headers = sample_headers();
     let conn = sample_conn();
     let mut group = c.benchmark_group("hello_exchange");
-    let (cgi, _cgi_runtime) = load_hello(AllocatorChoice::PoolingWithFallback);
-    let cgi = Arc::new(cgi);
-    group.bench_function("cgi", |b| {
-        b.to_async(&runtime).iter(|| async {
-            let meta = sample_meta(&headers);
-            let response = respond(cgi.clone(), &meta, Stdin::Buffered(Bytes::new()))
-                .await
-                .unwrap();
-            assert_eq!(response.body.len(), 13);
-        })
-    });
-    let (component, _component_runtime) =
-        load_binary(AllocatorChoice::PoolingWithFallback, "", HELLO_COMPONENT);
-    let component = Arc::new(component);
-    group.bench_function("component", |b| {
-        b.to_async(&runtime).iter(|| async {
-            let mut request = http::Request::builder()
-                .uri("/hello/some/path?a=1&b=2")
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            *request.headers_mut() = headers.clone();
-            let response = respond_whole(component.clone(), request, conn)
-                .await
-                .unwrap();
-            assert_eq!(response.body().len(), 13);
-        })
-    });
+    for (suffix, extra) in [("", ""), ("_memset_reset", "slot_reset = \"memset\"\n")] {
+        let (cgi, _cgi_runtime) = load_module(AllocatorChoice::PoolingWithFallback, extra, HELLO);
+        let cgi = Arc::new(cgi);
+        group.bench_function(format!("cgi{suffix}"), |b| {
+            b.to_async(&runtime).iter(|| async {
+                let meta = sample_meta(&headers);
+                let response = respond(cgi.clone(), &meta, Stdin::Buffered(Bytes::new()))
+                    .await
+                    .unwrap();
+                assert_eq!(response.body.len(), 13);
+            })
+        });
+        let (component, _component_runtime) =
+            load_binary(AllocatorChoice::PoolingWithFallback, extra, HELLO_COMPONENT);
+        let component = Arc::new(component);
+        group.bench_function(format!("component{suffix}"), |b| {
+            b.to_async(&runtime).iter(|| async {
+                let mut request = http::Request::builder()
+                    .uri("/hello/some/path?a=1&b=2")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                *request.headers_mut() = headers.clone();
+                let response = respond_whole(component.clone(), request, conn)
+                    .await
+                    .unwrap();
+                assert_eq!(response.body().len(), 13);
+            })
+        });
+    }
     group.finish();
 }
 

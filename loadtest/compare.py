@@ -14,6 +14,11 @@ Build a baseline binary once, for example:
       && cp /tmp/wg-base/target/release/wasmgate /tmp/wasmgate-base
 
 Run: python3 loadtest/compare.py --baseline /tmp/wasmgate-base [--rounds 5] [--seconds 5]
+
+Two configurations of the current build compare the same way: `--baseline-config` and
+`--config` add TOML lines to each side's config, and without `--baseline` both sides run
+the current binary, for example:
+    python3 loadtest/compare.py --baseline-config 'slot_reset = "memset"'
 """
 import argparse
 import os
@@ -26,19 +31,21 @@ from common import ROOT, Gateway, build_release, modules_dir_with_examples, wrk 
 from throughput import Reference  # noqa: E402
 
 
-def hello_rounds(baseline, rounds, seconds, connections, tmp, report=print):
-    """Drives the reference, `baseline` (a binary, or None to leave it out) and the current
-    build with the same wrk load, `rounds` times, the two gateways swapping places every
-    round; `report` gets each round's line. Returns each server's median req/s."""
+def hello_rounds(baseline, rounds, seconds, connections, tmp, report=print, configs=("", "")):
+    """Drives the reference, `baseline` (a binary, True for the current one with its own
+    config, or None to leave it out) and the current build with the same wrk load, `rounds`
+    times, the two gateways swapping places every round; `configs` are the TOML lines each
+    gateway's config gets (baseline's, current's); `report` gets each round's line. Returns
+    each server's median req/s."""
     servers = {}
-    for label, binary in (("baseline", baseline), ("current", None)):
+    for label, binary, config in (("baseline", baseline, configs[0]), ("current", None, configs[1])):
         if label == "baseline" and not binary:
             continue
         own = os.path.join(tmp, f"hello-{label}")
         os.makedirs(own)
         mods = modules_dir_with_examples(own, ["hello"])
-        extra = {} if binary is None else {"binary": binary}
-        servers[label] = Gateway(mods, os.path.join(own, "cache"), **extra)
+        extra = {} if binary in (None, True) else {"binary": binary}
+        servers[label] = Gateway(mods, os.path.join(own, "cache"), config + "\n", **extra)
         servers[label].start()
     reference = Reference()
     urls = {"reference": f"http://127.0.0.1:{reference.port}/hello",
@@ -68,15 +75,17 @@ def hello_rounds(baseline, rounds, seconds, connections, tmp, report=print):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--baseline", required=True, help="the baseline wasmgate binary")
+    parser.add_argument("--baseline", help="the baseline wasmgate binary (default: the current one)")
+    parser.add_argument("--baseline-config", default="", help="TOML lines for the baseline's config")
+    parser.add_argument("--config", default="", help="TOML lines for the current build's config")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
     build_release()
     with tempfile.TemporaryDirectory() as tmp:
-        median = hello_rounds(args.baseline, args.rounds, args.seconds, args.connections, tmp,
-                              lambda line: print(line, flush=True))
+        median = hello_rounds(args.baseline or True, args.rounds, args.seconds, args.connections, tmp,
+                              lambda line: print(line, flush=True), (args.baseline_config, args.config))
     print(f"\nmedians over {args.rounds} rounds of {args.seconds} s, wrk -t1 -c{args.connections}:")
     for label, value in median.items():
         print(f"  {label:<9} {value:9.0f} req/s")

@@ -27,7 +27,8 @@ from collections import Counter
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import ROOT, Gateway, build_release, ensure_apt  # noqa: E402
 
-SERVE_THREADS = int(sys.argv[sys.argv.index("--serve-threads") + 1]) if "--serve-threads" in sys.argv else 0
+# None: wasmgate's default (a serving thread per core).
+SERVE_THREADS = int(sys.argv[sys.argv.index("--serve-threads") + 1]) if "--serve-threads" in sys.argv else None
 SECONDS = int(sys.argv[sys.argv.index("--seconds") + 1]) if "--seconds" in sys.argv else 5
 SAMPLE_HZ = 1000
 WARM_UP_SECONDS = 2
@@ -112,7 +113,8 @@ def main():
         mods = os.path.join(tmp, "modules")
         os.makedirs(mods)
         shutil.copy(os.path.join(ROOT, "modules", "hello.wasm"), mods)
-        gw = Gateway(mods, os.path.join(tmp, "cache"), f"serve_threads = {SERVE_THREADS}\n")
+        threads = "" if SERVE_THREADS is None else f"serve_threads = {SERVE_THREADS}\n"
+        gw = Gateway(mods, os.path.join(tmp, "cache"), threads)
         gw.start()
         data_path = os.path.join(tmp, "perf.data")
         try:
@@ -126,7 +128,7 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
     samples = sum(counts.values())
     us_per_sample = 1e6 / SAMPLE_HZ / max(served, 1)
-    print(f"serve_threads = {SERVE_THREADS}: {served:.0f} requests in {SECONDS} s under wrk -t1 -c32, "
+    print(f"serve_threads = {'default' if SERVE_THREADS is None else SERVE_THREADS}: {served:.0f} requests in {SECONDS} s under wrk -t1 -c32, "
           f"{samples} samples, {samples * us_per_sample:.1f} µs of server CPU per request")
     for stage, n in counts.most_common():
         print(f"  {stage:<36} {n * us_per_sample:5.2f} µs  {100 * n / samples:4.1f}%")

@@ -17,9 +17,10 @@ fixed-rate table come from the same run, against the same two processes.
 
 Run: python3 loadtest/throughput.py [--quick] [--serve-threads N]
 
-`--serve-threads N` runs both servers with N serving threads, each with a runtime of its
-own (wasmgate's `serve_threads`; the reference's second argument); the default, 0, is one
-multi-threaded runtime. Its plots get a `-threads-N` suffix.
+Without `--serve-threads`, wasmgate runs its default (a serving thread per core) and the
+reference its fastest setup, one multi-threaded runtime. `--serve-threads N` runs both
+with N (wasmgate's `serve_threads`; the reference's second argument; 0 is one
+multi-threaded runtime), and its plots get a `-threads-N` suffix.
 """
 import json
 import os
@@ -33,8 +34,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import ROOT, Gateway, build_release, free_port, hello_wat, wat_to_wasm, wrk  # noqa: E402
 
 QUICK = "--quick" in sys.argv
-SERVE_THREADS = int(sys.argv[sys.argv.index("--serve-threads") + 1]) if "--serve-threads" in sys.argv else 0
-PLOT_SUFFIX = f"-threads-{SERVE_THREADS}" if SERVE_THREADS else ""
+# None: each server's default.
+SERVE_THREADS = int(sys.argv[sys.argv.index("--serve-threads") + 1]) if "--serve-threads" in sys.argv else None
+PLOT_SUFFIX = "" if SERVE_THREADS is None else f"-threads-{SERVE_THREADS}"
 SECONDS = 4 if QUICK else 8
 CONNECTIONS = [1, 8, 32, 128]
 MODULE_COUNTS = [1, 100, 1000]
@@ -51,7 +53,7 @@ class Reference:
 
     def __init__(self):
         self.port = free_port()
-        self.proc = subprocess.Popen([REFERENCE_BIN, f"127.0.0.1:{self.port}", str(SERVE_THREADS)],
+        self.proc = subprocess.Popen([REFERENCE_BIN, f"127.0.0.1:{self.port}", str(SERVE_THREADS or 0)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.3)
 
@@ -128,7 +130,8 @@ def gateway_with(tmp, count, extra=""):
             # A custom section makes each file, and so each compiled module, distinct.
             tag = i.to_bytes(4, "little")
             open(os.path.join(mods, f"f{i:04}.wasm"), "wb").write(data + bytes([0, 6, 1, ord("x")]) + tag)
-    gw = Gateway(mods, os.path.join(home, "cache"), f"serve_threads = {SERVE_THREADS}\n{extra}")
+    threads = "" if SERVE_THREADS is None else f"serve_threads = {SERVE_THREADS}\n"
+    gw = Gateway(mods, os.path.join(home, "cache"), f"{threads}{extra}")
     ready = gw.start(os.path.join(home, "gateway.log"))
     return gw, ready
 

@@ -95,7 +95,8 @@ pub struct Config {
     /// Open client connections accepted at once; more wait in the listen backlog.
     pub max_connections: usize,
     /// 0: the public listener is served by the shared multi-threaded runtime; N: by N
-    /// threads, each with a runtime and a socket of its own.
+    /// threads, each with a runtime and a socket of its own. Unset: one per core
+    /// ([`default_serve_threads`]).
     pub serve_threads: usize,
     /// How long a client may take to send a request body.
     pub body_timeout: Duration,
@@ -120,6 +121,30 @@ pub struct Config {
     pub oci_poll: Duration,
     /// Registries (`HOST:PORT`) spoken to over plain HTTP; loopback ones always may.
     pub oci_insecure: Vec<String>,
+    /// How a pool slot's memory is reset between guests.
+    pub slot_reset: SlotResetChoice,
+}
+
+/// Serving threads when `serve_threads` is not set: one per core this process may run on.
+/// A runtime per thread keeps each connection, and the guests it runs, on one core, which
+/// took 13–19% of the CPU per request off and served 17% more than the shared runtime
+/// (BENCHMARKS.md, issue 18).
+pub fn default_serve_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// How a pool slot's memory is reset between guests (`slot_reset`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlotResetChoice {
+    /// `PAGEMAP_SCAN` where the kernel has it (Linux 6.7 and later): only the pages a guest
+    /// dirtied are reset, and up to 2 MiB stays resident. `memset` elsewhere.
+    #[default]
+    Auto,
+    /// The first 64 KiB are zeroed with `memset`, the rest is given back with `madvise`:
+    /// cheaper for modules whose whole memory is one 64 KiB page, far dearer for any with
+    /// a real stack (Rust, C, Go, components), see BENCHMARKS.md.
+    Memset,
 }
 
 /// How the modules directory is watched (`watch`).
@@ -209,8 +234,7 @@ struct FileConfig {
     cache_max_bytes: Option<u64>,
     max_module_bytes: Option<u64>,
     max_connections: Option<usize>,
-    #[serde(default)]
-    serve_threads: usize,
+    serve_threads: Option<usize>,
     body_timeout_ms: Option<u64>,
     #[serde(default)]
     shutdown_delay_ms: u64,
@@ -227,6 +251,8 @@ struct FileConfig {
     oci_poll_ms: Option<u64>,
     #[serde(default)]
     oci_insecure: Vec<String>,
+    #[serde(default)]
+    slot_reset: SlotResetChoice,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -377,7 +403,7 @@ fn build(file: FileConfig, overrides: Overrides) -> Result<Config, ConfigError> 
         cache_max_bytes: file.cache_max_bytes.unwrap_or(DEFAULT_CACHE_MAX_BYTES),
         max_module_bytes: file.max_module_bytes.unwrap_or(DEFAULT_MAX_MODULE_BYTES),
         max_connections: file.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
-        serve_threads: file.serve_threads,
+        serve_threads: file.serve_threads.unwrap_or_else(default_serve_threads),
         body_timeout: millis(file.body_timeout_ms, DEFAULT_BODY_TIMEOUT_MS),
         shutdown_delay: Duration::from_millis(file.shutdown_delay_ms),
         access_log: file.access_log,
@@ -392,6 +418,7 @@ fn build(file: FileConfig, overrides: Overrides) -> Result<Config, ConfigError> 
         )?,
         oci_poll: poll_millis("oci_poll_ms", file.oci_poll_ms, DEFAULT_OCI_POLL_MS)?,
         oci_insecure: file.oci_insecure,
+        slot_reset: file.slot_reset,
     };
     if config.max_instances == 0 {
         return Err(ConfigError::value("max_instances", 0, "must be at least 1"));
@@ -619,6 +646,17 @@ mod tests {
         assert_eq!(c.max_instances, 1000);
         assert_eq!(c.limits.fuel, 10_000_000_000);
         assert_eq!(c.limits.max_memory_bytes, 134_217_728);
+        assert_eq!(c.slot_reset, SlotResetChoice::Auto);
+        assert_eq!(c.serve_threads, default_serve_threads());
+        assert!(c.serve_threads >= 1);
+        assert_eq!(parse("serve_threads = 0").unwrap().serve_threads, 0);
+        let c = parse("slot_reset = \"memset\"").unwrap();
+        assert_eq!(c.slot_reset, SlotResetChoice::Memset);
+        let err = parse("slot_reset = \"sometimes\"").unwrap_err().to_string();
+        assert!(
+            err.contains("slot_reset") && err.contains("sometimes"),
+            "{err}"
+        );
     }
 
     #[test]

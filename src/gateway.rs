@@ -24,6 +24,7 @@ use crate::config::{Config, WatchMode};
 use crate::http::admin::AdminService;
 use crate::http::listener::{self, ConnInfo, ListenOptions};
 use crate::http::server::PublicService;
+use crate::http::threads;
 use crate::metrics::{Metrics, UPKEEP_INTERVAL};
 use crate::runtime::{AllocatorChoice, GuestRuntime, RuntimeError};
 use crate::shutdown::Shutdown;
@@ -95,16 +96,7 @@ impl RunningGateway {
         let watching = Watching::start(&config, &loader, &metrics)?;
         let sources = OciSources::new(&config, loader.clone(), registry.clone(), metrics.clone());
 
-        // Serving threads each bind a socket of their own on the address, so the first one
-        // must allow that; the shared runtime keeps a port that nothing else can share.
-        let public = match config.serve_threads {
-            0 => bind("public", config.listen).await?,
-            _ => listener::bind_shared(config.listen).map_err(|source| StartError::Bind {
-                what: "public",
-                addr: config.listen,
-                source,
-            })?,
-        };
+        let public = bind("public", config.listen).await?;
         let admin = bind("admin", config.admin_listen).await?;
         let public_addr = local_addr("public", &public, config.listen)?;
         let admin_addr = local_addr("admin", &admin, config.admin_listen)?;
@@ -159,7 +151,7 @@ impl RunningGateway {
             let handle = move |req, conn: ConnInfo| public_service.clone().handle(req, conn);
             match threads {
                 0 => listener::serve(public, handle, public_down, options).await,
-                n => listener::serve_on_threads(public, n, handle, public_down, options).await,
+                n => threads::serve_on_threads(public, n, handle, public_down, options).await,
             }
             admin_down.trigger();
             let _ = admin_task.await;

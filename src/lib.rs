@@ -53,7 +53,9 @@ pub use catalogue::failure::{LoadError, LoadFailure};
 pub use commands::compile::{PrecompileError, Precompiled, Precompiler};
 pub use commands::push::{PushError, push};
 pub use commands::run::{RunBody, RunError, RunRequest, RunResponse, run_once};
-pub use config::{Config, ConfigError, Limits, ModuleSettings, Overrides, WatchMode};
+pub use config::{
+    Config, ConfigError, Limits, ModuleSettings, Overrides, SlotResetChoice, WatchMode,
+};
 pub use gateway::{RunningGateway, StartError};
 pub use guest::bounds::InvokeError;
 pub use guest::cgi::env::{EnvError, Environment, RequestMeta, build_env};
@@ -65,7 +67,8 @@ pub use guest::invoke::invoke;
 pub use guest::wasi_http::allowed::{AllowedHost, AllowedHostError};
 pub use guest::wasi_http::exchange::{HttpFailure, respond_whole};
 pub use guest::wasi_http::request::RequestBody;
-pub use http::listener::{ConnInfo, ListenOptions, bind_shared, serve, serve_on_threads};
+pub use http::listener::{ConnInfo, ListenOptions, serve};
+pub use http::threads::serve_on_threads;
 pub use outcome::Outcome;
 pub use runtime::{AllocatorChoice, GuestRuntime, RuntimeError};
 pub use shutdown::{Shutdown, signal};

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use common::{TestGateway, build, fixture, raw, raw_status, request};
 use http::StatusCode;
+use wasmgate::{Config, Overrides, RunningGateway};
 
 fn env_lines(text: &str) -> HashMap<String, String> {
     text.lines()
@@ -176,13 +177,17 @@ async fn cgi_headers_shape_the_response() {
     gw.stop().await;
 }
 
+/// Whichever way its pool slot is reset (`slot_reset`), a request never sees the memory or
+/// globals an earlier one left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_gets_a_fresh_instance() {
-    let mut gw = TestGateway::start(&[("counter", "counter")], "").await;
-    for _ in 0..20 {
-        assert_eq!(gw.get("/counter").await.text(), "g=1 m=1\n");
+    for config in ["", "slot_reset = \"auto\"\n", "slot_reset = \"memset\"\n"] {
+        let mut gw = TestGateway::start(&[("counter", "counter")], config).await;
+        for _ in 0..20 {
+            assert_eq!(gw.get("/counter").await.text(), "g=1 m=1\n", "{config}");
+        }
+        gw.stop().await;
     }
-    gw.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -384,9 +389,9 @@ async fn argv0_is_the_module_name() {
     gw.stop().await;
 }
 
-/// With `serve_threads`, threads of their own serve the public port, each on a socket of its
-/// own: every request on fresh connections (spread over the sockets by the kernel) is
-/// answered, and the gateway still drains, stops and frees the port.
+/// With `serve_threads`, threads of their own serve the public port, each taking the
+/// connections handed to it: every request on fresh connections is answered, and the
+/// gateway still drains, stops and frees the port.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serving_threads_answer_every_request_and_stop_cleanly() {
     let mut gw = TestGateway::start(&[("hello", "hello")], "serve_threads = 3\n").await;
@@ -411,4 +416,30 @@ async fn serving_threads_answer_every_request_and_stop_cleanly() {
         tokio::net::TcpStream::connect(public).await.is_err(),
         "something still listens on the public port after the stop"
     );
+}
+
+/// The public port is the gateway's alone, with serving threads (the default) as without:
+/// a second gateway on it fails to start and says which address, rather than sharing the
+/// traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_gateway_on_the_same_port_does_not_start() {
+    for threads in ["", "serve_threads = 0\n", "serve_threads = 2\n"] {
+        let mut gw = TestGateway::start(&[("hello", "hello")], threads).await;
+        let dir = tempfile::tempdir().unwrap();
+        let toml = format!(
+            "listen = \"{}\"\nadmin_listen = \"127.0.0.1:0\"\nmodules_dir = {:?}\n\
+             cache_dir = {:?}\n{threads}",
+            gw.public,
+            dir.path(),
+            dir.path().join("cache"),
+        );
+        let config = Config::from_toml(&toml, Overrides::default()).unwrap();
+        let err = match RunningGateway::start(config).await {
+            Ok(_) => panic!("a second gateway started on {} ({threads:?})", gw.public),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(&gw.public.to_string()), "{err}");
+        assert_eq!(gw.get("/hello").await.status, StatusCode::OK);
+        gw.stop().await;
+    }
 }

@@ -17,7 +17,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use tokio::net::TcpListener;
-use wasmgate::{ConnInfo, ListenOptions, bind_shared, serve, serve_on_threads};
+use wasmgate::{ConnInfo, ListenOptions, serve, serve_on_threads};
 use wasmgate::{Shutdown, signal};
 
 #[global_allocator]
@@ -44,11 +44,9 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let listener = match threads {
-            0 => TcpListener::bind(addr).await,
-            _ => bind_shared(addr),
-        }
-        .with_context(|| format!("cannot listen on {addr}"))?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
         eprintln!("hello-reference listening on {}", listener.local_addr()?);
         let shutdown = Shutdown::new();
         let options = ListenOptions {

@@ -17,8 +17,8 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::shutdown::Shutdown;
 
@@ -31,8 +31,6 @@ pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// default (about 400 KiB) would hold that much of every streaming response in memory
 /// while a slow client reads.
 const MAX_CONNECTION_BUFFER: usize = 2 * MAX_HEAD_BYTES;
-/// Connections the kernel queues per listening socket before they are accepted.
-const LISTEN_BACKLOG: u32 = 1024;
 /// How long to wait before accepting again after an accept error (such as EMFILE).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -92,144 +90,125 @@ pub async fn serve<F, Fut, B>(
     Fut: Answer<B>,
     B: ResponseBody,
 {
-    let connections = Arc::new(Semaphore::new(options.max_connections));
-    serve_with(listener, handle, shutdown, options.grace, connections).await;
+    let source = Connections::Listener(Acceptor::new(listener, options.max_connections));
+    serve_with(source, handle, shutdown, options.grace).await;
 }
 
-/// [`serve`] on `threads` threads of its own, each with a single-threaded runtime and a
-/// listening socket of its own on `listener`'s address (made by [`bind_shared`], as
-/// `listener` must be), running its connections' requests (and their guests) to the end.
-/// Returns once every thread has drained.
-///
-/// Against [`serve`] on one multi-threaded runtime (the default, `serve_threads = 0`): no
-/// worker parks and wakes another around each request, which for a small function costs
-/// more than its own work, so CPU per request falls by 13–19% (BENCHMARKS.md). The
-/// price is that a connection stays on the thread that accepted it: guests still yield at
-/// every epoch tick, so one busy guest delays but cannot stall the others on its thread,
-/// but a thread the kernel takes off its core holds up all of its connections (a higher
-/// p99 where cores are oversubscribed). Why a socket per thread (`SO_REUSEPORT`) rather than one shared
-/// socket: the kernel then spreads new connections over the threads evenly, where with a
-/// shared socket the first thread to wake accepts a whole burst of them. `max_connections`
-/// is split evenly among the threads (at least one each): a thread takes a connection slot
-/// before it accepts, and a slot taken by one thread cannot serve a connection that the
-/// kernel queued on another's socket.
-pub async fn serve_on_threads<F, Fut, B>(
+/// A connection ready to be served, and what it holds until it ends.
+pub(crate) struct Accepted<S> {
+    pub(crate) stream: S,
+    pub(crate) remote: SocketAddr,
+    /// Its connection slot (and, when handed to a serving thread, its place in that
+    /// thread's count), given back when the connection ends.
+    pub(crate) held: Held,
+}
+
+/// What an open connection holds, released when it is dropped.
+pub(crate) struct Held {
+    _slot: OwnedSemaphorePermit,
+    _count: Option<super::threads::Counted>,
+}
+
+/// Accepts connections on a listener, one connection slot at a time: at the cap, clients
+/// queue in the kernel's backlog instead of costing memory here.
+pub(crate) struct Acceptor {
     listener: TcpListener,
-    threads: usize,
-    handle: F,
-    shutdown: Shutdown,
-    options: ListenOptions,
-) where
-    F: Handler<Fut>,
-    Fut: Answer<B>,
-    B: ResponseBody,
-{
-    let per_thread = (options.max_connections / threads.max(1)).max(1);
-    let (first, addr) = match listener
-        .local_addr()
-        .and_then(|a| Ok((listener.into_std()?, a)))
-    {
-        Ok(pair) => pair,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot hand the listener to the serving threads");
-            return;
-        }
-    };
-    let mut first = Some(first);
-    let mut running = Vec::with_capacity(threads);
-    for index in 0..threads.max(1) {
-        let thread = ServingThread {
-            index,
-            handle: handle.clone(),
-            shutdown: shutdown.clone(),
-            grace: options.grace,
-            connections: Arc::new(Semaphore::new(per_thread)),
-        };
-        // The first thread takes the listener bound at start-up, the others bind their own.
-        let socket = match first.take() {
-            Some(socket) => Ok(socket),
-            None => bind_shared(addr).and_then(|l| l.into_std()),
-        };
-        match socket.and_then(|socket| thread.start(socket)) {
-            Ok(done) => running.push(done),
-            Err(e) => tracing::error!(thread = index, error = %e, "cannot start a serving thread"),
+    slots: Arc<Semaphore>,
+}
+
+impl Acceptor {
+    pub(crate) fn new(listener: TcpListener, max_connections: usize) -> Acceptor {
+        Acceptor {
+            listener,
+            slots: Arc::new(Semaphore::new(max_connections)),
         }
     }
-    for done in running {
-        // An error only means the thread ended without a word (a panic); it has ended.
-        let _ = done.await;
+
+    /// The next connection, or `None` once `shutdown` has triggered.
+    pub(crate) async fn next(&self, shutdown: &Shutdown) -> Option<Accepted<TcpStream>> {
+        let slot = tokio::select! {
+            slot = self.slots.clone().acquire_owned() => slot.ok()?,
+            () = shutdown.triggered() => return None,
+        };
+        loop {
+            let accepted = tokio::select! {
+                accepted = self.listener.accept() => accepted,
+                () = shutdown.triggered() => return None,
+            };
+            match accepted {
+                Ok((stream, remote)) => {
+                    let _ = stream.set_nodelay(true);
+                    let held = Held {
+                        _slot: slot,
+                        _count: None,
+                    };
+                    return Some(Accepted {
+                        stream,
+                        remote,
+                        held,
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            }
+        }
     }
 }
 
-/// Binds a listening socket on `addr` that other sockets may share (`SO_REUSEPORT`), for
-/// [`serve_on_threads`]. As with `TcpListener::bind`, the address is reusable right after a
-/// restart (`SO_REUSEADDR`); a port held by a socket that does not share is an error.
-pub fn bind_shared(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = match addr {
-        SocketAddr::V4(_) => TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => TcpSocket::new_v6()?,
-    };
-    socket.set_reuseaddr(true)?;
-    socket.set_reuseport(true)?;
-    socket.bind(addr)?;
-    socket.listen(LISTEN_BACKLOG)
+impl Held {
+    /// The same hold, also counted against a serving thread until the connection ends.
+    pub(crate) fn counted(self, count: super::threads::Counted) -> Held {
+        Held {
+            _slot: self._slot,
+            _count: Some(count),
+        }
+    }
 }
 
-/// One of [`serve_on_threads`]'s threads, before it starts.
-struct ServingThread<F> {
-    index: usize,
+/// Where a serving loop takes its connections from.
+pub(crate) enum Connections {
+    /// A listener of its own.
+    Listener(Acceptor),
+    /// Connections accepted elsewhere and handed over (to a serving thread).
+    Handed(mpsc::UnboundedReceiver<Accepted<std::net::TcpStream>>),
+}
+
+impl Connections {
+    /// The next connection, registered with this runtime, or `None` once `shutdown` has
+    /// triggered or no more can come.
+    async fn next(&mut self, shutdown: &Shutdown) -> Option<Accepted<TcpStream>> {
+        let handed = match self {
+            Connections::Listener(acceptor) => return acceptor.next(shutdown).await,
+            Connections::Handed(handed) => handed,
+        };
+        loop {
+            let accepted = tokio::select! {
+                accepted = handed.recv() => accepted?,
+                () = shutdown.triggered() => return None,
+            };
+            match TcpStream::from_std(accepted.stream) {
+                Ok(stream) => {
+                    return Some(Accepted {
+                        stream,
+                        remote: accepted.remote,
+                        held: accepted.held,
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "a handed connection cannot be served"),
+            }
+        }
+    }
+}
+
+/// Serves the connections `source` gives with `handle` until `shutdown` triggers, then
+/// lets open connections finish their requests for up to `grace`.
+pub(crate) async fn serve_with<F, Fut, B>(
+    mut source: Connections,
     handle: F,
     shutdown: Shutdown,
     grace: Duration,
-    connections: Arc<Semaphore>,
-}
-
-impl<F> ServingThread<F> {
-    /// Starts the thread on `listener`; the receiver resolves (with an error: its sender is
-    /// dropped) when the thread has finished.
-    fn start<Fut, B>(
-        self,
-        listener: std::net::TcpListener,
-    ) -> std::io::Result<oneshot::Receiver<()>>
-    where
-        F: Handler<Fut>,
-        Fut: Answer<B>,
-        B: ResponseBody,
-    {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let (finished, done) = oneshot::channel::<()>();
-        std::thread::Builder::new()
-            .name(format!("wasmgate-serve-{}", self.index))
-            .spawn(move || {
-                let _finished = finished;
-                runtime.block_on(async move {
-                    match TcpListener::from_std(listener) {
-                        Ok(listener) => {
-                            serve_with(
-                                listener,
-                                self.handle,
-                                self.shutdown,
-                                self.grace,
-                                self.connections,
-                            )
-                            .await
-                        }
-                        Err(e) => tracing::error!(error = %e, "a serving thread cannot listen"),
-                    }
-                });
-            })?;
-        Ok(done)
-    }
-}
-
-async fn serve_with<F, Fut, B>(
-    listener: TcpListener,
-    handle: F,
-    shutdown: Shutdown,
-    grace: Duration,
-    connections: Arc<Semaphore>,
 ) where
     F: Handler<Fut>,
     Fut: Answer<B>,
@@ -242,28 +221,12 @@ async fn serve_with<F, Fut, B>(
         .max_header_size(MAX_HEAD_BYTES)
         .max_buf_size(MAX_CONNECTION_BUFFER);
     let graceful = GracefulShutdown::new();
-    loop {
-        // Take a connection slot before accepting: at the cap, clients queue in the backlog
-        // instead of costing memory here.
-        let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-            () = shutdown.triggered() => break,
-        };
-        let (stream, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
-                }
-            },
-            () = shutdown.triggered() => break,
-        };
-        let _ = stream.set_nodelay(true);
+    while let Some(Accepted {
+        stream,
+        remote,
+        held,
+    }) = source.next(&shutdown).await
+    {
         let Ok(local) = stream.local_addr() else {
             continue;
         };
@@ -275,13 +238,13 @@ async fn serve_with<F, Fut, B>(
         });
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
-            let _permit = permit;
+            let _held = held;
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, %remote, "connection ended with an error");
             }
         });
     }
-    drop(listener);
+    drop(source);
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(grace) => {

@@ -1,4 +1,4 @@
-//! The HTTP side: the accept loop shared by both listeners, the public handler that routes
+//! The HTTP side: the accept loop shared by both listeners (and its serving threads), the public handler that routes
 //! `/NAME/...` to a module, request bodies within their limits, the admin endpoints, and
 //! the gateway's own short replies.
 
@@ -10,3 +10,4 @@ pub(crate) mod public_body;
 pub(crate) mod reply;
 pub(crate) mod server;
 pub(crate) mod status_page;
+pub(crate) mod threads;

@@ -15,7 +15,7 @@ use std::fmt;
 
 use wasmtime::{Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
-use crate::config::Config;
+use crate::config::{Config, SlotResetChoice};
 use crate::guest::store::{Footprint, MAX_TABLE_ELEMENTS};
 
 /// Memory and table bytes a pool slot keeps resident between instances.
@@ -64,11 +64,16 @@ enum SlotReset {
 }
 
 /// Builds the engine for `config`: the pool with page-scanning reset when the kernel has
-/// it, the pool with `memset` reset otherwise, on-demand allocation when the pool's address
-/// space cannot be reserved at all. The error is wasmtime's, on one line.
+/// it (and `slot_reset` does not ask for `memset`), the pool with `memset` reset
+/// otherwise, on-demand allocation when the pool's address space cannot be reserved at
+/// all. The error is wasmtime's, on one line.
 pub(crate) fn build(config: &Config, choice: AllocatorChoice) -> Result<Engine, String> {
     if choice == AllocatorChoice::PoolingWithFallback {
-        for reset in [SlotReset::PagemapScan, SlotReset::Memset] {
+        let resets: &[SlotReset] = match config.slot_reset {
+            SlotResetChoice::Auto => &[SlotReset::PagemapScan, SlotReset::Memset],
+            SlotResetChoice::Memset => &[SlotReset::Memset],
+        };
+        for &reset in resets {
             match Engine::new(&base_config(
                 Some(pooling(config, reset)),
                 config.fuel_metered(),

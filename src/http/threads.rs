@@ -1,0 +1,157 @@
+//! Serving threads: one acceptor hands each new connection to one of N threads, each with a
+//! single-threaded runtime of its own, which serves it (and runs its guests) to the end.
+//!
+//! Against one multi-threaded runtime (`serve_threads = 0`): no worker parks and wakes
+//! another around each request, and a connection's guest runs on the core that read its
+//! request; for a small function that work costs more than the function, and one runtime
+//! per core served 17% more hello requests (BENCHMARKS.md, issue 18). The price is that a
+//! connection stays on its thread: guests still yield at every epoch tick, so one busy
+//! guest delays but cannot stall the others on its thread, but a thread the kernel takes
+//! off its core holds up its connections until it is back.
+//!
+//! Why one acceptor rather than a socket per thread (`SO_REUSEPORT`): the port stays the
+//! gateway's alone (a second process on it is an error, not a silent share of the
+//! traffic); `max_connections` stays one cap for the listener, not a share per socket that
+//! a connection hashed to a full one waits on while another has room; and each connection
+//! goes to the thread with the fewest open, where the kernel's hash of the client's port
+//! can leave one thread idle. The handover costs a wake-up per connection, not per request.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+
+use super::listener::{
+    Accepted, Acceptor, Answer, Connections, Handler, ListenOptions, ResponseBody, serve_with,
+};
+use crate::shutdown::Shutdown;
+
+/// [`super::listener::serve`] on `threads` threads of its own: connections are accepted
+/// here, on the caller's runtime, and each is handed to the thread with the fewest open.
+/// Returns once every thread has drained.
+pub async fn serve_on_threads<F, Fut, B>(
+    listener: TcpListener,
+    threads: usize,
+    handle: F,
+    shutdown: Shutdown,
+    options: ListenOptions,
+) where
+    F: Handler<Fut>,
+    Fut: Answer<B>,
+    B: ResponseBody,
+{
+    let mut lanes = Vec::with_capacity(threads);
+    let mut running = Vec::with_capacity(threads);
+    for index in 0..threads.max(1) {
+        let (lane, handed) = mpsc::unbounded_channel();
+        let thread = ServingThread {
+            index,
+            handle: handle.clone(),
+            shutdown: shutdown.clone(),
+            grace: options.grace,
+        };
+        match thread.start(Connections::Handed(handed)) {
+            Ok(done) => {
+                running.push(done);
+                lanes.push(Lane {
+                    to: lane,
+                    open: Arc::default(),
+                });
+            }
+            Err(e) => tracing::error!(thread = index, error = %e, "cannot start a serving thread"),
+        }
+    }
+    let acceptor = Acceptor::new(listener, options.max_connections);
+    while let Some(accepted) = acceptor.next(&shutdown).await {
+        hand_over(&lanes, accepted);
+    }
+    // The threads see their lanes close, and drain.
+    drop(lanes);
+    for done in running {
+        // An error only means the thread ended without a word (a panic); it has ended.
+        let _ = done.await;
+    }
+}
+
+/// Gives `accepted` to the lane with the fewest open connections; with no lane left, the
+/// connection is closed.
+fn hand_over(lanes: &[Lane], accepted: Accepted<tokio::net::TcpStream>) {
+    let Some(lane) = lanes
+        .iter()
+        .filter(|lane| !lane.to.is_closed())
+        .min_by_key(|lane| lane.open.load(Ordering::Relaxed))
+    else {
+        tracing::error!("no serving thread is left to take a connection");
+        return;
+    };
+    let stream = match accepted.stream.into_std() {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::warn!(error = %e, "an accepted connection cannot be handed over");
+            return;
+        }
+    };
+    let handed = Accepted {
+        stream,
+        remote: accepted.remote,
+        held: accepted.held.counted(Counted::new(&lane.open)),
+    };
+    if lane.to.send(handed).is_err() {
+        tracing::warn!("a serving thread ended before it took its connection");
+    }
+}
+
+/// The way to one serving thread, and how many connections it has open.
+struct Lane {
+    to: mpsc::UnboundedSender<Accepted<std::net::TcpStream>>,
+    open: Arc<AtomicUsize>,
+}
+
+/// One open connection in a lane's count, taken out when dropped.
+pub(crate) struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn new(open: &Arc<AtomicUsize>) -> Counted {
+        open.fetch_add(1, Ordering::Relaxed);
+        Counted(open.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One of [`serve_on_threads`]'s threads, before it starts.
+struct ServingThread<F> {
+    index: usize,
+    handle: F,
+    shutdown: Shutdown,
+    grace: Duration,
+}
+
+impl<F> ServingThread<F> {
+    /// Starts the thread serving what `source` gives; the receiver resolves (with an error:
+    /// its sender is dropped) when the thread has finished.
+    fn start<Fut, B>(self, source: Connections) -> std::io::Result<oneshot::Receiver<()>>
+    where
+        F: Handler<Fut>,
+        Fut: Answer<B>,
+        B: ResponseBody,
+    {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (finished, done) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name(format!("wasmgate-serve-{}", self.index))
+            .spawn(move || {
+                let _finished = finished;
+                runtime.block_on(serve_with(source, self.handle, self.shutdown, self.grace));
+            })?;
+        Ok(done)
+    }
+}

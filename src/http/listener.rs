@@ -8,6 +8,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -106,7 +107,7 @@ pub(crate) struct Accepted<S> {
 /// What an open connection holds, released when it is dropped.
 pub(crate) struct Held {
     _slot: OwnedSemaphorePermit,
-    _count: Option<super::threads::Counted>,
+    _count: Option<Counted>,
 }
 
 /// Accepts connections on a listener, one connection slot at a time: at the cap, clients
@@ -159,11 +160,27 @@ impl Acceptor {
 
 impl Held {
     /// The same hold, also counted against a serving thread until the connection ends.
-    pub(crate) fn counted(self, count: super::threads::Counted) -> Held {
+    pub(crate) fn counted(self, count: Counted) -> Held {
         Held {
             _slot: self._slot,
             _count: Some(count),
         }
+    }
+}
+
+/// One open connection in a count (a serving thread's), taken out when dropped.
+pub(crate) struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    pub(crate) fn new(open: &Arc<AtomicUsize>) -> Counted {
+        open.fetch_add(1, Ordering::Relaxed);
+        Counted(open.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -24,7 +24,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 use super::listener::{
-    Accepted, Acceptor, Answer, Connections, Handler, ListenOptions, ResponseBody, serve_with,
+    Accepted, Acceptor, Answer, Connections, Counted, Handler, ListenOptions, ResponseBody,
+    serve_with,
 };
 use crate::shutdown::Shutdown;
 
@@ -107,22 +108,6 @@ fn hand_over(lanes: &[Lane], accepted: Accepted<tokio::net::TcpStream>) {
 struct Lane {
     to: mpsc::UnboundedSender<Accepted<std::net::TcpStream>>,
     open: Arc<AtomicUsize>,
-}
-
-/// One open connection in a lane's count, taken out when dropped.
-pub(crate) struct Counted(Arc<AtomicUsize>);
-
-impl Counted {
-    fn new(open: &Arc<AtomicUsize>) -> Counted {
-        open.fetch_add(1, Ordering::Relaxed);
-        Counted(open.clone())
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 /// One of [`serve_on_threads`]'s threads, before it starts.

@@ -2,7 +2,12 @@
 //!
 //! At every epoch tick (`EPOCH_TICK`, in `runtime/ticker.rs`) the store's callback
 //! stops the guest if the deadline has passed, and otherwise yields to the runtime, so a
-//! spinning guest shares its worker with other requests. Host calls that wait (a body still
+//! spinning guest shares its worker with other requests. It yields with tokio's
+//! `yield_now`, which puts the guest back only after the runtime has polled its timers
+//! and sockets: a plain self-wake would keep a spinning guest runnable, and a serving
+//! thread's single-threaded runtime then looks at its sockets and timers only every 61
+//! task polls (tokio's `event_interval`), about 300 ms of 5 ms slices, holding up other
+//! connections' requests and a streaming response's writes that long. Host calls that wait (a body still
 //! arriving, wasmtime-wasi's `poll_oneoff`) bound their waits by the same instant, and fail
 //! with the same [`DeadlinePassed`] error, so every timeout is classified one way.
 
@@ -22,6 +27,9 @@ pub(crate) fn deadline_by_epoch<T>(store: &mut Store<T>, deadline: Instant) {
         if Instant::now() >= deadline {
             return Err(DeadlinePassed.into());
         }
-        Ok(UpdateDeadline::Yield(1))
+        Ok(UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(tokio::task::yield_now()),
+        ))
     });
 }

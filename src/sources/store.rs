@@ -11,6 +11,7 @@
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +36,9 @@ pub(crate) struct Pinned {
 #[derive(Debug, Clone)]
 pub(crate) struct PulledStore {
     dir: PathBuf,
+    /// Held by one save at a time (clones share it): a save's sweep of unreferenced blobs
+    /// must not run between another save's blob and its record, or it removes that blob.
+    saving: Arc<Mutex<()>>,
 }
 
 impl PulledStore {
@@ -42,7 +46,10 @@ impl PulledStore {
     pub(crate) fn open(cache_dir: &Path) -> std::io::Result<PulledStore> {
         let dir = cache_dir.join(STORE_DIR);
         std::fs::create_dir_all(dir.join(BLOBS_DIR))?;
-        Ok(PulledStore { dir })
+        Ok(PulledStore {
+            dir,
+            saving: Arc::default(),
+        })
     }
 
     /// Module `name`'s last good version, if it was pulled for `source`, with its bytes.
@@ -64,6 +71,8 @@ impl PulledStore {
     /// Remembers `pinned` (with its layer's `bytes`) as module `name`'s last good version.
     pub(crate) fn save(&self, name: &str, pinned: &Pinned, bytes: &[u8]) -> std::io::Result<()> {
         let digest = Digest::parse(&pinned.layer).ok_or(std::io::ErrorKind::InvalidInput)?;
+        // A save that panicked left nothing half-held: the files are written atomically.
+        let _saving = self.saving.lock().unwrap_or_else(|e| e.into_inner());
         let blob = self.blob_path(&digest);
         if !blob.exists() {
             write_atomically(&blob, bytes)?;
@@ -158,5 +167,29 @@ mod tests {
         let blob = store.blob_path(&Digest::of(b"new"));
         std::fs::write(blob, b"evil").unwrap();
         assert_eq!(store.load("a", "s"), None);
+    }
+
+    /// Followers save at the same time: one's sweep of unreferenced blobs must never take
+    /// another's blob between its write and its record.
+    #[test]
+    fn saves_at_the_same_time_keep_every_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PulledStore::open(dir.path()).unwrap();
+        std::thread::scope(|scope| {
+            for module in 0..4 {
+                let store = store.clone();
+                scope.spawn(move || {
+                    for version in 0..50 {
+                        let bytes = format!("{module}.{version}").into_bytes();
+                        let name = format!("m{module}");
+                        store.save(&name, &pinned("s", &bytes), &bytes).unwrap();
+                        assert!(store.load(&name, "s").is_some(), "{name} v{version}");
+                    }
+                });
+            }
+        });
+        for module in 0..4 {
+            assert!(store.load(&format!("m{module}"), "s").is_some());
+        }
     }
 }

@@ -37,7 +37,7 @@ WARM_UP_SECONDS = 2
 # stack's. Order matters where stages nest: the guest's teardown, instantiation and call sit
 # inside the handler, and the handler inside hyper's dispatch.
 STAGES = [
-    ("guest: store teardown (slot reset)", r"drop_in_place<wasmtime::runtime::store::Store<"),
+    ("guest: store teardown (slot reset)", r"drop_in_place<wasmtime::runtime::store::Store(Inner)?<|StoreOpaque as core::ops::drop::Drop"),
     ("guest: instantiate", r"instantiate_async|pre_instantiate_raw"),
     ("guest: call", r"call_async|wasmtime_fiber_start"),
     ("guest: Store::new", r"wasmtime::runtime::store::Store<T>::new"),
@@ -121,7 +121,9 @@ def main():
             served = record(gw, data_path)
         finally:
             gw.stop()
-        script = subprocess.run(["perf", "script", "--inline", "-i", data_path], check=True,
+        # Without inlined frames: resolving them (addr2line per frame) takes perf minutes
+        # for a few seconds of samples, and every stage's pattern names a real symbol.
+        script = subprocess.run(["perf", "script", "--no-inline", "-i", data_path], check=True,
                                 capture_output=True, text=True).stdout
         counts = Counter(stage_of(frames) for frames in stacks(script))
     finally:

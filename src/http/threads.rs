@@ -24,14 +24,16 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 use super::listener::{
-    Accepted, Acceptor, Answer, Connections, Counted, Handler, ListenOptions, ResponseBody,
+    Accepted, Acceptor, Answer, Connections, Counted, Handler, ListenOptions, ResponseBody, serve,
     serve_with,
 };
 use crate::shutdown::Shutdown;
 
 /// [`super::listener::serve`] on `threads` threads of its own: connections are accepted
 /// here, on the caller's runtime, and each is handed to the thread with the fewest open.
-/// Returns once every thread has drained.
+/// Returns once every thread has drained. If not one thread can start (the process is out
+/// of threads or memory), the caller's runtime serves instead of accepting connections
+/// that nothing would serve.
 pub async fn serve_on_threads<F, Fut, B>(
     listener: TcpListener,
     threads: usize,
@@ -63,6 +65,10 @@ pub async fn serve_on_threads<F, Fut, B>(
             }
             Err(e) => tracing::error!(thread = index, error = %e, "cannot start a serving thread"),
         }
+    }
+    if lanes.is_empty() {
+        tracing::error!("no serving thread could start: serving on the main runtime instead");
+        return serve(listener, handle, shutdown, options).await;
     }
     let acceptor = Acceptor::new(listener, options.max_connections);
     while let Some(accepted) = acceptor.next(&shutdown).await {

@@ -405,11 +405,18 @@ async fn failures_before_the_head_are_clean_error_responses() {
     still_serves(&gw).await;
 }
 
+/// The series that says a guest of `single` has been instantiated, so holds its one permit:
+/// the permit is taken before the instance is made.
+const SINGLE_INSTANTIATED: &str =
+    "wasmgate_instantiate_duration_seconds_count{module=\"single\"} 1";
+
 #[tokio::test]
 async fn max_concurrency_holds_until_the_guest_returns() {
     let gw = gateway("").await;
     let public = gw.public;
     let slow = tokio::spawn(async move { common::get(public, "/single/sleep?ms=800").await });
+    // Probing before the first guest holds its permit could take the permit itself.
+    gw.wait_for_metric(SINGLE_INSTANTIATED).await;
     eventually("the first guest is running", async || {
         gw.get("/single/env").await.status == StatusCode::SERVICE_UNAVAILABLE
     })
@@ -429,6 +436,7 @@ async fn a_client_that_hangs_up_before_the_head_frees_the_guest() {
         .write_all(b"GET /single/sleep?ms=60000 HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
+    gw.wait_for_metric(SINGLE_INSTANTIATED).await;
     eventually("the guest is running", async || {
         gw.get("/single/env").await.status == StatusCode::SERVICE_UNAVAILABLE
     })

@@ -122,7 +122,9 @@ def main():
         finally:
             gw.stop()
         # Without inlined frames: resolving them (addr2line per frame) takes perf minutes
-        # for a few seconds of samples, and every stage's pattern names a real symbol.
+        # for a few seconds of samples. The stages' patterns name functions that appear as
+        # symbols of their own in a release build (BENCHMARKS.md's split found each stage
+        # that a hello request goes through).
         script = subprocess.run(["perf", "script", "--no-inline", "-i", data_path], check=True,
                                 capture_output=True, text=True).stdout
         counts = Counter(stage_of(frames) for frames in stacks(script))

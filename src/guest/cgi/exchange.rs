@@ -11,11 +11,13 @@
 //! its own, which holds its slot until it returns and drops it if the client goes away.
 //! From then on a failure can only cut the response off ([`StreamedBody`]).
 
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
+use tokio::time::Sleep;
 
 use super::env::{EnvError, RequestMeta, build_env};
 use super::response::{CgiHead, CgiResponse, HeadScan, OutputError, parse_output, scan_head};
@@ -105,15 +107,13 @@ pub(crate) async fn exchange(
             }
         }
     });
-    let timer = tokio::time::sleep(limits.stream_after);
-    let mut timer = std::pin::pin!(timer);
-    let mut timer_fired = false;
+    let mut timer = StreamTimer::new(limits.stream_after);
     let waited = std::future::poll_fn(|cx| {
         loop {
             if let Poll::Ready(ended) = guest.as_mut().poll(cx) {
                 return Poll::Ready(Waited::Ended(ended));
             }
-            timer_fired = timer_fired || timer.as_mut().poll(cx).is_ready();
+            let timer_fired = timer.poll_fired(cx);
             if !timer_fired && (stdout.buffered() as u64) < limits.stream_after_bytes {
                 return Poll::Pending;
             }
@@ -150,6 +150,37 @@ pub(crate) async fn exchange(
     };
     module.metrics().first_byte(started.elapsed());
     Ok(reply)
+}
+
+/// When a guest that is still running commits its head: `stream_after` from its start. The
+/// tokio timer is only made once the guest has had to wait, so that a guest that returns
+/// at its first poll, as most do, never registers (and deregisters) one.
+struct StreamTimer {
+    at: Instant,
+    sleep: Option<Pin<Box<Sleep>>>,
+    fired: bool,
+}
+
+impl StreamTimer {
+    fn new(stream_after: Duration) -> StreamTimer {
+        StreamTimer {
+            at: Instant::now() + stream_after,
+            sleep: None,
+            fired: false,
+        }
+    }
+
+    /// Whether the time has come, registering to be woken when it does if not.
+    fn poll_fired(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.fired {
+            let at = self.at.into();
+            let sleep = self
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+            self.fired = sleep.as_mut().poll(cx).is_ready();
+        }
+        self.fired
+    }
 }
 
 /// Runs `guest` until it returns, or until its client goes away, whichever is first: a

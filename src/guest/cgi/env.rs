@@ -340,6 +340,17 @@ mod tests {
     }
 
     #[test]
+    fn header_values_pass_as_utf8_with_invalid_bytes_replaced() {
+        let mut h = HeaderMap::new();
+        h.insert("x-name", HeaderValue::from_bytes("Zoë".as_bytes()).unwrap());
+        h.append("x-raw", HeaderValue::from_bytes(b"a\xffb").unwrap());
+        h.append("x-raw", HeaderValue::from_static("c"));
+        let env = build_env(&meta(&h, ""), &ModuleSettings::default()).unwrap();
+        assert_eq!(lookup(&env, "HTTP_X_NAME"), Some("Zoë"));
+        assert_eq!(lookup(&env, "HTTP_X_RAW"), Some("a\u{FFFD}b, c"));
+    }
+
+    #[test]
     fn credentials_and_smuggling_headers_are_withheld() {
         let mut h = HeaderMap::new();
         h.insert("authorization", HeaderValue::from_static("Bearer t"));

@@ -83,8 +83,10 @@ def hello_wat(text, extra_functions=0):
 class Gateway:
     """A wasmgate process serving `modules_dir` on fresh ports."""
 
-    def __init__(self, modules_dir, cache_dir, extra="", binary=BIN):
+    def __init__(self, modules_dir, cache_dir, extra="", binary=BIN, wrapper=()):
         self.binary = binary
+        # A command the process runs under (valgrind, say).
+        self.wrapper = list(wrapper)
         self.port, self.admin = free_port(), free_port()
         self.config = os.path.join(os.path.dirname(modules_dir), f"wasmgate-{self.port}.toml")
         with open(self.config, "w") as f:
@@ -96,7 +98,7 @@ class Gateway:
         """Starts the process; returns seconds until /readyz said 200."""
         t0 = time.monotonic()
         self.log = open(log_path, "ab")
-        self.proc = subprocess.Popen([self.binary, "serve", "--config", self.config],
+        self.proc = subprocess.Popen([*self.wrapper, self.binary, "serve", "--config", self.config],
                                      stdout=self.log, stderr=self.log)
         while time.monotonic() - t0 < 120:
             if self.proc.poll() is not None:

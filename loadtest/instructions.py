@@ -12,9 +12,10 @@ Each server runs under `valgrind --tool=callgrind` with the same configuration t
 throughput.py gives it (wasmgate: its default, hello; the reference: a serving thread per
 core), takes WARM_UP requests, has its counters zeroed, serves REQUESTS more on one
 keep-alive connection, and is dumped. With `--top N`, wasmgate's N costliest functions
-(their own instructions, per request) follow.
+(their own instructions, per request) follow. `--module FILE` serves another module (a
+wasi:http component, say) in hello's place, at `/NAME` after its file name.
 
-Run: python3 loadtest/instructions.py [--binary PATH] [--top N]
+Run: python3 loadtest/instructions.py [--binary PATH] [--module FILE] [--top N]
 Needs valgrind (Debian's valgrind, installed when missing).
 """
 import argparse
@@ -40,13 +41,13 @@ def callgrind(out):
     return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--smc-check=all-non-file"]
 
 
-def drive(port, n):
-    """`n` sequential GETs of /hello on one connection; each must answer 200."""
+def drive(port, n, path="/hello"):
+    """`n` sequential GETs of `path` on one connection; each must answer 200."""
     deadline = time.monotonic() + 120
     while True:
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            conn.request("GET", "/hello")
+            conn.request("GET", path)
             break
         except OSError:
             if time.monotonic() > deadline:
@@ -54,19 +55,19 @@ def drive(port, n):
             time.sleep(0.2)
     for i in range(n):
         if i:
-            conn.request("GET", "/hello")
+            conn.request("GET", path)
         response = conn.getresponse()
         response.read()
         if response.status != 200:
-            sys.exit(f"port {port}: /hello answered {response.status}")
+            sys.exit(f"port {port}: {path} answered {response.status}")
     conn.close()
 
 
-def count(pid, port, out):
-    """Instructions per request of the process `pid` serving on `port`."""
-    drive(port, WARM_UP)
+def count(pid, port, out, path="/hello"):
+    """Instructions per request for `path` of the process `pid` serving on `port`."""
+    drive(port, WARM_UP, path)
     subprocess.run(["callgrind_control", "-z", str(pid)], check=True, capture_output=True)
-    drive(port, REQUESTS)
+    drive(port, REQUESTS, path)
     subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
     dumps = sorted(f for f in os.listdir(os.path.dirname(out)) if f.startswith(os.path.basename(out) + "."))
     path = os.path.join(os.path.dirname(out), dumps[-1])
@@ -91,6 +92,8 @@ def top_functions(dump, n):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--binary", default=BIN, help="the wasmgate binary (default: the release build)")
+    parser.add_argument("--module", default=os.path.join(ROOT, "modules", "hello.wasm"),
+                        help="the module wasmgate serves (default: modules/hello.wasm)")
     parser.add_argument("--top", type=int, default=0, help="list wasmgate's N costliest functions")
     args = parser.parse_args()
     ensure_apt("valgrind", "valgrind")
@@ -108,13 +111,15 @@ def main():
 
         mods = os.path.join(tmp, "modules")
         os.makedirs(mods)
-        shutil.copy(os.path.join(ROOT, "modules", "hello.wasm"), mods)
+        shutil.copy(args.module, mods)
+        path = "/" + os.path.splitext(os.path.basename(args.module))[0]
         gw = Gateway(mods, os.path.join(tmp, "cache"), binary=args.binary,
                      wrapper=callgrind(os.path.join(tmp, "gw.out")))
         gw.start(os.path.join(tmp, "gateway.log"))
         procs.append(gw.proc)
-        gw_count, dump = count(gw.proc.pid, gw.port, os.path.join(tmp, "gw.out"))
-        print(f"user-space instructions per hello request (callgrind, {REQUESTS} requests on one connection):")
+        gw_count, dump = count(gw.proc.pid, gw.port, os.path.join(tmp, "gw.out"), path)
+        print(f"user-space instructions per request (callgrind, {REQUESTS} requests on one connection; "
+              f"wasmgate serving {path}, the reference hello):")
         print(f"  reference {ref_count:9.0f}")
         print(f"  wasmgate  {gw_count:9.0f}  ({gw_count / ref_count:.2f}x the reference's, "
               f"{gw_count - ref_count:.0f} more)")

@@ -25,6 +25,7 @@ use super::cgi::stderr::{GuestLog, LogStream};
 use super::cgi::stdin::Stdin;
 use super::cgi::stdout::Stdout;
 use super::deadline::DeadlinePassed;
+use super::lazy_sleep::unless_past;
 use super::linkers::{CgiModule, Prepared};
 use super::store::{Footprint, StoreState};
 use crate::catalogue::ServedModule;
@@ -124,9 +125,9 @@ impl Run<'_> {
         let call = self.run_start(&mut store, pre, start);
         let result = match waits {
             HostWaits::Bounded => call.await,
-            HostWaits::Unbounded => tokio::time::timeout_at(bounds.deadline.into(), call)
+            HostWaits::Unbounded => unless_past(bounds.deadline, call)
                 .await
-                .unwrap_or_else(|_elapsed| Err(Failure::Run(DeadlinePassed.into()))),
+                .unwrap_or_else(|| Err(Failure::Run(DeadlinePassed.into()))),
         };
         bounds.record_fuel(&store, budget, self.module.metrics());
         bounds.name(&store, result, self.stdout.fate())

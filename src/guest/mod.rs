@@ -4,6 +4,7 @@
 //! - [`store`]: the store's state and the resource limiter;
 //! - [`bounds`]: the limits every run is held to, and how its end is named;
 //! - [`deadline`]: the wall-clock deadline, enforced at epoch ticks;
+//! - [`lazy_sleep`]: timers made only once a guest has had to wait;
 //! - [`linkers`] and [`log`]: what a module is linked against, once, at load;
 //! - [`invoke`]: one run of a CGI module;
 //! - [`streamed`]: a response body after its head was sent, for either ABI;
@@ -14,6 +15,7 @@ pub(crate) mod bounds;
 pub(crate) mod cgi;
 pub(crate) mod deadline;
 pub(crate) mod invoke;
+pub(crate) mod lazy_sleep;
 pub(crate) mod linkers;
 pub(crate) mod log;
 pub(crate) mod store;

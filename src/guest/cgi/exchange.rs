@@ -11,13 +11,11 @@
 //! its own, which holds its slot until it returns and drops it if the client goes away.
 //! From then on a failure can only cut the response off ([`StreamedBody`]).
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
-use tokio::time::Sleep;
 
 use super::env::{EnvError, RequestMeta, build_env};
 use super::response::{CgiHead, CgiResponse, HeadScan, OutputError, parse_output, scan_head};
@@ -26,6 +24,7 @@ use super::stdout::{Stdout, StdoutBody};
 use crate::catalogue::ServedModule;
 use crate::guest::bounds::InvokeError;
 use crate::guest::invoke::run_guest;
+use crate::guest::lazy_sleep::LazySleep;
 use crate::guest::streamed::{GuestEnd, GuestRun, Record, StreamedBody};
 use crate::outcome::Outcome;
 
@@ -152,20 +151,17 @@ pub(crate) async fn exchange(
     Ok(reply)
 }
 
-/// When a guest that is still running commits its head: `stream_after` from its start. The
-/// tokio timer is only made once the guest has had to wait, so that a guest that returns
-/// at its first poll, as most do, never registers (and deregisters) one.
+/// When a guest that is still running commits its head: `stream_after` from its start. Its
+/// timer is made only once the guest has had to wait ([`LazySleep`]).
 struct StreamTimer {
-    at: Instant,
-    sleep: Option<Pin<Box<Sleep>>>,
+    sleep: LazySleep,
     fired: bool,
 }
 
 impl StreamTimer {
     fn new(stream_after: Duration) -> StreamTimer {
         StreamTimer {
-            at: Instant::now() + stream_after,
-            sleep: None,
+            sleep: LazySleep::until(Instant::now() + stream_after),
             fired: false,
         }
     }
@@ -173,11 +169,7 @@ impl StreamTimer {
     /// Whether the time has come, registering to be woken when it does if not.
     fn poll_fired(&mut self, cx: &mut Context<'_>) -> bool {
         if !self.fired {
-            let at = self.at.into();
-            let sleep = self
-                .sleep
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
-            self.fired = sleep.as_mut().poll(cx).is_ready();
+            self.fired = self.sleep.poll_elapsed(cx).is_ready();
         }
         self.fired
     }

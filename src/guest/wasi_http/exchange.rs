@@ -29,6 +29,7 @@ use crate::catalogue::ServedModule;
 use crate::guest::bounds::{Bounds, Failure, InvokeError};
 use crate::guest::cgi::stdout::OutputFate;
 use crate::guest::deadline::DeadlinePassed;
+use crate::guest::lazy_sleep::unless_past;
 use crate::guest::linkers::Prepared;
 use crate::guest::store::Footprint;
 use crate::guest::streamed::{GuestEnd, GuestRun, Record, StreamedBody};
@@ -198,9 +199,9 @@ async fn run<B: RequestBody>(
             .await
             .map_err(Failure::Run)
     };
-    let result = tokio::time::timeout_at(bounds.deadline.into(), call)
+    let result = unless_past(bounds.deadline, call)
         .await
-        .unwrap_or_else(|_elapsed| Err(Failure::Run(DeadlinePassed.into())));
+        .unwrap_or_else(|| Err(Failure::Run(DeadlinePassed.into())));
     bounds.record_fuel(&store, budget, module.metrics());
     let ended = bounds.name(&store, result, OutputFate::Kept);
     if let Err(InvokeError::Timeout { .. }) = &ended {

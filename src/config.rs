@@ -98,6 +98,9 @@ pub struct Config {
     /// threads, each with a runtime and a socket of its own. Unset: one per core
     /// ([`default_serve_threads`]).
     pub serve_threads: usize,
+    /// Pin each serving thread to a core of its own when there is one thread per core the
+    /// process may run on (on by default; see `http/cores.rs`).
+    pub pin_serve_threads: bool,
     /// How long a client may take to send a request body.
     pub body_timeout: Duration,
     /// After SIGTERM, how long the public listener keeps accepting while `/readyz` already
@@ -235,6 +238,7 @@ struct FileConfig {
     max_module_bytes: Option<u64>,
     max_connections: Option<usize>,
     serve_threads: Option<usize>,
+    pin_serve_threads: Option<bool>,
     body_timeout_ms: Option<u64>,
     #[serde(default)]
     shutdown_delay_ms: u64,
@@ -404,6 +408,7 @@ fn build(file: FileConfig, overrides: Overrides) -> Result<Config, ConfigError> 
         max_module_bytes: file.max_module_bytes.unwrap_or(DEFAULT_MAX_MODULE_BYTES),
         max_connections: file.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
         serve_threads: file.serve_threads.unwrap_or_else(default_serve_threads),
+        pin_serve_threads: file.pin_serve_threads.unwrap_or(true),
         body_timeout: millis(file.body_timeout_ms, DEFAULT_BODY_TIMEOUT_MS),
         shutdown_delay: Duration::from_millis(file.shutdown_delay_ms),
         access_log: file.access_log,
@@ -650,6 +655,12 @@ mod tests {
         assert_eq!(c.serve_threads, default_serve_threads());
         assert!(c.serve_threads >= 1);
         assert_eq!(parse("serve_threads = 0").unwrap().serve_threads, 0);
+        assert!(c.pin_serve_threads);
+        assert!(
+            !parse("pin_serve_threads = false")
+                .unwrap()
+                .pin_serve_threads
+        );
         let c = parse("slot_reset = \"memset\"").unwrap();
         assert_eq!(c.slot_reset, SlotResetChoice::Memset);
         let err = parse("slot_reset = \"sometimes\"").unwrap_err().to_string();

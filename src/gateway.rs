@@ -135,7 +135,7 @@ impl RunningGateway {
         });
         let reg = registry.clone();
         let down = shutdown.clone();
-        let threads = config.serve_threads;
+        let (threads, pin) = (config.serve_threads, config.pin_serve_threads);
         // The public listener stops accepting `shutdown_delay_ms` after readiness turns 503.
         let public_down = delayed(&shutdown, config.shutdown_delay);
         let task = tokio::spawn(async move {
@@ -151,7 +151,7 @@ impl RunningGateway {
             let handle = move |req, conn: ConnInfo| public_service.clone().handle(req, conn);
             match threads {
                 0 => listener::serve(public, handle, public_down, options).await,
-                n => threads::serve_on_threads(public, n, handle, public_down, options).await,
+                n => threads::serve_on_threads(public, n, pin, handle, public_down, options).await,
             }
             admin_down.trigger();
             let _ = admin_task.await;

@@ -5,7 +5,8 @@
 //!
 //! `hello-reference [ADDR] [THREADS]` (default 127.0.0.1:8090, 0); THREADS means what
 //! wasmgate's `serve_threads` means (0: one multi-threaded runtime; N: N threads with a
-//! runtime each). Stops on SIGTERM or SIGINT.
+//! runtime each, pinned to the cores when there is one per core, as wasmgate's are by
+//! default). Stops on SIGTERM or SIGINT.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -57,7 +58,7 @@ fn main() -> Result<()> {
         let server = tokio::spawn(async move {
             match threads {
                 0 => serve(listener, hello, down, options).await,
-                n => serve_on_threads(listener, n, hello, down, options).await,
+                n => serve_on_threads(listener, n, true, hello, down, options).await,
             }
         });
         signal().await?;

@@ -1,9 +1,11 @@
-//! The HTTP side: the accept loop shared by both listeners (and its serving threads), the public handler that routes
+//! The HTTP side: the accept loop shared by both listeners (and its serving threads, each
+//! pinned to a core when there is one per core), the public handler that routes
 //! `/NAME/...` to a module, request bodies within their limits, the admin endpoints, and
 //! the gateway's own short replies.
 
 pub(crate) mod admin;
 pub(crate) mod body;
+pub(crate) mod cores;
 pub(crate) mod hop_by_hop;
 pub(crate) mod listener;
 pub(crate) mod public_body;

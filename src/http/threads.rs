@@ -15,6 +15,8 @@
 //! a connection hashed to a full one waits on while another has room; and each connection
 //! goes to the thread with the fewest open, where the kernel's hash of the client's port
 //! can leave one thread idle. The handover costs a wake-up per connection, not per request.
+//!
+//! With one thread per core, each thread is pinned to its core ([`cores`](super::cores)).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,6 +25,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
+use super::cores::{self, CoreId};
 use super::listener::{
     Accepted, Acceptor, Answer, Connections, Counted, Handler, ListenOptions, ResponseBody, serve,
     serve_with,
@@ -31,12 +34,14 @@ use crate::shutdown::Shutdown;
 
 /// [`super::listener::serve`] on `threads` threads of its own: connections are accepted
 /// here, on the caller's runtime, and each is handed to the thread with the fewest open.
+/// With `pin`, threads that match the process's cores one for one are pinned to them.
 /// Returns once every thread has drained. If not one thread can start (the process is out
 /// of threads or memory), the caller's runtime serves instead of accepting connections
 /// that nothing would serve.
 pub async fn serve_on_threads<F, Fut, B>(
     listener: TcpListener,
     threads: usize,
+    pin: bool,
     handle: F,
     shutdown: Shutdown,
     options: ListenOptions,
@@ -47,10 +52,14 @@ pub async fn serve_on_threads<F, Fut, B>(
 {
     let mut lanes = Vec::with_capacity(threads);
     let mut running = Vec::with_capacity(threads);
-    for index in 0..threads.max(1) {
+    for (index, core) in cores::placement(threads.max(1), pin)
+        .into_iter()
+        .enumerate()
+    {
         let (lane, handed) = mpsc::unbounded_channel();
         let thread = ServingThread {
             index,
+            core,
             handle: handle.clone(),
             shutdown: shutdown.clone(),
             grace: options.grace,
@@ -119,6 +128,8 @@ struct Lane {
 /// One of [`serve_on_threads`]'s threads, before it starts.
 struct ServingThread<F> {
     index: usize,
+    /// The core it is pinned to, if any.
+    core: Option<CoreId>,
     handle: F,
     shutdown: Shutdown,
     grace: Duration,
@@ -141,6 +152,7 @@ impl<F> ServingThread<F> {
             .name(format!("wasmgate-serve-{}", self.index))
             .spawn(move || {
                 let _finished = finished;
+                cores::pin_current(self.core, self.index);
                 runtime.block_on(serve_with(source, self.handle, self.shutdown, self.grace));
             })?;
         Ok(done)

@@ -2,12 +2,12 @@
 //! it may use, thread `i` is pinned to the `i`-th of those cores.
 //!
 //! Unpinned, the kernel moves the serving threads about, and on a host whose cores are
-//! shared (a load generator, a sidecar) it often stacks two on one core while the other
-//! runs something else; a connection's requests then wait for their thread's turn, which
-//! is a scheduler tick of about 4 ms. Pinned, each thread keeps a core of its own to come
-//! back to: on the 2-core test host, hello's p99 at a fixed rate went from 2.8–4.9× the
-//! bare hyper reference's to 1.2–2.1×, and its saturated req/s rose (BENCHMARKS.md, issue
-//! 18).
+//! shared (a load generator, a sidecar) a thread can be left waiting behind another on one
+//! core while the other core runs something else; a connection's requests then wait for
+//! their thread's turn, a scheduler tick of about 4 ms. Pinned, each thread keeps a core of
+//! its own to come back to: on the 2-core test host, hello's p99 at fixed rates went from
+//! 2.4–4.2× the bare hyper reference's to 1.2–1.9×, and its saturated req/s did not fall
+//! (BENCHMARKS.md, issue 18).
 //!
 //! Threads are pinned only when they match the cores one for one. With a different
 //! `serve_threads`, or under a CPU quota smaller than the set of cores the process may run

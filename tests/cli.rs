@@ -671,3 +671,82 @@ fn a_guest_cannot_forge_a_gateway_log_line() {
         "a forged line stands alone in the log:\n{log}"
     );
 }
+
+/// The CPUs in a `Cpus_allowed_list` such as `0-3,6`.
+fn cpu_list(list: &str) -> Vec<usize> {
+    list.trim()
+        .split(',')
+        .flat_map(|part| match part.split_once('-') {
+            Some((from, to)) => (from.parse().unwrap()..=to.parse().unwrap()).collect(),
+            None => vec![part.parse().unwrap()],
+        })
+        .collect()
+}
+
+/// The CPUs a thread (`/proc/PID/task/TID`, or the process itself) may run on.
+fn allowed_cpus(task: &Path) -> Vec<usize> {
+    let status = std::fs::read_to_string(task.join("status")).unwrap();
+    let list = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+        .expect("a Cpus_allowed_list line");
+    cpu_list(list)
+}
+
+/// The CPUs each of `pid`'s serving threads may run on, by thread name.
+fn serving_threads_cpus(pid: u32) -> Vec<(String, Vec<usize>)> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    let mut threads: Vec<(String, Vec<usize>)> = tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| {
+            let name = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            let name = name.trim().to_string();
+            name.starts_with("wasmgate-serve-")
+                .then(|| (name, allowed_cpus(&task.path())))
+        })
+        .collect();
+    threads.sort();
+    threads
+}
+
+/// With one serving thread per core (the default), each thread runs on a core of its own,
+/// in the kernel's own record of the threads; with `pin_serve_threads = false` each may
+/// run on every core the process may.
+#[test]
+fn serving_threads_are_pinned_one_to_a_core_unless_turned_off() {
+    let cores = allowed_cpus(Path::new("/proc/self"));
+    let threads = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(
+        cores.len(),
+        threads,
+        "this test needs a host without a CPU quota below its cores"
+    );
+    let served = Served::start(&[("hello", "hello")], &[]);
+    assert_eq!(served.get("/hello").0, 200);
+    let pid = served.child.id();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut placed = serving_threads_cpus(pid);
+    while Instant::now() < deadline
+        && (placed.len() < threads || placed.iter().any(|(_, cpus)| cpus.len() != 1))
+    {
+        std::thread::sleep(Duration::from_millis(20));
+        placed = serving_threads_cpus(pid);
+    }
+    let pinned: Vec<Vec<usize>> = placed.into_iter().map(|(_, cpus)| cpus).collect();
+    let expected: Vec<Vec<usize>> = cores.iter().map(|&cpu| vec![cpu]).collect();
+    assert_eq!(pinned, expected, "serving thread i on the i-th core");
+    assert!(served.wait_for_log("serving threads").is_some());
+
+    let unpinned = Served::start_with(
+        &[("hello", "hello")],
+        &[],
+        "pin_serve_threads = false\n",
+        &[],
+    );
+    assert_eq!(unpinned.get("/hello").0, 200);
+    let placed = serving_threads_cpus(unpinned.child.id());
+    assert_eq!(placed.len(), threads);
+    for (name, cpus) in placed {
+        assert_eq!(cpus, cores, "{name} is pinned though pinning is off");
+    }
+}

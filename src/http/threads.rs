@@ -52,10 +52,10 @@ pub async fn serve_on_threads<F, Fut, B>(
 {
     let mut lanes = Vec::with_capacity(threads);
     let mut running = Vec::with_capacity(threads);
-    for (index, core) in cores::placement(threads.max(1), pin)
-        .into_iter()
-        .enumerate()
-    {
+    let placement = cores::placement(threads.max(1), pin);
+    let pinned: Vec<usize> = placement.iter().flatten().map(|core| core.id).collect();
+    tracing::info!(threads = placement.len(), ?pinned, "serving threads");
+    for (index, core) in placement.into_iter().enumerate() {
         let (lane, handed) = mpsc::unbounded_channel();
         let thread = ServingThread {
             index,

@@ -6,7 +6,7 @@
 //! core while the other core runs something else; a connection's requests then wait for
 //! their thread's turn, a scheduler tick of about 4 ms. Pinned, each thread keeps a core of
 //! its own to come back to: on the 2-core test host, hello's p99 at fixed rates went from
-//! 2.4–4.2× the bare hyper reference's to 1.2–1.9×, and its saturated req/s did not fall
+//! 2.2–4.2× the bare hyper reference's to 1.2–1.9×, and its saturated req/s did not fall
 //! (BENCHMARKS.md, issue 18).
 //!
 //! Threads are pinned only when they match the cores one for one. With a different

@@ -14,25 +14,39 @@ use std::time::Instant;
 
 use tokio::time::Sleep;
 
-/// Sleeps until an instant, with its tokio timer made at the first poll.
+/// Sleeps until an instant, with its tokio timer made at the first poll. Once it has
+/// elapsed it stays so, without polling the timer again (which tokio's cooperative budget
+/// could answer with `Pending`).
 pub(crate) struct LazySleep {
     at: Instant,
     sleep: Option<Pin<Box<Sleep>>>,
+    elapsed: bool,
 }
 
 impl LazySleep {
     /// A sleep until `at`; nothing is registered until it is polled.
     pub(crate) fn until(at: Instant) -> LazySleep {
-        LazySleep { at, sleep: None }
+        LazySleep {
+            at,
+            sleep: None,
+            elapsed: false,
+        }
     }
 
     /// Ready once `at` has passed; otherwise the task is woken when it does.
     pub(crate) fn poll_elapsed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let at = self.at;
-        self.sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at.into())))
-            .as_mut()
-            .poll(cx)
+        if !self.elapsed {
+            let at = self.at;
+            let sleep = self
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at.into())));
+            self.elapsed = sleep.as_mut().poll(cx).is_ready();
+        }
+        if self.elapsed {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 }
 
@@ -79,5 +93,16 @@ mod tests {
             "done"
         };
         assert_eq!(unless_past(at, waits).await, Some("done"));
+    }
+
+    #[tokio::test]
+    async fn an_elapsed_sleep_stays_elapsed() {
+        let mut sleep = LazySleep::until(Instant::now() + Duration::from_millis(5));
+        std::future::poll_fn(|cx| sleep.poll_elapsed(cx)).await;
+        for _ in 0..3 {
+            assert!(
+                std::future::poll_fn(|cx| Poll::Ready(sleep.poll_elapsed(cx).is_ready())).await
+            );
+        }
     }
 }

@@ -12,8 +12,8 @@
 //! From then on a failure can only cut the response off ([`StreamedBody`]).
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::task::Poll;
+use std::time::Instant;
 
 use http_body_util::BodyExt;
 
@@ -106,13 +106,14 @@ pub(crate) async fn exchange(
             }
         }
     });
-    let mut timer = StreamTimer::new(limits.stream_after);
+    // When a guest still running commits its head: `stream_after` from its start.
+    let mut timer = LazySleep::until(Instant::now() + limits.stream_after);
     let waited = std::future::poll_fn(|cx| {
         loop {
             if let Poll::Ready(ended) = guest.as_mut().poll(cx) {
                 return Poll::Ready(Waited::Ended(ended));
             }
-            let timer_fired = timer.poll_fired(cx);
+            let timer_fired = timer.poll_elapsed(cx).is_ready();
             if !timer_fired && (stdout.buffered() as u64) < limits.stream_after_bytes {
                 return Poll::Pending;
             }
@@ -149,30 +150,6 @@ pub(crate) async fn exchange(
     };
     module.metrics().first_byte(started.elapsed());
     Ok(reply)
-}
-
-/// When a guest that is still running commits its head: `stream_after` from its start. Its
-/// timer is made only once the guest has had to wait ([`LazySleep`]).
-struct StreamTimer {
-    sleep: LazySleep,
-    fired: bool,
-}
-
-impl StreamTimer {
-    fn new(stream_after: Duration) -> StreamTimer {
-        StreamTimer {
-            sleep: LazySleep::until(Instant::now() + stream_after),
-            fired: false,
-        }
-    }
-
-    /// Whether the time has come, registering to be woken when it does if not.
-    fn poll_fired(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.fired {
-            self.fired = self.sleep.poll_elapsed(cx).is_ready();
-        }
-        self.fired
-    }
 }
 
 /// Runs `guest` until it returns, or until its client goes away, whichever is first: a

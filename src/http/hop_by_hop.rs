@@ -19,8 +19,3 @@ const HOP_BY_HOP: [&str; 7] = [
 pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(&name.as_str())
 }
-
-/// The hop-by-hop headers, to remove from a header map.
-pub(crate) fn hop_by_hop_headers() -> impl Iterator<Item = &'static str> {
-    HOP_BY_HOP.into_iter()
-}

@@ -141,6 +141,38 @@ async fn a_buffer_outside_memory_is_a_trap() {
     }
 }
 
+/// WASI functions reach the guest through its export named `memory`: a module that keeps
+/// its memory to itself (or exports it under another name, or a function by that name)
+/// traps at its first such call, on either implementation, and the gateway goes on.
+#[tokio::test]
+async fn a_module_without_a_memory_export_traps_at_its_first_write() {
+    let gateway = Gateway::new("");
+    let writer = |memory: &str| {
+        r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  MEMORY
+  (func (export "_start") (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#
+            .replace("MEMORY", memory)
+    };
+    for memory in [
+        "(memory 1)",
+        r#"(memory (export "heap") 1)"#,
+        r#"(memory 1) (func (export "memory"))"#,
+    ] {
+        let wat_text = writer(memory);
+        for module in [
+            gateway.load("private", &wat_text),
+            gateway.load("private", &with_poll_import(&wat_text)),
+        ] {
+            let error = run(&module).await.unwrap_err();
+            assert_eq!(error.outcome(), Outcome::Trap, "{memory}: {error}");
+            assert!(error.to_string().contains("'private'"), "{error}");
+        }
+    }
+    let hello = gateway.load("hello", &writer(r#"(memory (export "memory") 1)"#));
+    assert!(run(&hello).await.is_ok());
+}
+
 /// The one deliberate difference: a read into several buffers fills them all (wasmtime-wasi
 /// fills the first and returns a short read). And a closed stdout refuses writes (`EBADF`,
 /// 8), which the guest reports through its exit status.

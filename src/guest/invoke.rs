@@ -14,7 +14,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use wasmtime::{InstancePre, ModuleExport, Store};
+use wasmtime::{Extern, Instance, InstancePre, ModuleExport, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
@@ -26,7 +26,7 @@ use super::cgi::stdin::Stdin;
 use super::cgi::stdout::Stdout;
 use super::deadline::DeadlinePassed;
 use super::lazy_sleep::unless_past;
-use super::linkers::{CgiModule, Prepared};
+use super::linkers::{CgiModule, GatewayStore, Prepared, WasiStore};
 use super::store::{Footprint, StoreState};
 use crate::catalogue::ServedModule;
 
@@ -38,19 +38,19 @@ pub async fn invoke(
     stdin: Stdin,
 ) -> Result<Bytes, InvokeError> {
     let stdout = Stdout::collecting(module.settings.limits.max_output_bytes);
-    run_guest(module, env, stdin, stdout.clone()).await?;
+    run_guest(module, env, stdin, stdout.clone(), Instant::now()).await?;
     Ok(stdout.take())
 }
 
 /// Runs `module` once with environment `env`, `stdin` as its standard input, and `stdout`
-/// as its standard output.
+/// as its standard output; its deadline counts from `started`, which is now.
 pub(crate) async fn run_guest(
     module: &ServedModule,
     env: Environment,
     stdin: Stdin,
     stdout: Stdout,
+    started: Instant,
 ) -> Result<(), InvokeError> {
-    let started = Instant::now();
     let bounds = Bounds::new(module, started);
     let run = Run {
         module,
@@ -67,23 +67,34 @@ pub(crate) async fn run_guest(
         }
     };
     let result = match cgi {
-        CgiModule::Gateway { pre, start } => {
+        CgiModule::Gateway { pre, start, memory } => {
             let io = RequestIo::new(RequestIoParts {
                 args: module.args.clone(),
                 env: env.into_block(),
                 stdin,
                 deadline: run.bounds.deadline,
+                started,
                 stdout: run.stdout.clone(),
                 module: module.name.clone(),
             });
+            let attach = |store: &mut Store<GatewayStore>, instance: Instance| {
+                let memory = memory
+                    .as_ref()
+                    .and_then(|m| instance.get_module_export(&mut *store, m))
+                    .and_then(Extern::into_memory);
+                store.data_mut().io.attach(memory);
+            };
             // Every host function here returns at once or bounds its own wait by the
             // deadline, so the epoch checks are all the deadline needs.
-            run.call(pre, start, io, HostWaits::Bounded).await
+            run.call(pre, start, io, attach, HostWaits::Bounded).await
         }
         CgiModule::WasmtimeWasi { pre, start } => {
             let ctx = run.wasi_ctx(&env, stdin)?;
+            // wasmtime-wasi finds the memory itself.
+            let attach = |_: &mut Store<WasiStore>, _: Instance| {};
             // wasmtime-wasi's host calls can wait (poll_oneoff, files): a timer covers them.
-            run.call(pre, start, ctx, HostWaits::Unbounded).await
+            run.call(pre, start, ctx, attach, HostWaits::Unbounded)
+                .await
         }
     };
     if let Err(InvokeError::Timeout { .. }) = &result {
@@ -110,19 +121,20 @@ enum HostWaits {
 }
 
 impl Run<'_> {
-    /// Instantiates `pre` in a fresh store holding `io`, calls `start`, and names how it
-    /// ended.
+    /// Instantiates `pre` in a fresh store holding `io`, gives the instance to `attach`,
+    /// calls `start`, and names how it ended.
     async fn call<Io: Send + 'static>(
         &self,
         pre: &InstancePre<StoreState<Io>>,
         start: &ModuleExport,
         io: Io,
+        attach: impl FnOnce(&mut Store<StoreState<Io>>, Instance) + Send,
         waits: HostWaits,
     ) -> Result<(), InvokeError> {
         let bounds = &self.bounds;
         let mut store = bounds.store(pre.module().engine(), io, Footprint::CORE_MODULE);
         let budget = Bounds::budget(&store);
-        let call = self.run_start(&mut store, pre, start);
+        let call = self.run_start(&mut store, pre, start, attach);
         let result = match waits {
             HostWaits::Bounded => call.await,
             HostWaits::Unbounded => unless_past(bounds.deadline, call)
@@ -138,6 +150,7 @@ impl Run<'_> {
         store: &mut Store<StoreState<Io>>,
         pre: &InstancePre<StoreState<Io>>,
         start: &ModuleExport,
+        attach: impl FnOnce(&mut Store<StoreState<Io>>, Instance) + Send,
     ) -> Result<(), Failure> {
         let started = Instant::now();
         let instance = pre
@@ -145,6 +158,7 @@ impl Run<'_> {
             .await
             .map_err(Failure::Instantiate)?;
         self.module.metrics().instantiated(started.elapsed());
+        attach(store, instance);
         let start = instance
             .get_module_export(&mut *store, start)
             .and_then(|e| e.into_func())

@@ -5,7 +5,7 @@
 //! instantiates.
 
 use wasmtime::component::Component;
-use wasmtime::{Engine, InstancePre, Linker, Module, ModuleExport};
+use wasmtime::{Engine, ExternType, InstancePre, Linker, Module, ModuleExport};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
@@ -17,6 +17,8 @@ use crate::catalogue::abi::Abi;
 
 /// The entry point of a WASI command module.
 const START_EXPORT: &str = "_start";
+/// The memory WASI functions read and write.
+const MEMORY_EXPORT: &str = "memory";
 
 /// The store of a module served by the gateway's own preview1 functions.
 pub(crate) type GatewayStore = StoreState<RequestIo>;
@@ -48,6 +50,9 @@ pub(crate) enum CgiModule {
     Gateway {
         pre: InstancePre<GatewayStore>,
         start: ModuleExport,
+        /// Its exported memory, which each instance hands its preview1 functions once
+        /// rather than each call looking it up by name.
+        memory: Option<ModuleExport>,
     },
     WasmtimeWasi {
         pre: InstancePre<WasiStore>,
@@ -101,20 +106,15 @@ impl Linkers {
     /// Links `module` against the implementation it needs (wasmtime-wasi when it has
     /// `volumes` to open), and finds its `_start`.
     pub(crate) fn link(&self, module: &Module, has_volumes: bool) -> Result<Prepared, LinkError> {
-        let start = module
-            .get_export_index(START_EXPORT)
-            .filter(|_| {
-                module
-                    .get_export(START_EXPORT)
-                    .is_some_and(|e| e.func().is_some())
-            })
-            .ok_or(LinkError::NoStart)?;
+        let start =
+            export_of(module, START_EXPORT, |e| e.func().is_some()).ok_or(LinkError::NoStart)?;
         let refused = |e: wasmtime::Error| LinkError::Imports(one_line(&format!("{e:#}")));
         Ok(Prepared::Cgi(
             match Preview1::for_module(module, has_volumes) {
                 Preview1::Gateway => CgiModule::Gateway {
                     pre: self.gateway.instantiate_pre(module).map_err(refused)?,
                     start,
+                    memory: export_of(module, MEMORY_EXPORT, |e| e.memory().is_some()),
                 },
                 Preview1::WasmtimeWasi => CgiModule::WasmtimeWasi {
                     pre: self.wasi.instantiate_pre(module).map_err(refused)?,
@@ -134,6 +134,17 @@ impl Linkers {
             .map_err(|e| LinkError::NoHttpHandler(one_line(&format!("{e:#}"))))?;
         Ok(Prepared::Http(proxy))
     }
+}
+
+/// `module`'s export `name`, when it is of the kind `is_kind` accepts.
+fn export_of(
+    module: &Module,
+    name: &str,
+    is_kind: impl Fn(&ExternType) -> bool,
+) -> Option<ModuleExport> {
+    module
+        .get_export_index(name)
+        .filter(|_| module.get_export(name).is_some_and(|e| is_kind(&e)))
 }
 
 /// wasmtime's messages can span lines; a load error is shown on one (log, JSON, HTTP).

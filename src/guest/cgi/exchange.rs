@@ -90,11 +90,12 @@ pub(crate) async fn exchange(
     })?;
     let limits = module.settings.limits;
     let stdout = Stdout::new(limits.stream_after_bytes, limits.max_output_bytes);
+    let guest_started = Instant::now();
     let mut guest: GuestRun = Box::pin({
         let (module, stdout) = (module.clone(), stdout.clone());
         async move {
             let _hold = hold;
-            let ran = run_guest(&module, env, stdin.stdin, stdout.clone()).await;
+            let ran = run_guest(&module, env, stdin.stdin, stdout.clone(), guest_started).await;
             stdout.finish();
             match stdin.fault.and_then(|fault| fault.get()) {
                 Some(error) => Err(InvokeError::body(
@@ -107,7 +108,7 @@ pub(crate) async fn exchange(
         }
     });
     // When a guest still running commits its head: `stream_after` from its start.
-    let mut timer = LazySleep::until(Instant::now() + limits.stream_after);
+    let mut timer = LazySleep::until(guest_started + limits.stream_after);
     let waited = std::future::poll_fn(|cx| {
         loop {
             if let Poll::Ready(ended) = guest.as_mut().poll(cx) {

@@ -33,7 +33,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::{Buf, Bytes, BytesMut};
 use rand::RngCore;
 use tokio::io::AsyncReadExt;
-use wasmtime::{Caller, Extern, Linker, Module};
+use wasmtime::{Caller, Linker, Memory, Module};
 use wasmtime_wasi::I32Exit;
 
 use super::stderr::GuestLog;
@@ -183,6 +183,8 @@ pub(crate) struct RequestIo {
     module: Arc<str>,
     /// Standard descriptors the guest closed (bit `fd`); later use of them is `EBADF`.
     closed: u8,
+    /// The instance's exported memory, once it is instantiated ([`RequestIo::attach`]).
+    memory: Option<Memory>,
 }
 
 /// What a [`RequestIo`] is made of.
@@ -191,6 +193,8 @@ pub(crate) struct RequestIoParts {
     pub env: StringBlock,
     pub stdin: Stdin,
     pub deadline: Instant,
+    /// When the guest's run started: its monotonic clock's zero.
+    pub started: Instant,
     pub stdout: Stdout,
     pub module: Arc<str>,
 }
@@ -202,6 +206,7 @@ impl RequestIo {
             env,
             stdin,
             deadline,
+            started,
             stdout,
             module,
         } = parts;
@@ -215,12 +220,19 @@ impl RequestIo {
             stdin,
             arriving,
             deadline,
-            started: Instant::now(),
+            started,
             stdout,
             stderr: None,
             module,
             closed: 0,
+            memory: None,
         }
+    }
+
+    /// Hands the functions here the memory of the instance they serve (`None` when it
+    /// exports none, and every call that needs one traps).
+    pub(crate) fn attach(&mut self, memory: Option<Memory>) {
+        self.memory = memory;
     }
 
     fn stderr(&mut self) -> &GuestLog {
@@ -403,7 +415,7 @@ fn with_io<T, R>(
     io: impl IoAccessor<T>,
     f: impl FnOnce(&mut [u8], &mut RequestIo) -> R,
 ) -> wasmtime::Result<R> {
-    let Some(Extern::Memory(memory)) = caller.get_export("memory") else {
+    let Some(memory) = io(caller.data_mut()).memory else {
         wasmtime::bail!("the module exports no memory for WASI to use");
     };
     let (bytes, data) = memory.data_and_store_mut(caller);

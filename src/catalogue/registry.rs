@@ -6,6 +6,10 @@
 //! started with. A failed load never replaces a good version: it is recorded beside it.
 //! Each entry keeps its module's metric series, so that a request for a module that failed
 //! to load is counted without registering anything.
+//!
+//! Names are hashed with foldhash rather than SipHash: the registry is looked up on every
+//! request, and HashDoS does not apply, since requests only read it and its keys are the
+//! operator's module names.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,12 +46,15 @@ pub(crate) enum Lookup {
     NotFound,
 }
 
+/// A map keyed by module name.
+type ByName<V> = DashMap<String, V, foldhash::fast::RandomState>;
+
 /// All modules, by name.
 #[derive(Default)]
 pub(crate) struct Registry {
-    modules: DashMap<String, Entry>,
+    modules: ByName<Entry>,
     /// When each module with a source of its own was last checked.
-    checks: DashMap<String, SourceChecks>,
+    checks: ByName<SourceChecks>,
     ready: AtomicBool,
 }
 

@@ -17,13 +17,15 @@ lower rates (the sweep), which says up to what rate wasmgate's p99 stays within 
 The saturated table and the fixed-rate tables come from the same run, against the same two
 processes.
 
-Run: python3 loadtest/throughput.py [--quick] [--serve-threads N] [--config TOML]
+Run: python3 loadtest/throughput.py [--quick] [--serve-threads N] [--config TOML] [--binary PATH]
 
 Without `--serve-threads`, wasmgate runs its default (a serving thread per core) and the
 reference its fastest setup, one multi-threaded runtime. `--serve-threads N` runs both
 with N (wasmgate's `serve_threads`; the reference's second argument; 0 is one
 multi-threaded runtime), and its plots get a `-threads-N` suffix. `--config` adds TOML
-lines to wasmgate's config (`--config 'pin_serve_threads = false'`, say).
+lines to wasmgate's config (`--config 'pin_serve_threads = false'`, say). `--binary` runs
+another wasmgate binary (an older commit's release build, for a before/after row) against
+this tree's reference.
 """
 import json
 import os
@@ -34,13 +36,15 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import ROOT, Gateway, build_release, free_port, hello_wat, wat_to_wasm, wrk  # noqa: E402
+from common import BIN, ROOT, Gateway, build_release, free_port, hello_wat, wat_to_wasm, wrk  # noqa: E402
 
 QUICK = "--quick" in sys.argv
 # None: each server's default.
 SERVE_THREADS = int(sys.argv[sys.argv.index("--serve-threads") + 1]) if "--serve-threads" in sys.argv else None
 # TOML lines added to wasmgate's config.
 CONFIG = sys.argv[sys.argv.index("--config") + 1] + "\n" if "--config" in sys.argv else ""
+# The wasmgate binary under test.
+BINARY = sys.argv[sys.argv.index("--binary") + 1] if "--binary" in sys.argv else BIN
 PLOT_SUFFIX = "" if SERVE_THREADS is None else f"-threads-{SERVE_THREADS}"
 SECONDS = 4 if QUICK else 8
 CONNECTIONS = [1, 8, 32, 128]
@@ -172,7 +176,7 @@ def gateway_with(tmp, count, extra=""):
             tag = i.to_bytes(4, "little")
             open(os.path.join(mods, f"f{i:04}.wasm"), "wb").write(data + bytes([0, 6, 1, ord("x")]) + tag)
     threads = "" if SERVE_THREADS is None else f"serve_threads = {SERVE_THREADS}\n"
-    gw = Gateway(mods, os.path.join(home, "cache"), f"{threads}{extra}")
+    gw = Gateway(mods, os.path.join(home, "cache"), f"{threads}{extra}", binary=BINARY)
     ready = gw.start(os.path.join(home, "gateway.log"))
     return gw, ready
 

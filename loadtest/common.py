@@ -117,10 +117,15 @@ class Gateway:
             self.proc.terminate()
             self.proc.wait(30)
 
-    def cpu_seconds(self):
+    def cpu_times(self):
+        """The process's CPU seconds so far: (user, system)."""
         with open(f"/proc/{self.proc.pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        tick = os.sysconf("SC_CLK_TCK")
+        return int(fields[11]) / tick, int(fields[12]) / tick
+
+    def cpu_seconds(self):
+        return sum(self.cpu_times())
 
 
 def wrk(url, seconds, connections=32, threads=1):

@@ -69,6 +69,7 @@ class WasmtimeServe:
                 time.sleep(0.05)
         raise RuntimeError("wasmtime serve did not answer in 60 s")
 
+    cpu_times = Gateway.cpu_times
     cpu_seconds = Gateway.cpu_seconds
 
     def stop(self):

@@ -12,10 +12,11 @@ throughput with 1, 100 and 1000 modules loaded; resident memory with 1000 module
 both servers driven at the same rate, 70% of the reference's saturated req/s at 32
 connections (`oha -q`), where latency (p50, p99, p99.9) and CPU per request compare
 without either server being pushed past what it sustains, and without the load
-generator's own state (busy or idle) weighing on one side; then the same comparison at
-lower rates (the sweep), which says up to what rate wasmgate's p99 stays within the target.
-The saturated table and the fixed-rate tables come from the same run, against the same two
-processes.
+generator's own state (busy or idle) weighing on one side, with the CPU split into user and
+system time (what the gateway's own work costs against what the kernel does for it);
+then the same comparison at lower rates (the sweep), which says up to what rate
+wasmgate's p99 stays within the target. The saturated table and the fixed-rate tables
+come from the same run, against the same two processes.
 
 Run: python3 loadtest/throughput.py [--quick] [--serve-threads N] [--config TOML] [--binary PATH]
 
@@ -69,6 +70,7 @@ class Reference:
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.3)
 
+    cpu_times = Gateway.cpu_times
     cpu_seconds = Gateway.cpu_seconds
 
     def stop(self):
@@ -87,22 +89,25 @@ def measure(server, path, connections, seconds=SECONDS):
 
 def oha(server, path, connections=32, seconds=SECONDS, rate=None):
     """oha against `server` (optionally at a fixed `rate` of requests per second): req/s,
-    p50, p99 and p99.9 in ms, and CPU µs per request; None when oha is not installed or
-    fails."""
+    p50, p99 and p99.9 in ms, and CPU µs per request (and its user and system parts); None
+    when oha is not installed or fails."""
     if not shutil.which("oha"):
         return None
     limit = ["-q", str(rate)] if rate else []
-    cpu0 = server.cpu_seconds()
+    user0, sys0 = server.cpu_times()
     out = subprocess.run(["oha", "--no-tui", "--output-format", "json", "-z", f"{seconds}s", "-c", str(connections),
                           *limit, f"http://127.0.0.1:{server.port}{path}"], capture_output=True, text=True)
-    cpu = server.cpu_seconds() - cpu0
+    user1, sys1 = server.cpu_times()
     if out.returncode != 0:
         return None
     data = json.loads(out.stdout)
     pct = data.get("latencyPercentiles", {})
     total = sum(data.get("statusCodeDistribution", {}).values())
     ms = {key: (pct.get(key) or 0) * 1000 for key in ("p50", "p99", "p99.9")}
-    return {"rps": data["summary"]["requestsPerSec"], **ms, "cpu_us": cpu / max(total, 1) * 1e6}
+    per_request = {"user_us": user1 - user0, "sys_us": sys1 - sys0}
+    per_request = {key: seconds / max(total, 1) * 1e6 for key, seconds in per_request.items()}
+    return {"rps": data["summary"]["requestsPerSec"], **ms, **per_request,
+            "cpu_us": per_request["user_us"] + per_request["sys_us"]}
 
 
 def at_rate(ref, gw, rate):
@@ -128,17 +133,18 @@ def fixed_rate(ref, gw, reference_rps):
         return
     e_ref, e_gw = both
     print(f"fixed rate: oha -c32 -q {rate} ({FIXED_RATE_SHARE:.0%} of the reference's saturated req/s)")
-    print(f"{'server':>9} | {'req/s':>7} {'p50':>8} {'p99':>8} {'p99.9':>8} {'cpu/req':>8}")
+    print(f"{'server':>9} | {'req/s':>7} {'p50':>8} {'p99':>8} {'p99.9':>8} {'cpu/req':>8} {'user':>7} {'system':>7}")
     for label, e in (("reference", e_ref), ("wasmgate", e_gw)):
         print(f"{label:>9} | {e['rps']:>7.0f} {e['p50']:>6.3f}ms {e['p99']:>6.3f}ms {e['p99.9']:>6.3f}ms "
-              f"{e['cpu_us']:>6.1f}µs")
+              f"{e['cpu_us']:>6.1f}µs {e['user_us']:>5.1f}µs {e['sys_us']:>5.1f}µs")
     for label, e in (("reference", e_ref), ("wasmgate", e_gw)):
         if not held(e, rate):
             print(f"{label:>9}   fell short of the rate: it is saturated there, so its latency is a "
                   f"saturated one, not the fixed-rate comparison the table is for")
     p99, cpu = e_gw["p99"] / e_ref["p99"], e_gw["cpu_us"] / e_ref["cpu_us"]
     print(f"{'ratio':>9} | p99 {p99:.2f} (target <= {P99_TARGET}), p99.9 {e_gw['p99.9'] / e_ref['p99.9']:.2f}, "
-          f"cpu {cpu:.2f} (target <= {CPU_TARGET})")
+          f"cpu {cpu:.2f} (target <= {CPU_TARGET}): user {e_gw['user_us'] / e_ref['user_us']:.2f}, "
+          f"system {e_gw['sys_us'] / e_ref['sys_us']:.2f}")
 
 
 def sweep(ref, gw, reference_rps):

@@ -173,6 +173,27 @@ async fn a_module_without_a_memory_export_traps_at_its_first_write() {
     assert!(run(&hello).await.is_ok());
 }
 
+/// A module's own start function (the `start` section) runs during instantiation, before
+/// `_start`: its WASI calls reach the memory as `_start`'s do.
+#[tokio::test]
+async fn a_start_function_can_write_before_start_runs() {
+    let gateway = Gateway::new("");
+    let module = gateway.load(
+        "early",
+        r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "early\n")
+  (func $early
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 6))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))
+  (start $early)
+  (func (export "_start")))"#,
+    );
+    assert_eq!(run(&module).await.unwrap(), Bytes::from_static(b"early\n"));
+}
+
 /// The one deliberate difference: a read into several buffers fills them all (wasmtime-wasi
 /// fills the first and returns a short read). And a closed stdout refuses writes (`EBADF`,
 /// 8), which the guest reports through its exit status.

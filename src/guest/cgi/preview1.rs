@@ -33,7 +33,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::{Buf, Bytes, BytesMut};
 use rand::RngCore;
 use tokio::io::AsyncReadExt;
-use wasmtime::{Caller, Linker, Memory, Module};
+use wasmtime::{Caller, Extern, Linker, Memory, Module};
 use wasmtime_wasi::I32Exit;
 
 use super::stderr::GuestLog;
@@ -409,14 +409,19 @@ pub(crate) fn add_to_linker<T: Send + 'static>(
 }
 
 /// Runs `f` over the guest's memory and the request's I/O; traps without a memory export,
-/// as wasmtime-wasi does.
+/// as wasmtime-wasi does. The memory is the one the instance was given once instantiated;
+/// a module's own start function runs before that, and finds it by name.
 fn with_io<T, R>(
     caller: &mut Caller<'_, T>,
     io: impl IoAccessor<T>,
     f: impl FnOnce(&mut [u8], &mut RequestIo) -> R,
 ) -> wasmtime::Result<R> {
-    let Some(memory) = io(caller.data_mut()).memory else {
-        wasmtime::bail!("the module exports no memory for WASI to use");
+    let memory = match io(caller.data_mut()).memory {
+        Some(memory) => memory,
+        None => match caller.get_export("memory") {
+            Some(Extern::Memory(memory)) => memory,
+            _ => wasmtime::bail!("the module exports no memory for WASI to use"),
+        },
     };
     let (bytes, data) = memory.data_and_store_mut(caller);
     Ok(f(bytes, io(data)))

@@ -13,9 +13,11 @@ throughput.py gives it (wasmgate: its default, hello; the reference: a serving t
 core), takes WARM_UP requests, has its counters zeroed, serves REQUESTS more on one
 keep-alive connection, and is dumped. With `--top N`, wasmgate's N costliest functions
 (their own instructions, per request) follow. `--module FILE` serves another module (a
-wasi:http component, say) in hello's place, at `/NAME` after its file name.
+wasi:http component, say) in hello's place, at `/NAME` after its file name. `--keep DIR`
+copies wasmgate's callgrind dump there, for a breakdown by caller, e.g.
+`callgrind_annotate --inclusive=yes DIR/wasmgate.callgrind` (divide by REQUESTS).
 
-Run: python3 loadtest/instructions.py [--binary PATH] [--module FILE] [--top N]
+Run: python3 loadtest/instructions.py [--binary PATH] [--module FILE] [--top N] [--keep DIR]
 Needs valgrind (Debian's valgrind, installed when missing).
 """
 import argparse
@@ -95,6 +97,7 @@ def main():
     parser.add_argument("--module", default=os.path.join(ROOT, "modules", "hello.wasm"),
                         help="the module wasmgate serves (default: modules/hello.wasm)")
     parser.add_argument("--top", type=int, default=0, help="list wasmgate's N costliest functions")
+    parser.add_argument("--keep", help="copy wasmgate's callgrind dump into this directory")
     args = parser.parse_args()
     ensure_apt("valgrind", "valgrind")
     build_release()
@@ -123,6 +126,10 @@ def main():
         print(f"  reference {ref_count:9.0f}")
         print(f"  wasmgate  {gw_count:9.0f}  ({gw_count / ref_count:.2f}x the reference's, "
               f"{gw_count - ref_count:.0f} more)")
+        if args.keep:
+            os.makedirs(args.keep, exist_ok=True)
+            shutil.copy(dump, os.path.join(args.keep, "wasmgate.callgrind"))
+            print(f"callgrind dump kept: {os.path.join(args.keep, 'wasmgate.callgrind')}")
         if args.top:
             print(f"wasmgate's {args.top} costliest functions, own instructions per request:")
             for per_request, name in top_functions(dump, args.top):

@@ -15,6 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wasmgate::{Config, Overrides, RunningGateway};
 
+pub mod served;
+
 /// Pool slots for test gateways: enough for the concurrency tests, small enough that
 /// many gateways in one test process do not reserve terabytes of address space.
 pub const TEST_SLOTS: u32 = 64;

@@ -12,6 +12,7 @@ use wasmtime_wasi::I32Exit;
 use super::cgi::stdout::OutputFate;
 use super::deadline::{DeadlinePassed, deadline_by_epoch};
 use super::store::{Footprint, GuestLimiter, StoreState};
+use super::swap::SlotResetCheck;
 use crate::catalogue::ServedModule;
 use crate::config::Limits;
 use crate::http::body::BodyError;
@@ -123,6 +124,7 @@ impl Bounds {
             io,
             limiter: GuestLimiter::new(self.limits.max_memory_bytes as usize, footprint),
             module: self.name.clone(),
+            _reset_check: SlotResetCheck,
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);

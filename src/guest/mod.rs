@@ -2,6 +2,7 @@
 //! deadline and memory and output caps, with one folder per guest ABI.
 //!
 //! - [`store`]: the store's state and the resource limiter;
+//! - [`swap`]: what keeps a slot's swapped-out pages from reaching the next guest;
 //! - [`bounds`]: the limits every run is held to, and how its end is named;
 //! - [`deadline`]: the wall-clock deadline, enforced at epoch ticks;
 //! - [`lazy_sleep`]: timers made only once a guest has had to wait;
@@ -20,4 +21,5 @@ pub(crate) mod linkers;
 pub(crate) mod log;
 pub(crate) mod store;
 pub(crate) mod streamed;
+pub(crate) mod swap;
 pub(crate) mod wasi_http;

@@ -13,6 +13,8 @@ use std::sync::Arc;
 
 use wasmtime::ResourceLimiter;
 
+use super::swap::SlotResetCheck;
+
 /// Tables per core module (WASI command modules use one); the pool reserves as many.
 pub(crate) const MAX_TABLES: usize = 4;
 /// Elements one table may grow to, generous for C++ and Go function tables; the pool
@@ -53,6 +55,8 @@ pub(crate) struct StoreState<Io> {
     pub limiter: GuestLimiter,
     /// The module's name, for the log lines its guest writes.
     pub module: Arc<str>,
+    /// Dropped with the state, before wasmtime resets the store's pool slot.
+    pub _reset_check: SlotResetCheck,
 }
 
 /// Caps a guest's memory (all its memories together) and tables, and remembers whether the

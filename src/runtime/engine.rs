@@ -7,7 +7,9 @@
 //! table resident between uses, which saves a page fault and a TLB-flushing `madvise` per
 //! request (the largest single cost measured in PERFORMANCE-NOTES.md); on Linux 6.7 and
 //! later, `PAGEMAP_SCAN` lets a slot keep up to 2 MiB resident and reset only the pages a
-//! guest dirtied, which is what Rust and C guests (whose stack sits at 1 MiB) need. Where
+//! guest dirtied, which is what Rust and C guests (whose stack sits at 1 MiB) need; it is
+//! used only where swap cannot reach the pool, since it misses swapped-out pages
+//! ([`swap`](crate::guest::swap) says how that is kept). Where
 //! the pool's address space cannot be reserved (a tight `ulimit -v`, a small container),
 //! the engine falls back to on-demand allocation and says so in the log.
 
@@ -16,6 +18,7 @@ use std::fmt;
 use wasmtime::{Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 use crate::config::{Config, SlotResetChoice};
+use crate::guest::swap::{self, SwapReach};
 use crate::guest::store::{Footprint, MAX_TABLE_ELEMENTS};
 
 /// Memory and table bytes a pool slot keeps resident between instances.
@@ -64,25 +67,26 @@ enum SlotReset {
 }
 
 /// Builds the engine for `config`: the pool with page-scanning reset when the kernel has
-/// it (and `slot_reset` does not ask for `memset`), the pool with `memset` reset
+/// it, swap cannot reach the pool and `slot_reset` does not ask for `memset`; the pool with
+/// `memset` reset
 /// otherwise, on-demand allocation when the pool's address space cannot be reserved at
 /// all. The error is wasmtime's, on one line.
 pub(crate) fn build(config: &Config, choice: AllocatorChoice) -> Result<Engine, String> {
     if choice == AllocatorChoice::PoolingWithFallback {
-        let resets: &[SlotReset] = match config.slot_reset {
-            SlotResetChoice::Auto => &[SlotReset::PagemapScan, SlotReset::Memset],
-            SlotResetChoice::Memset => &[SlotReset::Memset],
-        };
+        let (resets, reach) = slot_resets(config.slot_reset);
         for &reset in resets {
             match Engine::new(&base_config(
                 Some(pooling(config, reset)),
                 config.fuel_metered(),
             )) {
                 Ok(engine) => {
+                    if reset == SlotReset::PagemapScan {
+                        swap::scanning_from_now(reach);
+                    }
                     let allocator = Allocator::Pooling {
                         slots: config.max_instances,
                     };
-                    tracing::info!(%allocator, slot_reset = ?reset, "instance allocator");
+                    tracing::info!(%allocator, slot_reset = ?reset, swap = ?reach, "instance allocator");
                     return Ok(engine);
                 }
                 Err(e) => {
@@ -99,6 +103,25 @@ pub(crate) fn build(config: &Config, choice: AllocatorChoice) -> Result<Engine, 
         Engine::new(&base_config(None, config.fuel_metered())).map_err(|e| format!("{e:#}"))?;
     tracing::info!(allocator = %Allocator::OnDemand, "instance allocator");
     Ok(engine)
+}
+
+/// The resets to try, best first, with where swap stands. Page scanning misses
+/// swapped-out pages, so it is not tried while swap can reach the pool ([`swap`] stops the
+/// process if a swap area appears later).
+fn slot_resets(choice: SlotResetChoice) -> (&'static [SlotReset], SwapReach) {
+    let reach = SwapReach::now();
+    let resets: &'static [SlotReset] = match choice {
+        SlotResetChoice::Auto if reach == SwapReach::Active => {
+            tracing::info!(
+                "a swap area is active: pool slots are reset with memset, since page \
+                 scanning would miss swapped-out pages"
+            );
+            &[SlotReset::Memset]
+        }
+        SlotResetChoice::Auto => &[SlotReset::PagemapScan, SlotReset::Memset],
+        SlotResetChoice::Memset => &[SlotReset::Memset],
+    };
+    (resets, reach)
 }
 
 fn base_config(pool: Option<PoolingAllocationConfig>, fuel: bool) -> wasmtime::Config {

@@ -264,6 +264,7 @@ impl RunError {
             | InvokeError::ErrorResponse { .. } => EXIT_TRAP,
             InvokeError::FuelExhausted { .. }
             | InvokeError::MemoryExceeded { .. }
+            | InvokeError::HostLimit { .. }
             | InvokeError::OutputTooLarge { .. }
             | InvokeError::Timeout { .. } => EXIT_LIMIT,
             InvokeError::Instantiate { .. }

@@ -11,6 +11,7 @@ use wasmtime_wasi::I32Exit;
 
 use super::cgi::stdout::OutputFate;
 use super::deadline::{DeadlinePassed, deadline_by_epoch};
+use super::host_limits;
 use super::store::{Footprint, GuestLimiter, StoreState};
 use super::swap::SlotResetCheck;
 use crate::catalogue::ServedModule;
@@ -30,6 +31,8 @@ pub enum InvokeError {
     FuelExhausted { module: Arc<str>, fuel: u64 },
     #[error("module '{module}' went past its memory limit of {limit} bytes")]
     MemoryExceeded { module: Arc<str>, limit: u64 },
+    #[error("module '{module}' went past the host's cap on {cap}")]
+    HostLimit { module: Arc<str>, cap: &'static str },
     #[error("module '{module}' wrote more than its output limit of {limit} bytes")]
     OutputTooLarge { module: Arc<str>, limit: u64 },
     #[error("module '{module}' did not finish within its deadline of {ms} ms")]
@@ -58,7 +61,9 @@ impl InvokeError {
             InvokeError::Trap { .. } => Outcome::Trap,
             InvokeError::Exit { .. } => Outcome::ExitError,
             InvokeError::FuelExhausted { .. } => Outcome::FuelExhausted,
-            InvokeError::MemoryExceeded { .. } => Outcome::MemoryExceeded,
+            InvokeError::MemoryExceeded { .. } | InvokeError::HostLimit { .. } => {
+                Outcome::MemoryExceeded
+            }
             InvokeError::OutputTooLarge { .. } => Outcome::OutputTooLarge,
             InvokeError::Timeout { .. } => Outcome::Timeout,
             InvokeError::Instantiate { .. } => Outcome::Unavailable,
@@ -136,6 +141,7 @@ impl Bounds {
         // only fails when metering is off, and then there is nothing to set.
         let _ = store.set_fuel(fuel);
         deadline_by_epoch(&mut store, self.deadline);
+        host_limits::cap_store(&mut store);
         store
     }
 
@@ -245,6 +251,9 @@ impl Bounds {
         }
         if store.data().limiter.memory_exceeded {
             return Err(self.memory_exceeded());
+        }
+        if let Some(cap) = host_limits::cap_hit(&error) {
+            return Err(InvokeError::HostLimit { module: name, cap });
         }
         tracing::debug!(module = %name, error = ?error, "guest trapped");
         let reason = match trap {

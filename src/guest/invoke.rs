@@ -16,7 +16,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use wasmtime::{Extern, Instance, InstancePre, ModuleExport, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder, WasiView};
 
 use super::bounds::{Bounds, Failure, InvokeError};
 use super::cgi::env::Environment;
@@ -25,6 +25,7 @@ use super::cgi::stderr::{GuestLog, LogStream};
 use super::cgi::stdin::Stdin;
 use super::cgi::stdout::Stdout;
 use super::deadline::DeadlinePassed;
+use super::host_limits::MAX_RESOURCES;
 use super::lazy_sleep::unless_past;
 use super::linkers::{CgiModule, GatewayStore, Prepared, WasiStore};
 use super::store::{Footprint, StoreState};
@@ -193,6 +194,8 @@ impl Run<'_> {
                 });
             }
         }
-        Ok(wasi.build_p1())
+        let mut ctx = wasi.build_p1();
+        ctx.ctx().table.set_max_capacity(MAX_RESOURCES);
+        Ok(ctx)
     }
 }

@@ -2,6 +2,7 @@
 //! deadline and memory and output caps, with one folder per guest ABI.
 //!
 //! - [`store`]: the store's state and the resource limiter;
+//! - [`host_limits`]: the caps on what a guest can make the host hold;
 //! - [`swap`]: what keeps a slot's swapped-out pages from reaching the next guest;
 //! - [`bounds`]: the limits every run is held to, and how its end is named;
 //! - [`deadline`]: the wall-clock deadline, enforced at epoch ticks;
@@ -15,6 +16,7 @@
 pub(crate) mod bounds;
 pub(crate) mod cgi;
 pub(crate) mod deadline;
+pub(crate) mod host_limits;
 pub(crate) mod invoke;
 pub(crate) mod lazy_sleep;
 pub(crate) mod linkers;

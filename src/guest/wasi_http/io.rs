@@ -13,6 +13,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use super::outbound::OutboundPolicy;
 use crate::catalogue::ServedModule;
 use crate::guest::cgi::stderr::{GuestLog, LogStream};
+use crate::guest::host_limits::{MAX_FIELDS_BYTES, MAX_RESOURCES};
 use crate::guest::store::StoreState;
 
 /// The store of a wasi:http component.
@@ -41,10 +42,14 @@ impl ComponentIo {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(MAX_FIELDS_BYTES);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         ComponentIo {
             wasi: wasi.build(),
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
+            http,
+            table,
             outbound: OutboundPolicy {
                 allowed: module.allowed_outbound.clone(),
                 metrics: module.shared.metrics.clone(),

@@ -10,6 +10,7 @@
 //! | `/big?bytes=N` | a chunked 200 of N bytes of `x` |
 //! | `/big-declared?bytes=N` | a 200 that declares `content-length: N` |
 //! | `/alloc?mb=N` | touches N MiB of fresh memory, then 200 `allocated N MiB` |
+//! | `/hoard?n=N&kib=K` | makes N header sets of one K KiB value each and keeps them all, then 200 `hoarded N` (a header set refused stops it early: `hoarded I, then CODE`) |
 //! | `/sleep?ms=N` | blocks N ms on a monotonic-clock pollable before answering |
 //! | `/exit?code=N` | exits with status N before answering |
 //! | `/echo-stream` | 200, then `got N\n` for each chunk of the request body as it arrives |
@@ -227,6 +228,21 @@ fn fetch(out: ResponseOutparam, query: &str) {
     }
 }
 
+/// Makes `n` header sets of one `kib` KiB value each and keeps them until it answers: the
+/// host memory a guest can make the gateway hold outside its own linear memory.
+fn hoard(out: ResponseOutparam, n: u64, kib: u64) {
+    let value = vec![b'a'; (kib * 1024) as usize];
+    let mut kept = Vec::new();
+    for i in 0..n {
+        let fields = Fields::new();
+        if let Err(e) = fields.append("x-hoard", &value) {
+            return answer(out, &format!("hoarded {i}, then {e:?}\n"));
+        }
+        kept.push(fields);
+    }
+    answer(out, &format!("hoarded {}\n", kept.len()));
+}
+
 struct Probe;
 
 impl wasi::exports::http::incoming_handler::Guest for Probe {
@@ -251,6 +267,7 @@ impl wasi::exports::http::incoming_handler::Guest for Probe {
             "big" => big(out, param(query, "bytes"), false),
             "big-declared" => big(out, param(query, "bytes"), true),
             "alloc" => alloc(out, param(query, "mb")),
+            "hoard" => hoard(out, param(query, "n"), param(query, "kib")),
             "sleep" => {
                 subscribe_duration(param(query, "ms") * 1_000_000).block();
                 answer(out, "slept\n");

@@ -54,7 +54,15 @@ struct SwapFile(PathBuf);
 impl SwapFile {
     fn on(dir: &Path) -> SwapFile {
         let path = dir.join("swapfile");
-        run("dd", &["if=/dev/zero", &format!("of={}", path.display()), "bs=1M", "count=256"]);
+        run(
+            "dd",
+            &[
+                "if=/dev/zero",
+                &format!("of={}", path.display()),
+                "bs=1M",
+                "count=256",
+            ],
+        );
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .unwrap();
         run("mkswap", &[path.to_str().unwrap()]);
@@ -100,7 +108,11 @@ fn page_out(pid: u32) -> u64 {
     // name the other process's memory, which this process never touches.
     unsafe {
         let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0);
-        assert!(pidfd >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
+        assert!(
+            pidfd >= 0,
+            "pidfd_open: {}",
+            std::io::Error::last_os_error()
+        );
         for chunk in ranges.chunks(IOVECS_PER_CALL) {
             // A mapping that went away in between fails its call; the others are paged out.
             libc::syscall(
@@ -155,9 +167,15 @@ fn with_swap_on_at_start_a_swapped_out_page_never_reaches_the_next_request() {
     for round in 0..3 {
         let (kept, swapped, (status, body)) = keep_page_out_read(&gw);
         assert_eq!(kept, (200, "stored\n".into()), "round {round}");
-        assert!(swapped > 0, "round {round}: nothing went to swap, so nothing was tried");
+        assert!(
+            swapped > 0,
+            "round {round}: nothing went to swap, so nothing was tried"
+        );
         assert_eq!(status, 200, "round {round}: {body}");
-        assert!(!body.contains(SECRET), "round {round}: the next request read the secret");
+        assert!(
+            !body.contains(SECRET),
+            "round {round}: the next request read the secret"
+        );
     }
 }
 
@@ -185,12 +203,16 @@ fn a_swap_area_turned_on_after_start_stops_the_gateway_before_a_slot_is_reused()
         if let Some(status) = gw.child.try_wait().unwrap() {
             break status;
         }
-        assert!(Instant::now() < deadline, "the gateway still runs with swap on under page scanning");
+        assert!(
+            Instant::now() < deadline,
+            "the gateway still runs with swap on under page scanning"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(!status.success(), "{status}");
     assert!(
-        gw.wait_for_log("a swap area was turned on after start").is_some(),
+        gw.wait_for_log("a swap area was turned on after start")
+            .is_some(),
         "the log says why:\n{}",
         gw.log.lock().unwrap()
     );

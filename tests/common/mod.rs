@@ -138,6 +138,17 @@ impl TestGateway {
             .text()
     }
 
+    /// The count of `wasmgate_requests_total` for `module` and `outcome` (0 before any).
+    pub async fn requests(&self, module: &str, outcome: &str) -> u64 {
+        let series =
+            format!("wasmgate_requests_total{{module=\"{module}\",outcome=\"{outcome}\"}} ");
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(&series)?.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Waits until `/metrics` has a line that starts with `line` (a series and its value).
     pub async fn wait_for_metric(&self, line: &str) {
         eventually(&format!("/metrics shows {line}"), async || {

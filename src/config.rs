@@ -41,6 +41,14 @@ const DEFAULT_STREAM_AFTER_BYTES: u64 = 64 << 10;
 const DEFAULT_STREAM_AFTER_MS: u64 = 50;
 const DEFAULT_POLL_INTERVAL_MS: u64 = 1000;
 const DEFAULT_OCI_POLL_MS: u64 = 10_000;
+/// A compile worker's wall-clock time: a 99 MB CPython build took about 200 s on 2 cores.
+const DEFAULT_COMPILE_TIMEOUT_MS: u64 = 300_000;
+/// A compile worker's CPU time, over all its threads (Cranelift compiles in parallel).
+const DEFAULT_COMPILE_CPU_MS: u64 = 600_000;
+/// A compile worker's memory: a 61 KB compile bomb needed 2.4 GiB, the examples far less.
+const DEFAULT_COMPILE_MAX_MEMORY_BYTES: u64 = 2 << 30;
+/// Compile workers running at once.
+const DEFAULT_COMPILE_WORKERS: usize = 2;
 /// The shortest interval a source may be polled at, so a typo cannot hammer a registry.
 const MIN_POLL_MS: u64 = 50;
 /// The largest linear memory a WebAssembly 32-bit module can address.
@@ -126,6 +134,27 @@ pub struct Config {
     pub oci_insecure: Vec<String>,
     /// How a pool slot's memory is reset between guests.
     pub slot_reset: SlotResetChoice,
+    /// How modules are compiled while serving (`[compile]`).
+    pub compile: CompileSettings,
+}
+
+/// How modules are compiled while serving (`[compile]`): each in a worker process of its
+/// own, under these bounds, so that no module's compile can take the gateway's memory or
+/// hold up another module's reload.
+#[derive(Debug, Clone)]
+pub struct CompileSettings {
+    /// The program started as a compile worker (`PROGRAM compile-worker ...`): the
+    /// gateway's own binary, which `wasmgate serve` sets. `None` compiles in the process
+    /// itself, as a library user, the tests and the one-shot commands do.
+    pub worker_program: Option<PathBuf>,
+    /// Wall-clock time one compile may take.
+    pub timeout: Duration,
+    /// CPU time one compile may use, over all its threads.
+    pub cpu: Duration,
+    /// Memory one compile worker may allocate.
+    pub max_memory_bytes: u64,
+    /// Compile workers running at once.
+    pub workers: usize,
 }
 
 /// Serving threads when `serve_threads` is not set: one per core this process may run on.
@@ -257,6 +286,42 @@ struct FileConfig {
     oci_insecure: Vec<String>,
     #[serde(default)]
     slot_reset: SlotResetChoice,
+    #[serde(default)]
+    compile: FileCompile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCompile {
+    timeout_ms: Option<u64>,
+    cpu_ms: Option<u64>,
+    max_memory_bytes: Option<u64>,
+    workers: Option<usize>,
+}
+
+impl FileCompile {
+    fn settings(&self) -> Result<CompileSettings, ConfigError> {
+        let settings = CompileSettings {
+            worker_program: None,
+            timeout: millis(self.timeout_ms, DEFAULT_COMPILE_TIMEOUT_MS),
+            cpu: millis(self.cpu_ms, DEFAULT_COMPILE_CPU_MS),
+            max_memory_bytes: self
+                .max_memory_bytes
+                .unwrap_or(DEFAULT_COMPILE_MAX_MEMORY_BYTES),
+            workers: self.workers.unwrap_or(DEFAULT_COMPILE_WORKERS),
+        };
+        for (key, value) in [
+            ("compile.timeout_ms", settings.timeout.as_millis() as u64),
+            ("compile.cpu_ms", settings.cpu.as_millis() as u64),
+            ("compile.max_memory_bytes", settings.max_memory_bytes),
+            ("compile.workers", settings.workers as u64),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::value(key, 0, "must be at least 1"));
+            }
+        }
+        Ok(settings)
+    }
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -424,6 +489,7 @@ fn build(file: FileConfig, overrides: Overrides) -> Result<Config, ConfigError> 
         oci_poll: poll_millis("oci_poll_ms", file.oci_poll_ms, DEFAULT_OCI_POLL_MS)?,
         oci_insecure: file.oci_insecure,
         slot_reset: file.slot_reset,
+        compile: file.compile.settings()?,
     };
     if config.max_instances == 0 {
         return Err(ConfigError::value("max_instances", 0, "must be at least 1"));
@@ -640,6 +706,26 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::from_toml(text, Overrides::default())
+    }
+
+    #[test]
+    fn compile_bounds_have_defaults_and_refuse_zero() {
+        let c = parse("").unwrap().compile;
+        assert_eq!(c.timeout, Duration::from_secs(300));
+        assert_eq!(c.cpu, Duration::from_secs(600));
+        assert_eq!(c.max_memory_bytes, 2 << 30);
+        assert_eq!(c.workers, 2);
+        assert!(c.worker_program.is_none());
+        let c = parse("[compile]\ntimeout_ms = 5000\nworkers = 1\n")
+            .unwrap()
+            .compile;
+        assert_eq!((c.timeout, c.workers), (Duration::from_secs(5), 1));
+        let err = parse("[compile]\nmax_memory_bytes = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("compile.max_memory_bytes"), "{err}");
+        let err = parse("[compile]\nthreads = 3\n").unwrap_err().to_string();
+        assert!(err.contains("threads"), "{err}");
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::catalogue::cache::CacheError;
 use crate::catalogue::loader::{Loader, module_files};
 use crate::catalogue::poll::DirectoryPoller;
 use crate::catalogue::watch::{ModuleWatcher, WatchEvents};
+use crate::catalogue::worker::CompileWorkers;
 use crate::catalogue::{ArtifactCache, Registry};
 use crate::config::{Config, WatchMode};
 use crate::http::admin::AdminService;
@@ -84,13 +85,11 @@ impl RunningGateway {
             }
         };
         let registry = Arc::new(Registry::new());
-        let loader = Loader::new(
-            runtime.compiler(cache.clone()),
-            config.clone(),
-            registry.clone(),
-            metrics.clone(),
-        )
-        .map_err(|e| StartError::Threads(e.to_string()))?;
+        let compiler = runtime
+            .compiler(cache.clone())
+            .in_workers(CompileWorkers::for_config(&config));
+        let loader = Loader::new(compiler, config.clone(), registry.clone(), metrics.clone())
+            .map_err(|e| StartError::Threads(e.to_string()))?;
         // Fail now, not in the background, if the directory cannot be listed.
         module_files(&config.modules_dir).map_err(StartError::ModulesDir)?;
         let watching = Watching::start(&config, &loader, &metrics)?;

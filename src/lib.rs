@@ -51,10 +51,12 @@ pub use catalogue::cache::CacheError;
 pub use catalogue::compile::Source;
 pub use catalogue::failure::{LoadError, LoadFailure};
 pub use commands::compile::{PrecompileError, Precompiled, Precompiler};
+pub use commands::compile_worker::compile_worker;
 pub use commands::push::{PushError, push};
 pub use commands::run::{RunBody, RunError, RunRequest, RunResponse, run_once};
 pub use config::{
-    Config, ConfigError, Limits, ModuleSettings, Overrides, SlotResetChoice, WatchMode,
+    CompileSettings, Config, ConfigError, Limits, ModuleSettings, Overrides, SlotResetChoice,
+    WatchMode,
 };
 pub use gateway::{RunningGateway, StartError};
 pub use guest::bounds::InvokeError;

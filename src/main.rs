@@ -9,7 +9,8 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use wasmgate::{
-    Config, Overrides, Precompiler, RunBody, RunRequest, RunResponse, RunningGateway, run_once,
+    Config, Overrides, Precompiler, RunBody, RunRequest, RunResponse, RunningGateway,
+    compile_worker, run_once,
 };
 
 #[global_allocator]
@@ -75,6 +76,17 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Compile the module on stdin into the cache (what `serve` starts to compile each
+    /// module in a process of its own, under the `[compile]` bounds).
+    #[command(hide = true)]
+    CompileWorker {
+        #[arg(long)]
+        cache_dir: PathBuf,
+        #[arg(long)]
+        cache_max_bytes: u64,
+        #[arg(long, action = clap::ArgAction::Set)]
+        fuel_metered: bool,
+    },
     /// Publish a module to an OCI registry (the CNCF Wasm layout) and print its manifest
     /// digest. Credentials: WASMGATE_OCI_USERNAME/PASSWORD or Docker's config.json.
     Push {
@@ -122,11 +134,16 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 
 fn main() -> Result<ExitCode> {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    // A compile worker needs no log (its stderr goes nowhere) and no async runtime.
+    if !matches!(cli.command, Command::CompileWorker { .. }) {
+        init_logging(cli.log_format);
+    }
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")
+    };
     match cli.command {
         Command::Serve {
             common,
@@ -138,8 +155,10 @@ fn main() -> Result<ExitCode> {
                 admin_listen,
                 ..common.overrides()
             };
-            let config = Config::load(common.config.as_deref(), overrides)?;
-            runtime.block_on(serve(config))?;
+            let mut config = Config::load(common.config.as_deref(), overrides)?;
+            config.compile.worker_program =
+                Some(std::env::current_exe().context("cannot find the wasmgate binary")?);
+            runtime()?.block_on(serve(config))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Compile { common } => {
@@ -169,7 +188,7 @@ fn main() -> Result<ExitCode> {
                 env,
                 body,
             };
-            let result = runtime.block_on(async {
+            let result = runtime()?.block_on(async {
                 let response = run_once(&file, config, request).await?;
                 let mut out = std::io::stdout().lock();
                 if include {
@@ -192,12 +211,17 @@ fn main() -> Result<ExitCode> {
             insecure,
         } => {
             let config = Config::load(config.as_deref(), Overrides::default())?;
-            let digest = runtime
+            let digest = runtime()?
                 .block_on(wasmgate::push(&config, &file, &target, insecure))
                 .with_context(|| format!("cannot push to {target}"))?;
             println!("{digest}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::CompileWorker {
+            cache_dir,
+            cache_max_bytes,
+            fuel_metered,
+        } => Ok(compile_worker(&cache_dir, cache_max_bytes, fuel_metered)),
     }
 }
 

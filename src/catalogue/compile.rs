@@ -21,7 +21,11 @@ use super::cache::{Artifact, ArtifactCache};
 use super::digest::Digest;
 use super::failure::LoadError;
 use super::file::FileFacts;
+use super::preflight::{self, SlotFit};
+pub(crate) use super::worker::CompileWorkers as Workers;
+use crate::config::ModuleSettings;
 use crate::guest::linkers::{Linkers, Prepared, one_line};
+use crate::guest::store::{Footprint, MAX_TABLE_ELEMENTS};
 
 /// Where a module's machine code came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -42,6 +46,31 @@ impl std::fmt::Display for Source {
     }
 }
 
+/// What a module's settings ask of its compile: wasmtime-wasi's preview1 when it has
+/// `volumes` to open, and a pool slot that holds its memory.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Needs {
+    pub has_volumes: bool,
+    pub max_memory_bytes: u64,
+}
+
+impl Needs {
+    pub(crate) fn of(settings: &ModuleSettings) -> Needs {
+        Needs {
+            has_volumes: !settings.volumes.is_empty(),
+            max_memory_bytes: settings.limits.max_memory_bytes,
+        }
+    }
+
+    fn slot_fit(self) -> SlotFit {
+        SlotFit {
+            max_memory_bytes: self.max_memory_bytes,
+            max_tables: Footprint::CORE_MODULE.tables,
+            max_table_elements: MAX_TABLE_ELEMENTS,
+        }
+    }
+}
+
 /// What compiling a module file produced.
 pub(crate) struct Compiled {
     pub(crate) facts: FileFacts,
@@ -51,12 +80,14 @@ pub(crate) struct Compiled {
     pub(crate) took: Duration,
 }
 
-/// Compiles and links modules for one engine, through the artifact cache when there is one.
+/// Compiles and links modules for one engine, through the artifact cache when there is one
+/// and in compile workers when there are some.
 #[derive(Clone)]
 pub(crate) struct Compiler {
     engine: Engine,
     linkers: Arc<Linkers>,
     cache: Option<Arc<ArtifactCache>>,
+    workers: Option<Arc<Workers>>,
 }
 
 impl Compiler {
@@ -69,23 +100,39 @@ impl Compiler {
             engine,
             linkers,
             cache,
+            workers: None,
         }
     }
 
-    /// Compiles and links `bytes` (whose `facts` the caller computed); `has_volumes` links
-    /// it against wasmtime-wasi, which can open them. Blocking: call it off the async
-    /// runtime.
+    /// This compiler, compiling in `workers`, which leave what they compile in the cache.
+    /// Without a cache there is nowhere for them to leave it, and it compiles in-process.
+    pub(crate) fn in_workers(self, workers: Option<Workers>) -> Self {
+        Compiler {
+            workers: workers.filter(|_| self.cache.is_some()).map(Arc::new),
+            ..self
+        }
+    }
+
+    /// Whether modules the cache does not hold are compiled in worker processes.
+    pub(crate) fn compiles_in_workers(&self) -> bool {
+        self.workers.is_some()
+    }
+
+    /// Checks, compiles and links `bytes` (whose `facts` the caller computed) as its
+    /// settings' `needs` ask. Blocking: call it off the async runtime.
     pub(crate) fn compile(
         &self,
         bytes: &[u8],
         facts: FileFacts,
-        has_volumes: bool,
+        needs: Needs,
     ) -> Result<Compiled, LoadError> {
         let started = Instant::now();
-        let (prepared, source) = match facts.abi.ok_or(LoadError::NotWasm)? {
+        let abi = facts.abi.ok_or(LoadError::NotWasm)?;
+        preflight::check(bytes, abi, self.linkers.cgi_imports(), needs.slot_fit())?;
+        let (prepared, source) = match abi {
             Abi::Cgi => {
                 let (module, source) = self.machine_code::<Module>(&facts.digest, bytes)?;
-                (self.linkers.link(&module, has_volumes)?, source)
+                (self.linkers.link(&module, needs.has_volumes)?, source)
             }
             Abi::WasiHttp => {
                 let (component, source) = self.machine_code::<Component>(&facts.digest, bytes)?;
@@ -101,9 +148,10 @@ impl Compiler {
     }
 
     /// The machine code of a module or component: from the cache when a sound artifact is
-    /// there, compiled (and then cached) otherwise. Bytes that are not WebAssembly at all
-    /// were refused before wasmtime sees them, since its message would quote them (and
-    /// they may be any file's, through a symlink).
+    /// there; compiled otherwise, by a worker into the cache and then loaded from it, or
+    /// here and then cached. Bytes that are not WebAssembly at all were refused before
+    /// wasmtime sees them, since its message would quote them (and they may be any
+    /// file's, through a symlink).
     fn machine_code<A: Compile>(
         &self,
         digest: &Digest,
@@ -115,6 +163,13 @@ impl Compiler {
             .and_then(|c| c.get::<A>(&self.engine, digest))
         {
             return Ok((artifact, Source::Cache));
+        }
+        if let (Some(workers), Some(cache)) = (&self.workers, &self.cache) {
+            workers.compile(bytes)?;
+            let artifact = cache.get::<A>(&self.engine, digest).ok_or_else(|| {
+                LoadError::Compile("the compile worker left no usable artifact".into())
+            })?;
+            return Ok((artifact, Source::Compiled));
         }
         let artifact = A::from_binary(&self.engine, bytes)
             .map_err(|e| LoadError::Compile(one_line(&format!("{e:#}"))))?;

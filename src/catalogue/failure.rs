@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::file::{FileFacts, ReadError};
+use super::preflight::Refusal;
 use crate::guest::linkers::LinkError;
 use crate::sources::oci::SourceError;
 
@@ -17,8 +18,13 @@ pub enum LoadError {
     NotWasm,
     #[error("cannot compile the module: {0}")]
     Compile(String),
+    /// A compile worker went past one of the `[compile]` bounds.
+    #[error("cannot compile the module within its bounds: {0}")]
+    CompileBound(String),
     #[error(transparent)]
     Link(#[from] LinkError),
+    #[error("cannot serve the module: {0}")]
+    Refused(#[from] Refusal),
     #[error(transparent)]
     Source(#[from] SourceError),
 }

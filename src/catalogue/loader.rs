@@ -13,7 +13,8 @@
 //! [`RELOAD_NICENESS`]); wasmtime's parallel compilation then stays inside that pool. A
 //! storm of reloads so leaves a core, and the scheduler's preference, to the requests:
 //! measured in BENCHMARKS.md, the p99 of a steady load while a module is recompiled every
-//! 100 ms.
+//! 100 ms. When modules compile in worker processes (`serve`), a reload waits for its
+//! worker on tokio's blocking pool instead, so a long compile holds up no other module's.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use tokio::sync::{Mutex, Semaphore};
 
-use super::compile::{Compiler, Source};
+use super::compile::{Compiler, Needs, Source};
 use super::digest::Digest;
 use super::failure::{LoadError, LoadFailure};
 use super::file::{FileFacts, ReadLimits, module_path, read_module_file};
@@ -122,22 +123,17 @@ impl Loader {
         let origin = Origin::file(name);
         // The outcome is in the registry; a file has nobody else to tell.
         let _ = self
-            .load(
-                name,
-                phase,
-                origin,
-                move |compiler, current, has_volumes| {
-                    let limits = ReadLimits {
-                        within: Some(&dir),
-                        max_bytes,
-                    };
-                    match read_module_file(&path, limits) {
-                        Ok(bytes) => compile_if_changed(compiler, &bytes, current, has_volumes),
-                        Err(_) if !path.exists() => Step::Gone,
-                        Err(error) => Step::Failed(LoadFailure::new(None, error.into())),
-                    }
-                },
-            )
+            .load(name, phase, origin, move |compiler, current, needs| {
+                let limits = ReadLimits {
+                    within: Some(&dir),
+                    max_bytes,
+                };
+                match read_module_file(&path, limits) {
+                    Ok(bytes) => compile_if_changed(compiler, &bytes, current, needs),
+                    Err(_) if !path.exists() => Step::Gone,
+                    Err(error) => Step::Failed(LoadFailure::new(None, error.into())),
+                }
+            })
             .await;
     }
 
@@ -150,14 +146,9 @@ impl Loader {
         origin: Origin,
         phase: Phase,
     ) -> Result<(), LoadError> {
-        self.load(
-            name,
-            phase,
-            origin,
-            move |compiler, current, has_volumes| {
-                compile_if_changed(compiler, &bytes, current, has_volumes)
-            },
-        )
+        self.load(name, phase, origin, move |compiler, current, needs| {
+            compile_if_changed(compiler, &bytes, current, needs)
+        })
         .await
     }
 
@@ -182,19 +173,24 @@ impl Loader {
         job: F,
     ) -> Result<(), LoadError>
     where
-        F: FnOnce(&Compiler, Option<Digest>, bool) -> Step + Send + 'static,
+        F: FnOnce(&Compiler, Option<Digest>, Needs) -> Step + Send + 'static,
     {
         let lock = self.locks.entry(name.to_string()).or_default().clone();
         let _guard = lock.lock().await;
         let current = self.registry.current_digest(name);
         let compiler = self.compiler.clone();
-        let has_volumes = !self.config.module_settings(name).volumes.is_empty();
-        let job = move || job(&compiler, current, has_volumes);
+        let needs = Needs::of(&self.config.module_settings(name));
+        let job = move || job(&compiler, current, needs);
         let outcome = match phase {
             Phase::Startup => {
                 let Ok(_permit) = self.startup_compiles.acquire().await else {
                     return Err(stopped());
                 };
+                tokio::task::spawn_blocking(job).await.ok()
+            }
+            // The compile itself runs in a worker process, at the lowest priority: waiting
+            // for it must not hold up the reload of another module.
+            Phase::Reload if self.compiler.compiles_in_workers() => {
                 tokio::task::spawn_blocking(job).await.ok()
             }
             Phase::Reload => {
@@ -301,13 +297,13 @@ fn compile_if_changed(
     compiler: &Compiler,
     bytes: &[u8],
     current: Option<Digest>,
-    has_volumes: bool,
+    needs: Needs,
 ) -> Step {
     let facts = FileFacts::of(bytes);
     if current == Some(facts.digest) {
         return Step::Unchanged;
     }
-    match compiler.compile(bytes, facts.clone(), has_volumes) {
+    match compiler.compile(bytes, facts.clone(), needs) {
         Ok(compiled) => Step::Compiled(Box::new(compiled)),
         Err(error) => Step::Failed(LoadFailure::new(Some(facts), error)),
     }

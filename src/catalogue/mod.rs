@@ -6,7 +6,9 @@
 //! - [`loader`]: one module file at a time, to a new version or a recorded failure;
 //! - [`file`], [`digest`], [`name`]: what a module file is and what it may be called;
 //! - [`abi`]: whether it is a CGI module or a wasi:http component, by its header;
+//! - [`preflight`]: what is refused before compiling, in milliseconds;
 //! - [`compile`] and [`cache`]: bytes to a prepared module, through the artifact cache;
+//!   [`worker`]: the compile itself, in a process of its own while serving;
 //! - [`served`] and [`registry`]: what requests find, by name;
 //! - [`failure`]: why a file could not be loaded.
 
@@ -19,9 +21,11 @@ pub(crate) mod file;
 pub(crate) mod loader;
 pub(crate) mod name;
 pub(crate) mod poll;
+pub(crate) mod preflight;
 pub(crate) mod registry;
 pub(crate) mod served;
 pub(crate) mod watch;
+pub(crate) mod worker;
 
 pub(crate) use cache::ArtifactCache;
 pub(crate) use registry::Registry;

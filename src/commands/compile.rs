@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::catalogue::ArtifactCache;
 use crate::catalogue::cache::CacheError;
-use crate::catalogue::compile::{Compiler, Source};
+use crate::catalogue::compile::{Compiler, Needs, Source};
 use crate::catalogue::digest::Digest;
 use crate::catalogue::failure::LoadError;
 use crate::catalogue::file::{FileFacts, ReadLimits, module_path, read_module_file};
@@ -73,10 +73,10 @@ impl Precompiler {
             max_bytes: self.config.max_module_bytes,
         };
         let bytes = read_module_file(&module_path(dir, name), limits)?;
-        let has_volumes = !self.config.module_settings(name).volumes.is_empty();
+        let needs = Needs::of(&self.config.module_settings(name));
         let compiled = self
             .compiler
-            .compile(&bytes, FileFacts::of(&bytes), has_volumes)?;
+            .compile(&bytes, FileFacts::of(&bytes), needs)?;
         Ok(Precompiled {
             digest: compiled.facts.digest,
             source: compiled.source,

@@ -4,14 +4,18 @@
 //! Linking happens once per module, at load, into a [`Prepared`] guest that every request
 //! instantiates.
 
+use std::collections::HashSet;
+
 use wasmtime::component::Component;
-use wasmtime::{Engine, ExternType, InstancePre, Linker, Module, ModuleExport};
+use wasmtime::{Engine, ExternType, InstancePre, Linker, Module, ModuleExport, Store};
+use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use super::cgi::preview1::{self, Preview1, RequestIo};
 use super::log;
-use super::store::StoreState;
+use super::store::{Footprint, GuestLimiter, StoreState};
+use super::swap::SlotResetCheck;
 use super::wasi_http::io::ComponentStore;
 use crate::catalogue::abi::Abi;
 
@@ -83,6 +87,9 @@ pub(crate) struct Linkers {
     gateway: Linker<GatewayStore>,
     wasi: Linker<WasiStore>,
     component: wasmtime::component::Linker<ComponentStore>,
+    /// The functions a CGI module may import, as (module, name): wasmtime-wasi's linker
+    /// has every one the gateway's own has, and more.
+    cgi_imports: HashSet<(String, String)>,
 }
 
 impl Linkers {
@@ -96,11 +103,18 @@ impl Linkers {
         let mut component = wasmtime::component::Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut component)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut component)?;
+        let cgi_imports = defined_functions(engine, &wasi);
         Ok(Linkers {
             gateway,
             wasi,
             component,
+            cgi_imports,
         })
+    }
+
+    /// The functions a CGI module may import, as (module, name).
+    pub(crate) fn cgi_imports(&self) -> &HashSet<(String, String)> {
+        &self.cgi_imports
     }
 
     /// Links `module` against the implementation it needs (wasmtime-wasi when it has
@@ -134,6 +148,23 @@ impl Linkers {
             .map_err(|e| LinkError::NoHttpHandler(one_line(&format!("{e:#}"))))?;
         Ok(Prepared::Http(proxy))
     }
+}
+
+/// The functions `linker` defines, as (module, name). Listing them takes a store, which
+/// holds nothing here and is dropped at once.
+fn defined_functions(engine: &Engine, linker: &Linker<WasiStore>) -> HashSet<(String, String)> {
+    let state = StoreState {
+        io: WasiCtxBuilder::new().build_p1(),
+        limiter: GuestLimiter::new(0, Footprint::CORE_MODULE),
+        module: "".into(),
+        _reset_check: SlotResetCheck,
+    };
+    let mut store = Store::new(engine, state);
+    linker
+        .iter(&mut store)
+        .filter(|(_, _, item)| item.clone().into_func().is_some())
+        .map(|(module, name, _)| (module.to_string(), name.to_string()))
+        .collect()
 }
 
 /// `module`'s export `name`, when it is of the kind `is_kind` accepts.

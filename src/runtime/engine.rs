@@ -18,8 +18,8 @@ use std::fmt;
 use wasmtime::{Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 use crate::config::{Config, SlotResetChoice};
-use crate::guest::swap::{self, SwapReach};
 use crate::guest::store::{Footprint, MAX_TABLE_ELEMENTS};
+use crate::guest::swap::{self, SwapReach};
 
 /// Memory and table bytes a pool slot keeps resident between instances.
 const KEEP_RESIDENT_BYTES: usize = 64 * 1024;
@@ -122,6 +122,11 @@ fn slot_resets(choice: SlotResetChoice) -> (&'static [SlotReset], SwapReach) {
         SlotResetChoice::Memset => &[SlotReset::Memset],
     };
     (resets, reach)
+}
+
+/// The engine of a compile worker: the gateway's settings, on-demand allocation.
+pub(crate) fn for_worker(fuel_metered: bool) -> Result<Engine, String> {
+    Engine::new(&base_config(None, fuel_metered)).map_err(|e| format!("{e:#}"))
 }
 
 fn base_config(pool: Option<PoolingAllocationConfig>, fuel: bool) -> wasmtime::Config {

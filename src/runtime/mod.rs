@@ -15,7 +15,7 @@ use ticker::EpochTicker;
 
 use crate::catalogue::ArtifactCache;
 use crate::catalogue::ServedModule;
-use crate::catalogue::compile::Compiler;
+use crate::catalogue::compile::{Compiler, Needs};
 use crate::catalogue::failure::LoadFailure;
 use crate::catalogue::file::FileFacts;
 use crate::catalogue::served::ModuleShared;
@@ -32,6 +32,13 @@ pub enum RuntimeError {
     Linkers(String),
     #[error("cannot start the epoch ticker: {0}")]
     Ticker(std::io::Error),
+}
+
+/// The engine a compile worker compiles with: the gateway's, with on-demand allocation,
+/// which compiles the same machine code as the pool (the artifact cache's fingerprint
+/// says so).
+pub(crate) fn worker_engine(fuel_metered: bool) -> Result<Engine, RuntimeError> {
+    engine::for_worker(fuel_metered).map_err(RuntimeError::Engine)
 }
 
 /// The engine, its ticker and the linkers. Deadlines are enforced while it lives.
@@ -76,7 +83,7 @@ impl GuestRuntime {
         let facts = FileFacts::of(bytes);
         let compiled = self
             .compiler(None)
-            .compile(bytes, facts.clone(), !settings.volumes.is_empty())
+            .compile(bytes, facts.clone(), Needs::of(&settings))
             .map_err(|error| LoadFailure::new(Some(facts), error))?;
         let shared = ModuleShared::new(
             Metrics::disabled().module(name),

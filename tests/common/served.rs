@@ -15,6 +15,7 @@ pub struct Served {
     pub child: Child,
     pub log: Arc<Mutex<String>>,
     pub public: String,
+    pub admin: String,
     pub dir: tempfile::TempDir,
 }
 
@@ -95,12 +96,17 @@ impl Served {
             child,
             log,
             public: String::new(),
+            admin: String::new(),
             dir,
         };
         let serving = served.wait_for_log("serving").expect("serving line");
         served.public = field(&serving, "public_addr")
             .or_else(|| json_field(&serving, "public_addr"))
             .expect("the public address in the serving line");
+        let listening = served.wait_for_log("listening").expect("listening line");
+        served.admin = field(&listening, "admin")
+            .or_else(|| json_field(&listening, "admin"))
+            .expect("the admin address in the listening line");
         served
     }
 
@@ -125,28 +131,24 @@ impl Served {
         self.request("GET", path, "")
     }
 
-    /// One request on a connection of its own; the status is 0 when there was no
-    /// response (the connection was refused or closed first).
+    /// One request to the public listener (see [`request_to`]).
     pub fn request(&self, method: &str, path: &str, body: &str) -> (u16, String) {
-        let Ok(mut stream) = std::net::TcpStream::connect(&self.public) else {
-            return (0, String::new());
-        };
-        let length = match body.len() {
-            0 => String::new(),
-            n => format!("Content-Length: {n}\r\n"),
-        };
-        let _ = write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{length}\r\n{body}"
-        );
-        let mut out = String::new();
-        let _ = std::io::Read::read_to_string(&mut stream, &mut out);
-        let status = raw_status(&out).unwrap_or(0);
-        let body = out
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        (status, body)
+        request_to(&self.public, method, path, body)
+    }
+
+    /// GET on the admin listener.
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        request_to(&self.admin, "GET", path, "")
+    }
+
+    /// The admin listener's `/modules` entry of module `name`.
+    pub fn module(&self, name: &str) -> serde_json::Value {
+        let (_, body) = self.admin_get("/modules");
+        let modules: serde_json::Value = serde_json::from_str(&body).expect("/modules is JSON");
+        modules
+            .as_array()
+            .and_then(|all| all.iter().find(|m| m["name"] == name).cloned())
+            .unwrap_or_default()
     }
 
     pub fn terminate(mut self) -> std::process::ExitStatus {
@@ -189,3 +191,26 @@ pub fn field(line: &str, name: &str) -> Option<String> {
     Some(line[start..].split_whitespace().next()?.to_string())
 }
 
+/// One request to `addr` on a connection of its own; the status is 0 when there was no
+/// response (the connection was refused or closed first).
+fn request_to(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    let length = match body.len() {
+        0 => String::new(),
+        n => format!("Content-Length: {n}\r\n"),
+    };
+    let _ = write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{length}\r\n{body}"
+    );
+    let mut out = String::new();
+    let _ = std::io::Read::read_to_string(&mut stream, &mut out);
+    let status = raw_status(&out).unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}

@@ -145,7 +145,7 @@ def check_systemd():
         r = subprocess.run(["systemd-analyze", "verify", path], capture_output=True, text=True)
         check("systemd-analyze verify accepts the unit", r.returncode == 0 and not r.stderr.strip(), r.stderr)
     check("the unit drains on SIGTERM and precompiles before start",
-          "KillSignal=SIGTERM" in unit and "ExecStartPre=/usr/local/bin/wasmgate compile" in unit)
+          "KillSignal=SIGTERM" in unit and "ExecStartPre=-/usr/local/bin/wasmgate compile" in unit)
 
 
 def check_dockerfile():

@@ -156,13 +156,13 @@ fn main() -> Result<ExitCode> {
                 ..common.overrides()
             };
             let mut config = Config::load(common.config.as_deref(), overrides)?;
-            config.compile.worker_program =
-                Some(std::env::current_exe().context("cannot find the wasmgate binary")?);
+            config.compile.worker_program = Some(worker_program()?);
             runtime()?.block_on(serve(config))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Compile { common } => {
-            let config = Config::load(common.config.as_deref(), common.overrides())?;
+            let mut config = Config::load(common.config.as_deref(), common.overrides())?;
+            config.compile.worker_program = Some(worker_program()?);
             compile(&config)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -223,6 +223,11 @@ fn main() -> Result<ExitCode> {
             fuel_metered,
         } => Ok(compile_worker(&cache_dir, cache_max_bytes, fuel_metered)),
     }
+}
+
+/// The program `serve` and `compile` start as compile workers: this binary.
+fn worker_program() -> Result<PathBuf> {
+    std::env::current_exe().context("cannot find the wasmgate binary")
 }
 
 async fn serve(config: Config) -> Result<()> {

@@ -14,6 +14,7 @@ use crate::catalogue::digest::Digest;
 use crate::catalogue::failure::LoadError;
 use crate::catalogue::file::{FileFacts, ReadLimits, module_path, read_module_file};
 use crate::catalogue::loader::module_files;
+use crate::catalogue::worker::CompileWorkers;
 use crate::config::Config;
 use crate::runtime::{AllocatorChoice, GuestRuntime, RuntimeError};
 
@@ -53,7 +54,9 @@ impl Precompiler {
             ArtifactCache::open(&config.cache_dir, runtime.engine(), config.cache_max_bytes)?;
         let names = module_files(&config.modules_dir).map_err(PrecompileError::ModulesDir)?;
         Ok(Precompiler {
-            compiler: runtime.compiler(Some(Arc::new(cache))),
+            compiler: runtime
+                .compiler(Some(Arc::new(cache)))
+                .in_workers(CompileWorkers::for_config(config)),
             config: config.clone(),
             names,
             _runtime: runtime,

@@ -137,10 +137,10 @@ impl CompileWorkers {
             return Err(LoadError::Compile(reason.trim().to_string()));
         }
         match status.signal() {
-            // Past the soft CPU limit, then the hard one.
-            Some(s) if s == Signal::XCPU.as_raw() || s == Signal::KILL.as_raw() => {
-                Err(self.past(Bound::Cpu))
-            }
+            // Past the soft CPU limit.
+            Some(s) if s == Signal::XCPU.as_raw() => Err(self.past(Bound::Cpu)),
+            // Past the hard one (a second later), or chosen by the OOM killer.
+            Some(s) if s == Signal::KILL.as_raw() => Err(self.past(Bound::CpuOrKernel)),
             // An allocation refused by RLIMIT_DATA aborts the worker.
             Some(s) if s == Signal::ABORT.as_raw() => Err(self.past(Bound::Memory)),
             _ => Err(LoadError::Compile(format!(
@@ -160,6 +160,11 @@ impl CompileWorkers {
                 "compiling used more CPU time than compile.cpu_ms ({} ms)",
                 s.cpu.as_millis()
             ),
+            Bound::CpuOrKernel => format!(
+                "the compile worker was killed: past compile.cpu_ms ({} ms), or by the \
+                 kernel's OOM killer",
+                s.cpu.as_millis()
+            ),
             Bound::Memory => format!(
                 "compiling needed more memory than compile.max_memory_bytes ({} bytes)",
                 s.max_memory_bytes
@@ -172,6 +177,8 @@ impl CompileWorkers {
 enum Bound {
     Time,
     Cpu,
+    /// Killed outright: past the hard CPU limit, or by the OOM killer.
+    CpuOrKernel,
     Memory,
 }
 

@@ -225,10 +225,20 @@ fn main() -> Result<ExitCode> {
     }
 }
 
-/// The program `serve` and `compile` start as compile workers: this binary.
+/// The program `serve` and `compile` start as compile workers: this very binary, through
+/// `/proc/self/exe`, which a child resolves to the file its parent runs even after an
+/// upgrade replaced it on disk (a newer binary's engine would write artifacts this gateway
+/// cannot load); elsewhere, the binary's path.
 fn worker_program() -> Result<PathBuf> {
+    let own = PathBuf::from(OWN_EXE);
+    if own.exists() {
+        return Ok(own);
+    }
     std::env::current_exe().context("cannot find the wasmgate binary")
 }
+
+/// What the running process's own binary is, on Linux.
+const OWN_EXE: &str = "/proc/self/exe";
 
 async fn serve(config: Config) -> Result<()> {
     let gateway = RunningGateway::start(config).await?;

@@ -167,3 +167,28 @@ fn a_module_that_cannot_be_served_is_refused_before_it_is_compiled() {
         .to_string();
     assert!(error.contains("wasi:http handler"), "{error}");
 }
+
+#[test]
+fn workers_run_the_gateways_own_binary_even_after_an_upgrade_replaced_it_on_disk() {
+    // A copy of the binary, replaced on disk once the gateway runs, as a package upgrade
+    // does before the restart: a worker started from the path would run the new file.
+    let bin_dir = tempfile::tempdir().unwrap();
+    let program = bin_dir.path().join("wasmgate");
+    std::fs::copy(common::served::BIN, &program).unwrap();
+    let hello = vec![("hello".to_string(), hello_saying("hello"))];
+    let gw = Served::start_program(&program, &hello, &[], "", &[]);
+    write_atomically(&program, b"#!/bin/sh\nexit 1\n");
+    std::fs::set_permissions(
+        &program,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let modules = gw.dir.path().join("modules");
+    write_atomically(
+        &modules.join("after.wasm"),
+        &hello_saying("compiled after the upgrade"),
+    );
+    wait_until(Duration::from_secs(5), "the new module serves", || {
+        gw.get("/after").1 == "compiled after the upgrade\n"
+    });
+}

@@ -2,6 +2,7 @@
 //! environment, its signals, its exit status.
 
 use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -54,6 +55,17 @@ impl Served {
         config: &str,
         args: &[&str],
     ) -> Served {
+        Self::start_program(Path::new(BIN), modules, env, config, args)
+    }
+
+    /// Runs `program` (a copy of the wasmgate binary, say) as `start_bytes` runs wasmgate.
+    pub fn start_program(
+        program: &Path,
+        modules: &[(String, Vec<u8>)],
+        env: &[(&str, &str)],
+        config: &str,
+        args: &[&str],
+    ) -> Served {
         let dir = tempfile::tempdir().unwrap();
         let config_file = dir.path().join("wasmgate.toml");
         std::fs::write(&config_file, config).unwrap();
@@ -62,7 +74,7 @@ impl Served {
         for (name, wasm) in modules {
             std::fs::write(modules_dir.join(format!("{name}.wasm")), wasm).unwrap();
         }
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(program)
             .args([
                 "serve",
                 "--listen",

@@ -816,6 +816,14 @@ mod tests {
             .to_string();
         assert!(e.contains("modules.api.allowed_outbound_hosts"), "{e}");
         assert!(e.contains("\"http://x/api\""), "{e}");
+        for entry in ["http://127.0.0.1:abc", "http://127.0.0.1:70000"] {
+            let e = parse(&format!(
+                "[modules.api]\nallowed_outbound_hosts = [{entry:?}]"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(entry) && e.contains("port"), "{e}");
+        }
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub enum AllowedHostError {
     Scheme,
     Extra,
     Wildcard,
+    Port,
 }
 
 impl AllowedHostError {
@@ -39,6 +40,7 @@ impl AllowedHostError {
                 "must be a scheme, a host and a port only (no user, path or query)"
             }
             AllowedHostError::Wildcard => "has a wildcard: list each destination on its own",
+            AllowedHostError::Port => "has a port that is not a number from 1 to 65535",
         }
     }
 }
@@ -67,7 +69,7 @@ impl AllowedHost {
         Ok(AllowedHost {
             https,
             host: authority.host().to_ascii_lowercase(),
-            port: authority.port_u16().unwrap_or(default_port(https)),
+            port: port_of(authority, https)?,
         })
     }
 
@@ -88,6 +90,23 @@ fn is_host(host: &str) -> bool {
         && host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+}
+
+/// The entry's port: the scheme's default when it names none; refused when it is not a
+/// number from 1 to 65535 (`http::Uri` takes `:abc`, `:70000` and a bare `:` as no port,
+/// and the request would only fail later, at name resolution). The authority has no user
+/// part here, so it is the host, then the port if any.
+fn port_of(authority: &http::uri::Authority, https: bool) -> Result<u16, AllowedHostError> {
+    let after_host = &authority.as_str()[authority.host().len()..];
+    match after_host.strip_prefix(':') {
+        None if after_host.is_empty() => Ok(default_port(https)),
+        Some(port) => port
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or(AllowedHostError::Port),
+        None => Err(AllowedHostError::Port),
+    }
 }
 
 fn default_port(https: bool) -> u16 {
@@ -183,6 +202,10 @@ mod tests {
             ("http://example.com/?x=1", Extra),
             ("http://*.example.com", Wildcard),
             ("http://exa_mple.com", NotUrl),
+            ("http://evil@127.0.0.1:9", Extra),
+            ("http://127.0.0.1:abc", Port),
+            ("http://127.0.0.1:70000", Port),
+            ("http://127.0.0.1:", Port),
         ] {
             assert_eq!(AllowedHost::parse(entry), Err(why), "{entry}");
         }

@@ -90,6 +90,8 @@ impl ConfigError {
 pub struct Config {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
+    /// Names the admin listener answers besides IP addresses and `localhost`, lowercased.
+    pub admin_hosts: Vec<String>,
     pub modules_dir: PathBuf,
     pub cache_dir: PathBuf,
     /// Pool slots: guests running at once, across all modules.
@@ -258,6 +260,8 @@ pub struct Overrides {
 struct FileConfig {
     listen: Option<String>,
     admin_listen: Option<String>,
+    #[serde(default)]
+    admin_hosts: Vec<String>,
     modules_dir: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
     max_instances: Option<u32>,
@@ -458,6 +462,11 @@ fn build(file: FileConfig, overrides: Overrides) -> Result<Config, ConfigError> 
             "admin_listen",
             DEFAULT_ADMIN_LISTEN,
         )?,
+        admin_hosts: file
+            .admin_hosts
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect(),
         modules_dir: overrides
             .modules_dir
             .or(file.modules_dir)

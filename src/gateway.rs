@@ -109,6 +109,7 @@ impl RunningGateway {
         let admin_service = Arc::new(AdminService {
             slots: slots.clone(),
             max_instances: config.max_instances as usize,
+            admin_hosts: config.admin_hosts.clone(),
             registry: registry.clone(),
             shutdown: shutdown.clone(),
             metrics: metrics.clone(),

@@ -455,3 +455,30 @@ async fn modules_using_exceptions_gc_and_tail_calls_are_served() {
     still_serves(&gw).await;
     gw.stop().await;
 }
+
+/// The admin listener answers only addresses, `localhost` and its `admin_hosts`, so that a
+/// web page cannot read `/modules` and `/metrics` through DNS rebinding.
+#[tokio::test]
+async fn the_admin_listener_answers_only_its_own_hosts() {
+    let mut gw =
+        TestGateway::start(&[("hello", "hello")], "admin_hosts = [\"GW.internal\"]\n").await;
+    let status = |host: &'static str| {
+        let admin = gw.admin;
+        async move {
+            let request =
+                format!("GET /modules HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+            common::raw_status(&common::raw(admin, request.as_bytes()).await)
+        }
+    };
+    assert_eq!(status("rebind.attacker.example:9180").await, Some(421));
+    assert_eq!(status("localhost.attacker.example").await, Some(421));
+    for host in [
+        "127.0.0.1:9180",
+        "localhost:9180",
+        "[::1]",
+        "gw.internal:9180",
+    ] {
+        assert_eq!(status(host).await, Some(200), "{host}");
+    }
+    gw.stop().await;
+}

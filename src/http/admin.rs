@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 
 use tokio::sync::Semaphore;
 
+use super::admin_host;
 use super::listener::ConnInfo;
 use super::reply::text_response;
 use super::status_page;
@@ -33,6 +34,8 @@ pub(crate) struct AdminService {
     /// The pool's slot semaphore and size, to report the slots in use.
     pub(crate) slots: Arc<Semaphore>,
     pub(crate) max_instances: usize,
+    /// Names besides addresses and `localhost` the listener answers (`admin_hosts`).
+    pub(crate) admin_hosts: Vec<String>,
 }
 
 impl AdminService {
@@ -41,6 +44,12 @@ impl AdminService {
         req: Request<Incoming>,
         _conn: ConnInfo,
     ) -> Response<Full<Bytes>> {
+        if !admin_host::answers(req.headers(), &self.admin_hosts) {
+            return text_response(
+                StatusCode::MISDIRECTED_REQUEST,
+                "this Host is not the admin listener's (see admin_hosts)",
+            );
+        }
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return text_response(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here");
         }

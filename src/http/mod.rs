@@ -1,9 +1,11 @@
 //! The HTTP side: the accept loop shared by both listeners (and its serving threads, each
 //! pinned to a core when there is one per core), the public handler that routes
-//! `/NAME/...` to a module, request bodies within their limits, the admin endpoints, and
+//! `/NAME/...` to a module, request bodies within their limits, the admin endpoints (and
+//! the `Host` values they answer), and
 //! the gateway's own short replies.
 
 pub(crate) mod admin;
+pub(crate) mod admin_host;
 pub(crate) mod body;
 pub(crate) mod cores;
 pub(crate) mod hop_by_hop;

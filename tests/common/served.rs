@@ -215,7 +215,7 @@ fn request_to(addr: &str, method: &str, path: &str, body: &str) -> (u16, String)
     };
     let _ = write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{length}\r\n{body}"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{length}\r\n{body}"
     );
     let mut out = String::new();
     let _ = std::io::Read::read_to_string(&mut stream, &mut out);

@@ -15,9 +15,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::catalogue::cache::CacheError;
 use crate::catalogue::loader::{Loader, module_files};
 use crate::catalogue::poll::DirectoryPoller;
+use crate::catalogue::private_dir::{CacheError, PrivateDir};
 use crate::catalogue::watch::{ModuleWatcher, WatchEvents};
 use crate::catalogue::worker::CompileWorkers;
 use crate::catalogue::{ArtifactCache, Registry};
@@ -72,17 +72,15 @@ impl RunningGateway {
             Metrics::disabled()
         };
         metrics.set_pool_slots(config.max_instances);
-        let cache = match ArtifactCache::open(
-            &config.cache_dir,
-            runtime.engine(),
-            config.cache_max_bytes,
-        ) {
-            Ok(cache) => Some(Arc::new(cache)),
-            Err(e @ CacheError::Unsafe { .. }) => return Err(StartError::Cache(e)),
-            Err(e) => {
-                tracing::warn!(error = %e, "the compiled-module cache cannot be used; every start compiles");
-                None
-            }
+        let cache_dir = usable(PrivateDir::open(&config.cache_dir))?;
+        let cache = match &cache_dir {
+            Some(root) => usable(ArtifactCache::open(
+                root,
+                runtime.engine(),
+                config.cache_max_bytes,
+            ))?
+            .map(Arc::new),
+            None => None,
         };
         let registry = Arc::new(Registry::new());
         let compiler = runtime
@@ -93,7 +91,13 @@ impl RunningGateway {
         // Fail now, not in the background, if the directory cannot be listed.
         module_files(&config.modules_dir).map_err(StartError::ModulesDir)?;
         let watching = Watching::start(&config, &loader, &metrics)?;
-        let sources = OciSources::new(&config, loader.clone(), registry.clone(), metrics.clone());
+        let sources = OciSources::new(
+            &config,
+            cache_dir.as_ref(),
+            loader.clone(),
+            registry.clone(),
+            metrics.clone(),
+        );
 
         let public = bind("public", config.listen).await?;
         let admin = bind("admin", config.admin_listen).await?;
@@ -259,4 +263,18 @@ fn local_addr(
 ) -> Result<SocketAddr, StartError> {
     l.local_addr()
         .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+/// What was opened in `cache_dir`, or `None` (with a warning: every start then compiles)
+/// when it cannot be created or read; an error when it is not safe to load native code
+/// from.
+fn usable<T>(opened: Result<T, CacheError>) -> Result<Option<T>, StartError> {
+    match opened {
+        Ok(opened) => Ok(Some(opened)),
+        Err(e @ CacheError::Io(_)) => {
+            tracing::warn!(error = %e, "the compiled-module cache cannot be used; every start compiles");
+            Ok(None)
+        }
+        Err(e) => Err(StartError::Cache(e)),
+    }
 }

@@ -47,9 +47,9 @@ mod sources;
 
 pub use catalogue::ServedModule;
 pub use catalogue::abi::Abi;
-pub use catalogue::cache::CacheError;
 pub use catalogue::compile::Source;
 pub use catalogue::failure::{LoadError, LoadFailure};
+pub use catalogue::private_dir::CacheError;
 pub use commands::compile::{PrecompileError, Precompiled, Precompiler};
 pub use commands::compile_worker::compile_worker;
 pub use commands::push::{PushError, push};

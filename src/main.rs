@@ -80,8 +80,9 @@ enum Command {
     /// module in a process of its own, under the `[compile]` bounds).
     #[command(hide = true)]
     CompileWorker {
+        /// The cache's directory, as a descriptor inherited from the gateway.
         #[arg(long)]
-        cache_dir: PathBuf,
+        cache_fd: i32,
         #[arg(long)]
         cache_max_bytes: u64,
         #[arg(long, action = clap::ArgAction::Set)]
@@ -218,10 +219,10 @@ fn main() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::CompileWorker {
-            cache_dir,
+            cache_fd,
             cache_max_bytes,
             fuel_metered,
-        } => Ok(compile_worker(&cache_dir, cache_max_bytes, fuel_metered)),
+        } => Ok(compile_worker(cache_fd, cache_max_bytes, fuel_metered)),
     }
 }
 

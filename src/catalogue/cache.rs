@@ -18,30 +18,25 @@
 //! What the seal protects against: corruption, truncation, and artifacts swapped or copied
 //! into place by anything that cannot write the cache directory's files with this user's
 //! rights. It is an unkeyed digest, so it does not protect against someone who *can* write
-//! there: they could write a matching seal too. That is why the gateway refuses, at start,
-//! a cache directory (or its engine subdirectory) that another user owns or that group or
-//! others may write ([`CacheError::Unsafe`]): then only this user can place native code
-//! where it will be loaded.
+//! there: they could write a matching seal too. That is why the cache lives in a
+//! [`PrivateDir`]: refused at start if another user owns or may write it or could swap any
+//! part of its path, then used only through the handle opened at start, so only this user
+//! can place native code where it will be loaded.
 //!
-//! Writes go to a temporary file with a random name, created exclusively (never through a
-//! symlink planted at its name) by `tempfile`, then renamed into place, in a directory
-//! created with owner-only permissions. The cache has a size cap: when a write takes it
-//! past the cap, the least recently used artifacts are removed (a hit refreshes an
-//! artifact's mtime).
+//! Writes go to a temporary file with a random name, created exclusively, then renamed
+//! into place. The cache has a size cap: when a write takes it past the cap, the least
+//! recently used artifacts are removed (a hit refreshes an artifact's mtime).
 
-use std::fs;
 use std::hash::{Hash, Hasher};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
 
 use sha2::{Digest as _, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 
 use super::digest::Digest;
+use super::private_dir::{CacheError, PrivateDir};
 
 /// The first line of every seal; a seal of another format is discarded.
 const SEAL_HEADER: &str = "wasmgate-artifact-seal v1";
@@ -49,28 +44,6 @@ const ARTIFACT_EXT: &str = "cwasm";
 const SEAL_EXT: &str = "seal";
 /// Hex characters of the engine fingerprint used as the directory name.
 const FINGERPRINT_HEX_LEN: usize = 16;
-/// Owner-only: artifacts are executable code.
-const DIR_MODE: u32 = 0o700;
-#[cfg(test)]
-const FILE_MODE: u32 = 0o600;
-/// Mode bits that let someone other than the owner create or replace files.
-const WRITABLE_BY_OTHERS: u32 = 0o022;
-
-/// Why the cache cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum CacheError {
-    #[error("cache_dir cannot be created or read: {0}")]
-    Io(#[from] io::Error),
-    #[error(
-        "cache_dir is not safe to load native code from: {which} {why}; \
-         make it owned by this user and writable by no one else (chmod 700)"
-    )]
-    Unsafe {
-        which: &'static str,
-        why: &'static str,
-    },
-}
-
 /// Counts of what the cache did, for the log and the metrics.
 #[derive(Debug, Default)]
 pub(crate) struct CacheStats {
@@ -112,7 +85,7 @@ impl Artifact for Component {
 
 /// The artifact cache of one engine.
 pub(crate) struct ArtifactCache {
-    dir: PathBuf,
+    dir: PrivateDir,
     max_bytes: u64,
     pub(crate) stats: CacheStats,
 }
@@ -133,32 +106,38 @@ pub(crate) enum Discard {
 }
 
 impl ArtifactCache {
-    /// Opens (creating if needed) the cache for `engine` under `root`, after checking that
-    /// only this user can write either directory.
+    /// Opens (creating if needed) the cache for `engine` in its subdirectory of `root`.
     pub(crate) fn open(
-        root: &Path,
+        root: &PrivateDir,
         engine: &Engine,
         max_bytes: u64,
     ) -> Result<ArtifactCache, CacheError> {
-        let dir = root.join(fingerprint(engine));
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(DIR_MODE)
-            .create(&dir)?;
-        check_private(root, "the directory")?;
-        check_private(&dir, "its engine subdirectory")?;
-        Ok(ArtifactCache {
+        Ok(ArtifactCache::within(
+            root.child(&fingerprint(engine))?,
+            max_bytes,
+        ))
+    }
+
+    /// The cache kept in `dir`, the engine's own subdirectory (as a compile worker is
+    /// handed it).
+    pub(crate) fn within(dir: PrivateDir, max_bytes: u64) -> ArtifactCache {
+        ArtifactCache {
             dir,
             max_bytes,
             stats: CacheStats::default(),
-        })
+        }
+    }
+
+    /// The directory artifacts are kept in, for a compile worker to inherit.
+    pub(crate) fn dir(&self) -> &PrivateDir {
+        &self.dir
     }
 
     /// The compiled module or component for `digest`, if a sound artifact is cached.
     /// Blocking.
     pub(crate) fn get<A: Artifact>(&self, engine: &Engine, digest: &Digest) -> Option<A> {
-        let artifact = self.artifact_path(digest);
-        let bytes = match read_no_follow(&artifact) {
+        let artifact = artifact_name(digest);
+        let bytes = match self.dir.read(&artifact) {
             Ok(bytes) => bytes,
             Err(_) => {
                 self.stats.misses.fetch_add(1, Ordering::Relaxed);
@@ -168,14 +147,14 @@ impl ArtifactCache {
         match self.verify_and_load(engine, digest, &bytes) {
             Ok(module) => {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                touch(&artifact);
+                let _ = self.dir.touch(&artifact);
                 Some(module)
             }
             Err(why) => {
                 self.stats.discarded.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(module_digest = %digest, reason = %why, "cached artifact discarded; recompiling");
-                let _ = fs::remove_file(&artifact);
-                let _ = fs::remove_file(self.seal_path(digest));
+                let _ = self.dir.remove(&artifact);
+                let _ = self.dir.remove(&seal_name(digest));
                 None
             }
         }
@@ -187,7 +166,10 @@ impl ArtifactCache {
         digest: &Digest,
         bytes: &[u8],
     ) -> Result<A, Discard> {
-        let seal = read_no_follow(&self.seal_path(digest)).map_err(|_| Discard::NoSeal)?;
+        let seal = self
+            .dir
+            .read(&seal_name(digest))
+            .map_err(|_| Discard::NoSeal)?;
         let seal = String::from_utf8(seal).map_err(|_| Discard::BadSeal)?;
         let (module, artifact) = parse_seal(&seal).ok_or(Discard::BadSeal)?;
         if module != digest.to_string() {
@@ -211,80 +193,39 @@ impl ArtifactCache {
             "{SEAL_HEADER}\nmodule {digest}\nartifact {}\n",
             Digest::of(&bytes)
         );
-        write_atomically(&self.artifact_path(digest), &bytes)?;
-        write_atomically(&self.seal_path(digest), seal.as_bytes())?;
+        self.dir.write_atomically(&artifact_name(digest), &bytes)?;
+        self.dir
+            .write_atomically(&seal_name(digest), seal.as_bytes())?;
         self.evict_to_cap()
-    }
-
-    fn artifact_path(&self, digest: &Digest) -> PathBuf {
-        self.dir.join(format!("{}.{ARTIFACT_EXT}", digest.hex()))
-    }
-
-    fn seal_path(&self, digest: &Digest) -> PathBuf {
-        self.dir.join(format!("{}.{SEAL_EXT}", digest.hex()))
     }
 
     /// Removes the least recently used artifacts until the cache fits its cap.
     fn evict_to_cap(&self) -> io::Result<()> {
-        let mut artifacts = Vec::new();
-        let mut total = 0u64;
-        for entry in fs::read_dir(&self.dir)? {
-            let entry = entry?;
-            let path = entry.path();
-            if path.extension().is_some_and(|e| e == ARTIFACT_EXT) {
-                let meta = entry.metadata()?;
-                total += meta.len();
-                artifacts.push((
-                    meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                    meta.len(),
-                    path,
-                ));
-            }
-        }
-        artifacts.sort();
-        for (_, len, path) in artifacts {
+        let mut artifacts = self.dir.files_with(ARTIFACT_EXT)?;
+        let mut total: u64 = artifacts.iter().map(|a| a.len).sum();
+        artifacts.sort_by(|a, b| (a.modified, &a.name).cmp(&(b.modified, &b.name)));
+        for artifact in artifacts {
             if total <= self.max_bytes {
                 break;
             }
-            fs::remove_file(&path)?;
-            let _ = fs::remove_file(path.with_extension(SEAL_EXT));
-            total -= len;
+            self.dir.remove(&artifact.name)?;
+            if let Some(stem) = artifact.name.strip_suffix(ARTIFACT_EXT) {
+                let _ = self.dir.remove(&format!("{stem}{SEAL_EXT}"));
+            }
+            total -= artifact.len;
             self.stats.evicted.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(artifact = %display_file(&path), "cache over its cap: least recently used artifact evicted");
+            tracing::info!(artifact = %artifact.name, "cache over its cap: least recently used artifact evicted");
         }
         Ok(())
     }
 }
 
-/// Reads a file of the cache, refusing to follow a symlink planted at its name.
-fn read_no_follow(path: &Path) -> io::Result<Vec<u8>> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = fs::File::options()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    Ok(bytes)
+fn artifact_name(digest: &Digest) -> String {
+    format!("{}.{ARTIFACT_EXT}", digest.hex())
 }
 
-/// Refuses a directory that another user owns, or that group or others may write.
-fn check_private(dir: &Path, which: &'static str) -> Result<(), CacheError> {
-    let meta = fs::metadata(dir)?;
-    let unsafe_because = |why| Err(CacheError::Unsafe { which, why });
-    if meta.uid() != effective_uid() {
-        return unsafe_because("is owned by another user");
-    }
-    if meta.permissions().mode() & WRITABLE_BY_OTHERS != 0 {
-        return unsafe_because("is writable by group or others");
-    }
-    Ok(())
-}
-
-/// The user this process acts as.
-fn effective_uid() -> u32 {
-    rustix::process::geteuid().as_raw()
+fn seal_name(digest: &Digest) -> String {
+    format!("{}.{SEAL_EXT}", digest.hex())
 }
 
 fn parse_seal(seal: &str) -> Option<(&str, &str)> {
@@ -318,34 +259,13 @@ impl Hasher for Sha256Hasher {
     }
 }
 
-/// Writes `bytes` to a new temporary file beside `path` (random name, created exclusively,
-/// owner-only), then renames it into place; the temporary file is removed on failure.
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".incoming-")
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_data()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
-
-/// Marks an artifact as just used, for the LRU eviction.
-fn touch(path: &Path) {
-    if let Ok(file) = fs::File::options().append(true).open(path) {
-        let _ = file.set_modified(SystemTime::now());
-    }
-}
-
-fn display_file(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::{Path, PathBuf};
+    use std::time::SystemTime;
+
     use super::*;
 
     fn engine() -> Engine {
@@ -357,15 +277,47 @@ mod tests {
         (Module::new(engine, &wasm).unwrap(), Digest::of(&wasm))
     }
 
+    /// A cache in a fresh directory, with the path of its engine subdirectory.
+    struct Fixture {
+        _root: tempfile::TempDir,
+        dir: PathBuf,
+        engine: Engine,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let root = tempfile::tempdir().unwrap();
+            let engine = engine();
+            let dir = root.path().join(fingerprint(&engine));
+            Fixture {
+                _root: root,
+                dir,
+                engine,
+            }
+        }
+
+        fn cache(&self, max_bytes: u64) -> ArtifactCache {
+            let root = PrivateDir::open(self.dir.parent().unwrap()).unwrap();
+            ArtifactCache::open(&root, &self.engine, max_bytes).unwrap()
+        }
+
+        fn artifact(&self, digest: &Digest) -> PathBuf {
+            self.dir.join(artifact_name(digest))
+        }
+
+        fn seal(&self, digest: &Digest) -> PathBuf {
+            self.dir.join(seal_name(digest))
+        }
+    }
+
     #[test]
     fn a_stored_artifact_loads_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = engine();
-        let cache = ArtifactCache::open(dir.path(), &engine, u64::MAX).unwrap();
-        let (m, digest) = module(&engine, "(module (func (export \"f\")))");
-        assert!(cache.get::<Module>(&engine, &digest).is_none());
+        let f = Fixture::new();
+        let cache = f.cache(u64::MAX);
+        let (m, digest) = module(&f.engine, "(module (func (export \"f\")))");
+        assert!(cache.get::<Module>(&f.engine, &digest).is_none());
         cache.put(&digest, &m).unwrap();
-        let loaded = cache.get::<Module>(&engine, &digest).expect("hit");
+        let loaded = cache.get::<Module>(&f.engine, &digest).expect("hit");
         assert!(loaded.get_export("f").is_some());
         assert_eq!(cache.stats.hits.load(Ordering::Relaxed), 1);
         assert_eq!(cache.stats.misses.load(Ordering::Relaxed), 1);
@@ -373,78 +325,86 @@ mod tests {
 
     #[test]
     fn the_cache_directory_is_private() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let engine = engine();
-        let cache = ArtifactCache::open(dir.path(), &engine, u64::MAX).unwrap();
-        let (m, digest) = module(&engine, "(module)");
+        let f = Fixture::new();
+        let cache = f.cache(u64::MAX);
+        let (m, digest) = module(&f.engine, "(module)");
         cache.put(&digest, &m).unwrap();
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&cache.dir), DIR_MODE);
-        assert_eq!(mode(&cache.artifact_path(&digest)), FILE_MODE);
-        assert_eq!(mode(&cache.seal_path(&digest)), FILE_MODE);
+        assert_eq!(mode(&f.dir), 0o700);
+        assert_eq!(mode(&f.artifact(&digest)), 0o600);
+        assert_eq!(mode(&f.seal(&digest)), 0o600);
+        let names: Vec<_> = fs::read_dir(&f.dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "no temporary file is left: {names:?}");
     }
 
     #[test]
     fn tampered_truncated_and_swapped_artifacts_are_discarded() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = engine();
-        let cache = ArtifactCache::open(dir.path(), &engine, u64::MAX).unwrap();
-        let (a, da) = module(&engine, "(module (func (export \"a\")))");
-        let (b, db) = module(&engine, "(module (func (export \"b\")))");
+        let f = Fixture::new();
+        let cache = f.cache(u64::MAX);
+        let (a, da) = module(&f.engine, "(module (func (export \"a\")))");
+        let (b, db) = module(&f.engine, "(module (func (export \"b\")))");
         cache.put(&da, &a).unwrap();
         cache.put(&db, &b).unwrap();
 
         // Another module's artifact and seal copied into place.
-        fs::copy(cache.artifact_path(&db), cache.artifact_path(&da)).unwrap();
-        fs::copy(cache.seal_path(&db), cache.seal_path(&da)).unwrap();
-        assert!(cache.get::<Module>(&engine, &da).is_none());
-        assert!(
-            !cache.artifact_path(&da).exists(),
-            "a discarded artifact is removed"
-        );
+        fs::copy(f.artifact(&db), f.artifact(&da)).unwrap();
+        fs::copy(f.seal(&db), f.seal(&da)).unwrap();
+        assert!(cache.get::<Module>(&f.engine, &da).is_none());
+        assert!(!f.artifact(&da).exists(), "a discarded artifact is removed");
 
         // A flipped byte.
-        let mut bytes = fs::read(cache.artifact_path(&db)).unwrap();
+        let mut bytes = fs::read(f.artifact(&db)).unwrap();
         let mid = bytes.len() / 2;
         bytes[mid] ^= 0xff;
-        fs::write(cache.artifact_path(&db), &bytes).unwrap();
-        assert!(cache.get::<Module>(&engine, &db).is_none());
+        fs::write(f.artifact(&db), &bytes).unwrap();
+        assert!(cache.get::<Module>(&f.engine, &db).is_none());
 
         // A truncated artifact with a fresh seal is still refused (by the seal).
         cache.put(&db, &b).unwrap();
-        let bytes = fs::read(cache.artifact_path(&db)).unwrap();
-        fs::write(cache.artifact_path(&db), &bytes[..bytes.len() / 2]).unwrap();
-        assert!(cache.get::<Module>(&engine, &db).is_none());
+        let bytes = fs::read(f.artifact(&db)).unwrap();
+        fs::write(f.artifact(&db), &bytes[..bytes.len() / 2]).unwrap();
+        assert!(cache.get::<Module>(&f.engine, &db).is_none());
         assert_eq!(cache.stats.discarded.load(Ordering::Relaxed), 3);
     }
 
     #[test]
+    fn a_symlink_planted_at_an_artifact_name_is_not_followed() {
+        let f = Fixture::new();
+        let cache = f.cache(u64::MAX);
+        let (a, da) = module(&f.engine, "(module (func (export \"a\")))");
+        let (_, db) = module(&f.engine, "(module (func (export \"b\")))");
+        cache.put(&da, &a).unwrap();
+        std::os::unix::fs::symlink(f.artifact(&da), f.artifact(&db)).unwrap();
+        std::os::unix::fs::symlink(f.seal(&da), f.seal(&db)).unwrap();
+        assert!(cache.get::<Module>(&f.engine, &db).is_none());
+    }
+
+    #[test]
     fn least_recently_used_artifacts_are_evicted_past_the_cap() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = engine();
-        let probe = ArtifactCache::open(dir.path(), &engine, u64::MAX).unwrap();
-        let (m0, d0) = module(&engine, "(module (func (export \"x0\")))");
+        let f = Fixture::new();
+        let probe = f.cache(u64::MAX);
+        let (m0, d0) = module(&f.engine, "(module (func (export \"x0\")))");
         probe.put(&d0, &m0).unwrap();
-        let one = fs::metadata(probe.artifact_path(&d0)).unwrap().len();
+        let one = fs::metadata(f.artifact(&d0)).unwrap().len();
         // Room for about two artifacts.
-        let cache = ArtifactCache::open(dir.path(), &engine, one * 2 + one / 2).unwrap();
-        let (m1, d1) = module(&engine, "(module (func (export \"x1\")))");
-        let (m2, d2) = module(&engine, "(module (func (export \"x2\")))");
+        let cache = f.cache(one * 2 + one / 2);
+        let (m1, d1) = module(&f.engine, "(module (func (export \"x1\")))");
+        let (m2, d2) = module(&f.engine, "(module (func (export \"x2\")))");
         let old = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
         fs::File::options()
             .append(true)
-            .open(cache.artifact_path(&d0))
+            .open(f.artifact(&d0))
             .unwrap()
             .set_modified(old)
             .unwrap();
         cache.put(&d1, &m1).unwrap();
         cache.put(&d2, &m2).unwrap();
-        assert!(
-            !cache.artifact_path(&d0).exists(),
-            "the oldest artifact is evicted"
-        );
-        assert!(cache.artifact_path(&d1).exists() && cache.artifact_path(&d2).exists());
+        assert!(!f.artifact(&d0).exists(), "the oldest artifact is evicted");
+        assert!(!f.seal(&d0).exists(), "with its seal");
+        assert!(f.artifact(&d1).exists() && f.artifact(&d2).exists());
         assert_eq!(cache.stats.evicted.load(Ordering::Relaxed), 1);
     }
 }

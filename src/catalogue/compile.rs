@@ -165,7 +165,7 @@ impl Compiler {
             return Ok((artifact, Source::Cache));
         }
         if let (Some(workers), Some(cache)) = (&self.workers, &self.cache) {
-            workers.compile(bytes)?;
+            workers.compile(bytes, cache.dir())?;
             let artifact = cache.get::<A>(&self.engine, digest).ok_or_else(|| {
                 LoadError::Compile("the compile worker left no usable artifact".into())
             })?;

@@ -7,7 +7,8 @@
 //! - [`file`], [`digest`], [`name`]: what a module file is and what it may be called;
 //! - [`abi`]: whether it is a CGI module or a wasi:http component, by its header;
 //! - [`preflight`]: what is refused before compiling, in milliseconds;
-//! - [`compile`] and [`cache`]: bytes to a prepared module, through the artifact cache;
+//! - [`compile`] and [`cache`]: bytes to a prepared module, through the artifact cache,
+//!   kept in a [`private_dir`] opened once;
 //!   [`worker`]: the compile itself, in a process of its own while serving;
 //! - [`served`] and [`registry`]: what requests find, by name;
 //! - [`failure`]: why a file could not be loaded.
@@ -22,6 +23,7 @@ pub(crate) mod loader;
 pub(crate) mod name;
 pub(crate) mod poll;
 pub(crate) mod preflight;
+pub(crate) mod private_dir;
 pub(crate) mod registry;
 pub(crate) mod served;
 pub(crate) mod watch;

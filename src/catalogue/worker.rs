@@ -7,7 +7,8 @@
 //! bombs"). So a module that the artifact cache does not hold is compiled by
 //! `wasmgate compile-worker` (the gateway's own binary): it reads the module from stdin,
 //! compiles it with an engine configured as the gateway's, and writes the artifact into
-//! the cache, sealed like any other. The gateway then loads it from the cache, checked as
+//! the cache, sealed like any other. The worker inherits the cache's directory handle
+//! (never its path, which could name another directory by then). The gateway then loads it from the cache, checked as
 //! every cached artifact is, so nothing the worker hands back is trusted more than the
 //! cache already is.
 //!
@@ -18,6 +19,7 @@
 //! At most `compile.workers` run at once; reloads of other modules go on beside them.
 
 use std::io::{Read, Seek, Write};
+use std::os::fd::{BorrowedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -27,6 +29,7 @@ use std::time::{Duration, Instant};
 use rustix::process::{Resource, Rlimit, Signal};
 
 use super::failure::LoadError;
+use super::private_dir::PrivateDir;
 use crate::config::{CompileSettings, Config};
 
 /// The subcommand a worker is started with.
@@ -46,7 +49,6 @@ const MAX_ERROR_CHARS: usize = 2000;
 pub(crate) struct CompileWorkers {
     program: PathBuf,
     settings: CompileSettings,
-    cache_dir: PathBuf,
     cache_max_bytes: u64,
     fuel_metered: bool,
     running: Mutex<usize>,
@@ -59,7 +61,6 @@ impl CompileWorkers {
         Some(CompileWorkers {
             program: config.compile.worker_program.clone()?,
             settings: config.compile.clone(),
-            cache_dir: config.cache_dir.clone(),
             cache_max_bytes: config.cache_max_bytes,
             fuel_metered: config.fuel_metered(),
             running: Mutex::new(0),
@@ -67,12 +68,12 @@ impl CompileWorkers {
         })
     }
 
-    /// Compiles `bytes` in a worker, which leaves the artifact in the cache. Blocking.
-    pub(crate) fn compile(&self, bytes: &[u8]) -> Result<(), LoadError> {
+    /// Compiles `bytes` in a worker, which leaves the artifact in `cache`. Blocking.
+    pub(crate) fn compile(&self, bytes: &[u8], cache: &PrivateDir) -> Result<(), LoadError> {
         let _turn = self.take_turn();
         let started = Instant::now();
         let mut child = self
-            .spawn(bytes)
+            .spawn(bytes, cache.raw_fd())
             .map_err(|e| LoadError::Compile(format!("cannot start a compile worker: {e}")))?;
         let status = loop {
             match child.try_wait() {
@@ -101,12 +102,12 @@ impl CompileWorkers {
         Turn(self)
     }
 
-    fn spawn(&self, bytes: &[u8]) -> std::io::Result<Child> {
+    fn spawn(&self, bytes: &[u8], cache_fd: RawFd) -> std::io::Result<Child> {
         let mut command = Command::new(&self.program);
         command
             .arg(WORKER_COMMAND)
-            .arg("--cache-dir")
-            .arg(&self.cache_dir)
+            .arg("--cache-fd")
+            .arg(cache_fd.to_string())
             .arg("--cache-max-bytes")
             .arg(self.cache_max_bytes.to_string())
             .arg("--fuel-metered")
@@ -117,6 +118,7 @@ impl CompileWorkers {
         let limits = Limits {
             memory: self.settings.max_memory_bytes,
             cpu_seconds: self.settings.cpu.as_secs().max(1),
+            inherited: cache_fd,
         };
         // SAFETY: `limits.apply` makes only system calls, with no allocation or lock, as
         // code between fork and exec must.
@@ -203,15 +205,22 @@ fn module_input(bytes: &[u8]) -> std::io::Result<Stdio> {
     Ok(Stdio::from(file))
 }
 
-/// The bounds a worker sets on itself between fork and exec.
+/// The bounds a worker sets on itself between fork and exec, and the one descriptor it
+/// keeps.
 #[derive(Clone, Copy)]
 struct Limits {
     memory: u64,
     cpu_seconds: u64,
+    /// The cache directory's handle, which the gateway holds open while the worker runs.
+    inherited: RawFd,
 }
 
 impl Limits {
     fn apply(self) -> std::io::Result<()> {
+        // SAFETY: the cache that owns the descriptor outlives `spawn`, so it is open here;
+        // clearing close-on-exec here changes only the child's copy of the descriptor table.
+        let inherited = unsafe { BorrowedFd::borrow_raw(self.inherited) };
+        rustix::io::fcntl_setfd(inherited, rustix::io::FdFlags::empty())?;
         let limit = |n: u64| Rlimit {
             current: Some(n),
             maximum: Some(n),

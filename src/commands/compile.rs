@@ -8,12 +8,12 @@
 use std::sync::Arc;
 
 use crate::catalogue::ArtifactCache;
-use crate::catalogue::cache::CacheError;
 use crate::catalogue::compile::{Compiler, Needs, Source};
 use crate::catalogue::digest::Digest;
 use crate::catalogue::failure::LoadError;
 use crate::catalogue::file::{FileFacts, ReadLimits, module_path, read_module_file};
 use crate::catalogue::loader::module_files;
+use crate::catalogue::private_dir::{CacheError, PrivateDir};
 use crate::catalogue::worker::CompileWorkers;
 use crate::config::Config;
 use crate::runtime::{AllocatorChoice, GuestRuntime, RuntimeError};
@@ -50,8 +50,8 @@ pub struct Precompiler {
 impl Precompiler {
     pub fn new(config: &Config) -> Result<Self, PrecompileError> {
         let runtime = GuestRuntime::new(config, AllocatorChoice::PoolingWithFallback)?;
-        let cache =
-            ArtifactCache::open(&config.cache_dir, runtime.engine(), config.cache_max_bytes)?;
+        let root = PrivateDir::open(&config.cache_dir)?;
+        let cache = ArtifactCache::open(&root, runtime.engine(), config.cache_max_bytes)?;
         let names = module_files(&config.modules_dir).map_err(PrecompileError::ModulesDir)?;
         Ok(Precompiler {
             compiler: runtime

@@ -7,7 +7,7 @@
 //! [`EXIT_COMPILE_ERROR`].
 
 use std::io::Read;
-use std::path::Path;
+use std::os::fd::RawFd;
 use std::process::ExitCode;
 
 use wasmtime::Module;
@@ -16,14 +16,15 @@ use wasmtime::component::Component;
 use crate::catalogue::abi::Abi;
 use crate::catalogue::cache::ArtifactCache;
 use crate::catalogue::file::FileFacts;
+use crate::catalogue::private_dir::PrivateDir;
 use crate::catalogue::worker::EXIT_COMPILE_ERROR;
 use crate::guest::linkers::one_line;
 use crate::runtime::worker_engine;
 
-/// Compiles the module on stdin into the cache under `cache_dir`; the exit status says
-/// how it went.
-pub fn compile_worker(cache_dir: &Path, cache_max_bytes: u64, fuel_metered: bool) -> ExitCode {
-    match compile_stdin(cache_dir, cache_max_bytes, fuel_metered) {
+/// Compiles the module on stdin into the cache whose directory the gateway handed down
+/// as descriptor `cache_fd`; the exit status says how it went.
+pub fn compile_worker(cache_fd: RawFd, cache_max_bytes: u64, fuel_metered: bool) -> ExitCode {
+    match compile_stdin(cache_fd, cache_max_bytes, fuel_metered) {
         Ok(()) => ExitCode::SUCCESS,
         Err(reason) => {
             println!("{}", one_line(&reason));
@@ -32,14 +33,15 @@ pub fn compile_worker(cache_dir: &Path, cache_max_bytes: u64, fuel_metered: bool
     }
 }
 
-fn compile_stdin(cache_dir: &Path, cache_max_bytes: u64, fuel_metered: bool) -> Result<(), String> {
+fn compile_stdin(cache_fd: RawFd, cache_max_bytes: u64, fuel_metered: bool) -> Result<(), String> {
     let mut bytes = Vec::new();
     std::io::stdin()
         .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read the module: {e}"))?;
     let engine = worker_engine(fuel_metered).map_err(|e| e.to_string())?;
-    let cache =
-        ArtifactCache::open(cache_dir, &engine, cache_max_bytes).map_err(|e| e.to_string())?;
+    // SAFETY: the descriptor was inherited from the gateway and nothing else here owns it.
+    let dir = unsafe { PrivateDir::inherited(cache_fd) }.map_err(|e| e.to_string())?;
+    let cache = ArtifactCache::within(dir, cache_max_bytes);
     let facts = FileFacts::of(&bytes);
     let stored = match facts.abi.ok_or("it is not WebAssembly")? {
         Abi::Cgi => {

@@ -22,6 +22,7 @@ use super::store::{Pinned, PulledStore};
 use crate::catalogue::Registry;
 use crate::catalogue::failure::LoadError;
 use crate::catalogue::loader::{Loader, Origin, Phase};
+use crate::catalogue::private_dir::PrivateDir;
 use crate::config::Config;
 use crate::metrics::{Metrics, PollResult};
 use crate::shutdown::Shutdown;
@@ -42,6 +43,7 @@ impl OciSources {
     /// The followers for the modules whose config names an OCI `source`.
     pub(crate) fn new(
         config: &Config,
+        cache_dir: Option<&PrivateDir>,
         loader: Loader,
         registry: Arc<Registry>,
         metrics: Metrics,
@@ -64,11 +66,13 @@ impl OciSources {
                 .map(|(_, s)| s.host().to_string()),
         );
         let client = OciClient::new(plain_http, config.max_module_bytes);
-        let store = PulledStore::open(&config.cache_dir)
-            .inspect_err(|e| {
-                tracing::warn!(error = %e, "cannot keep pulled modules in cache_dir; a restart needs the registry");
-            })
-            .ok();
+        let store = cache_dir.and_then(|dir| {
+            PulledStore::open(dir)
+                .inspect_err(|e| {
+                    tracing::warn!(error = %e, "cannot keep pulled modules in cache_dir; a restart needs the registry");
+                })
+                .ok()
+        });
         let shared = Arc::new(Shared {
             client,
             store,

@@ -4,22 +4,24 @@
 //! For each module, a small record (`NAME.json`: the reference, the manifest digest, the
 //! layer digest) and the layer itself (`blobs/<sha256 hex>.wasm`). A record is written
 //! only once its version has loaded, and both files are written to a temporary name and
-//! renamed into place, so a crash leaves the previous version whole. A blob is checked
+//! renamed into place, so a crash leaves the previous version whole. Both directories are
+//! [`PrivateDir`]s under the handle opened at start, like the artifact cache. A blob is checked
 //! against its digest when it is read back; a mismatch is a miss, never a load. Blobs no
 //! record names are removed when a record is saved.
 
 use std::collections::HashSet;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
 use crate::catalogue::digest::Digest;
+use crate::catalogue::private_dir::{CacheError, PrivateDir};
 
 /// The directory under `cache_dir` the pulled versions live in.
 const STORE_DIR: &str = "oci";
 const BLOBS_DIR: &str = "blobs";
+const RECORD_EXT: &str = "json";
+const BLOB_EXT: &str = "wasm";
 
 /// A version of a module that loaded, as remembered across restarts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,7 +37,8 @@ pub(crate) struct Pinned {
 /// Pulled versions on disk.
 #[derive(Debug, Clone)]
 pub(crate) struct PulledStore {
-    dir: PathBuf,
+    records: PrivateDir,
+    blobs: PrivateDir,
     /// Held by one save at a time (clones share it): a save's sweep of unreferenced blobs
     /// must not run between another save's blob and its record, or it removes that blob.
     saving: Arc<Mutex<()>>,
@@ -43,24 +46,25 @@ pub(crate) struct PulledStore {
 
 impl PulledStore {
     /// The store under `cache_dir`, created if needed.
-    pub(crate) fn open(cache_dir: &Path) -> std::io::Result<PulledStore> {
-        let dir = cache_dir.join(STORE_DIR);
-        std::fs::create_dir_all(dir.join(BLOBS_DIR))?;
+    pub(crate) fn open(cache_dir: &PrivateDir) -> Result<PulledStore, CacheError> {
+        let records = cache_dir.child(STORE_DIR)?;
+        let blobs = records.child(BLOBS_DIR)?;
         Ok(PulledStore {
-            dir,
+            records,
+            blobs,
             saving: Arc::default(),
         })
     }
 
     /// Module `name`'s last good version, if it was pulled for `source`, with its bytes.
     pub(crate) fn load(&self, name: &str, source: &str) -> Option<(Pinned, Vec<u8>)> {
-        let text = std::fs::read(self.record_path(name)).ok()?;
+        let text = self.records.read(&record_name(name)).ok()?;
         let pinned: Pinned = serde_json::from_slice(&text).ok()?;
         if pinned.source != source {
             return None;
         }
         let digest = Digest::parse(&pinned.layer)?;
-        let bytes = std::fs::read(self.blob_path(&digest)).ok()?;
+        let bytes = self.blobs.read(&blob_name(&digest)).ok()?;
         if Digest::of(&bytes) != digest {
             tracing::warn!(module = %name, "a stored OCI layer does not match its digest; ignored");
             return None;
@@ -73,57 +77,44 @@ impl PulledStore {
         let digest = Digest::parse(&pinned.layer).ok_or(std::io::ErrorKind::InvalidInput)?;
         // A save that panicked left nothing half-held: the files are written atomically.
         let _saving = self.saving.lock().unwrap_or_else(|e| e.into_inner());
-        let blob = self.blob_path(&digest);
-        if !blob.exists() {
-            write_atomically(&blob, bytes)?;
+        let blob = blob_name(&digest);
+        if !self.blobs.contains(&blob) {
+            self.blobs.write_atomically(&blob, bytes)?;
         }
         let record = serde_json::to_vec(pinned).map_err(std::io::Error::other)?;
-        write_atomically(&self.record_path(name), &record)?;
+        self.records.write_atomically(&record_name(name), &record)?;
         self.remove_unreferenced_blobs();
         Ok(())
     }
 
-    fn record_path(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("{name}.json"))
-    }
-
-    fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.dir
-            .join(BLOBS_DIR)
-            .join(format!("{}.wasm", digest.hex()))
-    }
-
     fn remove_unreferenced_blobs(&self) {
-        let Ok(records) = std::fs::read_dir(&self.dir) else {
+        let Ok(records) = self.records.files_with(RECORD_EXT) else {
             return;
         };
-        let kept: HashSet<PathBuf> = records
-            .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-            .filter_map(|e| std::fs::read(e.path()).ok())
+        let kept: HashSet<String> = records
+            .iter()
+            .filter_map(|r| self.records.read(&r.name).ok())
             .filter_map(|text| serde_json::from_slice::<Pinned>(&text).ok())
             .filter_map(|p| Digest::parse(&p.layer))
-            .map(|d| self.blob_path(&d))
+            .map(|d| blob_name(&d))
             .collect();
-        let Ok(blobs) = std::fs::read_dir(self.dir.join(BLOBS_DIR)) else {
+        let Ok(blobs) = self.blobs.files_with(BLOB_EXT) else {
             return;
         };
-        for blob in blobs.flatten() {
-            if !kept.contains(&blob.path()) {
-                let _ = std::fs::remove_file(blob.path());
+        for blob in blobs {
+            if !kept.contains(&blob.name) {
+                let _ = self.blobs.remove(&blob.name);
             }
         }
     }
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it into place.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().ok_or(std::io::ErrorKind::InvalidInput)?;
-    let mut file = tempfile::NamedTempFile::new_in(dir)?;
-    file.write_all(bytes)?;
-    file.as_file().sync_all()?;
-    file.persist(path).map_err(|e| e.error)?;
-    Ok(())
+fn record_name(name: &str) -> String {
+    format!("{name}.{RECORD_EXT}")
+}
+
+fn blob_name(digest: &Digest) -> String {
+    format!("{}.{BLOB_EXT}", digest.hex())
 }
 
 #[cfg(test)]
@@ -141,7 +132,7 @@ mod tests {
     #[test]
     fn a_saved_version_loads_back_for_its_source_only() {
         let dir = tempfile::tempdir().unwrap();
-        let store = PulledStore::open(dir.path()).unwrap();
+        let store = PulledStore::open(&PrivateDir::open(dir.path()).unwrap()).unwrap();
         let p = pinned("r:5000/fns/a:v1", b"\0asm one");
         store.save("a", &p, b"\0asm one").unwrap();
         assert_eq!(
@@ -155,7 +146,7 @@ mod tests {
     #[test]
     fn a_tampered_blob_is_a_miss_and_old_blobs_go() {
         let dir = tempfile::tempdir().unwrap();
-        let store = PulledStore::open(dir.path()).unwrap();
+        let store = PulledStore::open(&PrivateDir::open(dir.path()).unwrap()).unwrap();
         let old = pinned("s", b"old");
         store.save("a", &old, b"old").unwrap();
         let new = pinned("s", b"new");
@@ -164,7 +155,10 @@ mod tests {
             .unwrap()
             .count();
         assert_eq!(blobs, 1, "the old layer is removed once no record names it");
-        let blob = store.blob_path(&Digest::of(b"new"));
+        let blob = dir
+            .path()
+            .join("oci/blobs")
+            .join(blob_name(&Digest::of(b"new")));
         std::fs::write(blob, b"evil").unwrap();
         assert_eq!(store.load("a", "s"), None);
     }
@@ -174,7 +168,7 @@ mod tests {
     #[test]
     fn saves_at_the_same_time_keep_every_blob() {
         let dir = tempfile::tempdir().unwrap();
-        let store = PulledStore::open(dir.path()).unwrap();
+        let store = PulledStore::open(&PrivateDir::open(dir.path()).unwrap()).unwrap();
         std::thread::scope(|scope| {
             for module in 0..4 {
                 let store = store.clone();

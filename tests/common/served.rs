@@ -58,7 +58,8 @@ impl Served {
         Self::start_program(Path::new(BIN), modules, env, config, args)
     }
 
-    /// Runs `program` (a copy of the wasmgate binary, say) as `start_bytes` runs wasmgate.
+    /// Runs `program` (a copy of the wasmgate binary, say) as `start_bytes` runs wasmgate;
+    /// the cache is `cache/` beside `modules/` unless `args` name a `--cache-dir`.
     pub fn start_program(
         program: &Path,
         modules: &[(String, Vec<u8>)],
@@ -74,7 +75,8 @@ impl Served {
         for (name, wasm) in modules {
             std::fs::write(modules_dir.join(format!("{name}.wasm")), wasm).unwrap();
         }
-        let mut child = Command::new(program)
+        let mut command = Command::new(program);
+        command
             .args([
                 "serve",
                 "--listen",
@@ -83,9 +85,11 @@ impl Served {
                 "127.0.0.1:0",
                 "--modules",
             ])
-            .arg(&modules_dir)
-            .arg("--cache-dir")
-            .arg(dir.path().join("cache"))
+            .arg(&modules_dir);
+        if !args.contains(&"--cache-dir") {
+            command.arg("--cache-dir").arg(dir.path().join("cache"));
+        }
+        let mut child = command
             .arg("--config")
             .arg(&config_file)
             .args(args)

@@ -29,6 +29,7 @@ use crate::http::threads;
 use crate::metrics::{Metrics, UPKEEP_INTERVAL};
 use crate::runtime::{AllocatorChoice, GuestRuntime, RuntimeError};
 use crate::shutdown::Shutdown;
+use crate::sources::credentials::CredentialsError;
 use crate::sources::follow::OciSources;
 
 /// Why the gateway could not start.
@@ -50,6 +51,8 @@ pub enum StartError {
     Watch(String),
     #[error(transparent)]
     Cache(CacheError),
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
 }
 
 /// A gateway that is running.
@@ -97,7 +100,7 @@ impl RunningGateway {
             loader.clone(),
             registry.clone(),
             metrics.clone(),
-        );
+        )?;
 
         let public = bind("public", config.listen).await?;
         let admin = bind("admin", config.admin_listen).await?;

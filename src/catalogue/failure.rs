@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use super::file::{FileFacts, ReadError};
 use super::preflight::Refusal;
 use crate::guest::linkers::LinkError;
-use crate::sources::oci::SourceError;
+use crate::sources::error::SourceError;
 
 /// Why a module could not be made ready to serve.
 #[derive(Debug, Clone, thiserror::Error)]

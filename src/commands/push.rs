@@ -8,7 +8,9 @@ use std::path::Path;
 use crate::catalogue::abi::Abi;
 use crate::catalogue::file::{ReadError, ReadLimits, read_module_file};
 use crate::config::Config;
-use crate::sources::oci::{OciClient, SourceError};
+use crate::sources::credentials::{Credentials, CredentialsError};
+use crate::sources::error::SourceError;
+use crate::sources::oci::OciClient;
 use crate::sources::reference::{OciReference, ReferenceError};
 
 /// Why a push failed.
@@ -22,6 +24,8 @@ pub enum PushError {
     NotWasm,
     #[error(transparent)]
     Registry(#[from] SourceError),
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
 }
 
 /// Pushes module `file` to `target`; returns the manifest digest. Plain HTTP is used for
@@ -46,6 +50,7 @@ pub async fn push(
     if insecure || target.is_loopback() {
         plain_http.push(target.host().to_string());
     }
-    let client = OciClient::new(plain_http, config.max_module_bytes);
+    let credentials = Credentials::from_env(&[target.host()])?;
+    let client = OciClient::new(plain_http, credentials, config.max_module_bytes);
     Ok(client.push(&target, wasm, os).await?)
 }

@@ -16,7 +16,9 @@ use std::time::{Duration, SystemTime};
 use tokio::task::JoinSet;
 
 use super::SourceChecks;
-use super::oci::{OciClient, SourceError};
+use super::credentials::{Credentials, CredentialsError};
+use super::error::SourceError;
+use super::oci::OciClient;
 use super::reference::OciReference;
 use super::store::{Pinned, PulledStore};
 use crate::catalogue::Registry;
@@ -40,23 +42,24 @@ pub(crate) struct OciSources {
 }
 
 impl OciSources {
-    /// The followers for the modules whose config names an OCI `source`.
+    /// The followers for the modules whose config names an OCI `source`; an error when
+    /// the environment's credentials do not say which of their registries they are for.
     pub(crate) fn new(
         config: &Config,
         cache_dir: Option<&PrivateDir>,
         loader: Loader,
         registry: Arc<Registry>,
         metrics: Metrics,
-    ) -> OciSources {
+    ) -> Result<OciSources, CredentialsError> {
         let sources: Vec<(String, OciReference)> = config
             .modules
             .iter()
             .filter_map(|(name, m)| Some((name.clone(), m.source.clone()?)))
             .collect();
         if sources.is_empty() {
-            return OciSources {
+            return Ok(OciSources {
                 followers: Vec::new(),
-            };
+            });
         }
         let mut plain_http = config.oci_insecure.clone();
         plain_http.extend(
@@ -65,7 +68,9 @@ impl OciSources {
                 .filter(|(_, s)| s.is_loopback())
                 .map(|(_, s)| s.host().to_string()),
         );
-        let client = OciClient::new(plain_http, config.max_module_bytes);
+        let hosts: Vec<&str> = sources.iter().map(|(_, s)| s.host()).collect();
+        let credentials = Credentials::from_env(&hosts)?;
+        let client = OciClient::new(plain_http, credentials, config.max_module_bytes);
         let store = cache_dir.and_then(|dir| {
             PulledStore::open(dir)
                 .inspect_err(|e| {
@@ -85,7 +90,7 @@ impl OciSources {
             .into_iter()
             .map(|(name, source)| Follower::new(name, source, shared.clone()))
             .collect();
-        OciSources { followers }
+        Ok(OciSources { followers })
     }
 
     /// Loads every module's last good version from the store, then asks the registry for

@@ -1,36 +1,39 @@
-//! Talking to an OCI registry, through the ORAS project's `oci-client`: resolving a tag to
-//! its manifest digest (one `HEAD`), pulling a module in the CNCF Wasm OCI artifact layout,
-//! and pushing one.
+//! Talking to an OCI registry: resolving a tag to its manifest digest (one `HEAD`),
+//! pulling a module in the CNCF Wasm OCI artifact layout, and pushing one (through the
+//! ORAS project's `oci-client`).
 //!
-//! An unchanged tag must cost one small request. `oci-client` asks `/v2/` for an
-//! authentication challenge before every request for which it has no token cached, and
-//! an anonymous registry gives it none to cache, so a tag is first resolved with one
-//! plain conditional `HEAD` of its manifest; only a registry that answers it 401 (or
-//! without a digest), or one that credentials are configured for, goes through the
-//! client's authentication flows, whose tokens it then caches.
+//! Resolving and pulling are plain distribution-spec requests, so that every response is
+//! read under a cap and checked against its digest before anything uses it ([`wire`]),
+//! and authentication answers a challenge with the registry's own credentials only
+//! ([`auth`]). An unchanged tag costs one `HEAD` (with the grant held for the registry).
 //!
 //! The layout is checked, not assumed: an OCI image manifest whose config is
 //! [`WASM_CONFIG_MEDIA_TYPE`] and whose one layer is [`WASM_LAYER_MEDIA_TYPE`]. A layer is
 //! refused before it is downloaded when the manifest says it is larger than
-//! `max_module_bytes`, and while it downloads when the registry sends more; the client
-//! checks the bytes against the layer's digest. Every request has a connect and a read
-//! timeout, so a registry that hangs costs a poll, never a stuck task.
+//! `max_module_bytes`, and while it downloads when the registry sends more. Redirects
+//! (which the distribution spec allows, for layers above all) are followed up to
+//! [`MAX_REDIRECTS`] times, never from HTTPS to plain HTTP, with credentials dropped on a
+//! change of host; what they lead to is checked against the digest all the same. Every
+//! request has a connect timeout, a read timeout and a total deadline, so a registry that
+//! hangs or trickles costs a poll, never a stuck task.
 
-use std::collections::HashSet;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, Once};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use oci_client::Client;
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
-use oci_client::errors::OciDistributionError;
-use oci_client::manifest::{OCI_IMAGE_MEDIA_TYPE, OciImageManifest};
-use oci_client::secrets::RegistryAuth;
-use tokio::io::AsyncWrite;
+use oci_client::manifest::{OCI_IMAGE_MEDIA_TYPE, OciDescriptor, OciImageManifest};
+use reqwest::redirect::{Attempt, Policy};
+use reqwest::{RequestBuilder, Response, StatusCode};
 
-use super::credentials;
+use super::auth::{Authorizer, Grant, authority};
+use super::credentials::Credentials;
+use super::error::SourceError;
 use super::reference::OciReference;
+use super::wire::{
+    self, LAYER_TIMEOUT, MAX_MANIFEST_BYTES, MAX_REDIRECTS, ReadError, SMALL_RESPONSE_TIMEOUT,
+    read_capped,
+};
 use crate::catalogue::digest::Digest;
 
 /// The config media type of the CNCF Wasm OCI artifact layout.
@@ -42,59 +45,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a registry may stay silent in the middle of a response.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Why a registry operation failed. Messages name the reference and the reason, never
-/// credentials.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SourceError {
-    #[error("registry {0}: no such tag or digest")]
-    NotFound(String),
-    #[error("registry {0}: the credentials were refused (401/403)")]
-    Unauthorized(String),
-    /// Any other failure: the registry's host, then what the client said.
-    #[error("registry {0}")]
-    Registry(String),
-    #[error("registry {0}: no answer in time")]
-    Timeout(String),
-    #[error("not a Wasm OCI artifact: {0}")]
-    Layout(String),
-    #[error("the layer is larger than max_module_bytes ({0} bytes)")]
-    TooLarge(u64),
-}
-
-impl SourceError {
-    fn from_client(host: &str, e: OciDistributionError) -> SourceError {
-        use OciDistributionError as E;
-        let host = host.to_string();
-        match e {
-            E::ImageManifestNotFoundError(_) => SourceError::NotFound(host),
-            E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => {
-                SourceError::Unauthorized(host)
-            }
-            E::RegistryError { envelope, .. }
-                if envelope.errors.iter().any(|e| {
-                    matches!(
-                        e.code,
-                        oci_client::errors::OciErrorCode::ManifestUnknown
-                            | oci_client::errors::OciErrorCode::NameUnknown
-                            | oci_client::errors::OciErrorCode::NotFound
-                    )
-                }) =>
-            {
-                SourceError::NotFound(host)
-            }
-            E::ServerError { code: 404, .. } => SourceError::NotFound(host),
-            E::ServerError { code, .. } if code == 401 || code == 403 => {
-                SourceError::Unauthorized(host)
-            }
-            E::RequestError(e) if e.is_timeout() => SourceError::Timeout(host),
-            E::IncompatibleLayerMediaTypeError(t) => {
-                SourceError::Layout(format!("a layer of media type {t}"))
-            }
-            other => SourceError::Registry(format!("{host}: {other}")),
-        }
-    }
-}
-
 /// A module pulled from a registry.
 #[derive(Debug, Clone)]
 pub(crate) struct Pulled {
@@ -103,44 +53,51 @@ pub(crate) struct Pulled {
     pub layer_digest: Digest,
 }
 
-/// The manifest media types a resolve accepts (what `oci-client` sends too).
+/// The manifest media types a resolve accepts.
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
     application/vnd.oci.image.index.v1+json, \
     application/vnd.docker.distribution.manifest.v2+json";
 
+/// What a request is for, as a token's scope names it.
+#[derive(Clone, Copy)]
+enum Operation {
+    Pull,
+    Push,
+}
+
 /// A registry client for every source of one gateway.
 #[derive(Clone)]
 pub(crate) struct OciClient {
-    client: Client,
-    /// For the one-request resolve of an anonymous registry.
-    head: reqwest::Client,
+    http: reqwest::Client,
+    auth: Arc<Authorizer>,
     plain_http: Arc<[String]>,
-    /// Registries that asked for authentication: resolved through `client` from then on.
-    authenticating: Arc<Mutex<HashSet<String>>>,
     max_bytes: u64,
 }
 
 impl OciClient {
     /// A client that speaks plain HTTP to the hosts in `plain_http` (and HTTPS elsewhere),
-    /// and pulls layers of at most `max_bytes`.
-    pub(crate) fn new(plain_http: Vec<String>, max_bytes: u64) -> OciClient {
+    /// offers each registry its own `credentials`, and pulls layers of at most `max_bytes`.
+    pub(crate) fn new(
+        plain_http: Vec<String>,
+        credentials: Credentials,
+        max_bytes: u64,
+    ) -> OciClient {
         install_crypto_provider();
-        let config = ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(plain_http.clone()),
-            connect_timeout: Some(CONNECT_TIMEOUT),
-            read_timeout: Some(READ_TIMEOUT),
-            ..ClientConfig::default()
-        };
-        let head = reqwest::Client::builder()
+        let plain_http: Arc<[String]> = plain_http.into();
+        let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(READ_TIMEOUT)
+            .redirect(redirect_policy(plain_http.clone()))
             .build()
             .unwrap_or_default();
         OciClient {
-            client: Client::new(config),
-            head,
-            plain_http: plain_http.into(),
-            authenticating: Arc::default(),
+            auth: Arc::new(Authorizer::new(
+                http.clone(),
+                credentials,
+                plain_http.clone(),
+            )),
+            http,
+            plain_http,
             max_bytes,
         }
     }
@@ -148,69 +105,25 @@ impl OciClient {
     /// The manifest digest `source` names now: one `HEAD` request for a tag (the digest
     /// itself for a pinned reference, without asking).
     pub(crate) async fn resolve(&self, source: &OciReference) -> Result<String, SourceError> {
-        if let Some(digest) = source.as_oci().digest() {
+        let host = source.host();
+        if let Some(pinned) = source.as_oci().digest() {
+            let digest = Digest::parse(pinned).ok_or_else(|| invalid_digest(host))?;
             return Ok(digest.to_string());
         }
-        let auth = auth(source);
-        if matches!(auth, RegistryAuth::Anonymous) && !self.authenticates(source.host()) {
-            match self.head_digest(source).await? {
-                Some(digest) => return Ok(digest),
-                None => self.set_authenticates(source.host()),
-            }
-        }
-        self.client
-            .fetch_manifest_digest(source.as_oci(), &auth)
-            .await
-            .map_err(|e| SourceError::from_client(source.host(), e))
-    }
-
-    /// One `HEAD` of the tag's manifest: its digest, or `None` when the registry wants
-    /// authentication (or sends no digest) and the client's flows must take over.
-    async fn head_digest(&self, source: &OciReference) -> Result<Option<String>, SourceError> {
-        let host = source.host();
-        let scheme = match self.plain_http.iter().any(|h| h == host) {
-            true => "http",
-            false => "https",
+        let tag = source.as_oci().tag().unwrap_or("latest");
+        let url = self.url(source, &format!("manifests/{tag}"));
+        let head = |http: &reqwest::Client| {
+            http.head(&url)
+                .header(reqwest::header::ACCEPT, MANIFEST_ACCEPT)
+                .timeout(SMALL_RESPONSE_TIMEOUT)
         };
-        let r = source.as_oci();
-        let tag = r.tag().unwrap_or("latest");
-        let url = format!("{scheme}://{host}/v2/{}/manifests/{tag}", r.repository());
-        let response = self
-            .head
-            .head(&url)
-            .header(reqwest::header::ACCEPT, MANIFEST_ACCEPT)
-            .send()
-            .await
-            .map_err(|e| match e.is_timeout() {
-                true => SourceError::Timeout(host.to_string()),
-                false => SourceError::Registry(format!("{host}: {e}")),
-            })?;
-        let status = response.status();
-        if status == reqwest::StatusCode::NOT_FOUND {
-            return Err(SourceError::NotFound(host.to_string()));
+        let response = self.send(source, Operation::Pull, head).await?;
+        if let Some(digest) = wire::content_digest(&response).map_err(|()| invalid_digest(host))? {
+            return Ok(digest.to_string());
         }
-        let digest = response
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .filter(|_| status.is_success())
-            .map(str::to_string);
-        if digest.is_none() && !status.is_success() && status != reqwest::StatusCode::UNAUTHORIZED {
-            return Err(SourceError::Registry(format!("{host}: {status}")));
-        }
-        Ok(digest)
-    }
-
-    fn authenticates(&self, host: &str) -> bool {
-        self.authenticating
-            .lock()
-            .is_ok_and(|hosts| hosts.contains(host))
-    }
-
-    fn set_authenticates(&self, host: &str) {
-        if let Ok(mut hosts) = self.authenticating.lock() {
-            hosts.insert(host.to_string());
-        }
+        // No digest in the head: the digest of the manifest itself.
+        let manifest = self.manifest(source, tag).await?;
+        Ok(Digest::of(&manifest).to_string())
     }
 
     /// Pulls the module at manifest `digest` of `source`'s repository.
@@ -219,32 +132,147 @@ impl OciClient {
         source: &OciReference,
         digest: &str,
     ) -> Result<Pulled, SourceError> {
-        let at = source.at_digest(digest);
-        let err = |e| SourceError::from_client(source.host(), e);
-        let (manifest, _) = self
-            .client
-            .pull_image_manifest(&at, &auth(source))
-            .await
-            .map_err(err)?;
+        let host = source.host();
+        let digest = Digest::parse(digest).ok_or_else(|| invalid_digest(host))?;
+        let body = self.manifest(source, &digest.to_string()).await?;
+        if !wire::matches(&body, &digest) {
+            return Err(SourceError::Registry(format!(
+                "{host}: the manifest does not match its digest"
+            )));
+        }
+        let manifest: OciImageManifest = serde_json::from_slice(&body)
+            .map_err(|_| SourceError::Layout("the manifest is not an OCI image manifest".into()))?;
         let layer = wasm_layer(&manifest)?;
-        let size = u64::try_from(layer.size).unwrap_or(u64::MAX);
-        if size > self.max_bytes {
+        let layer_digest = Digest::parse(&layer.digest)
+            .ok_or_else(|| SourceError::Layout("a layer digest that is not sha256".into()))?;
+        if u64::try_from(layer.size).unwrap_or(u64::MAX) > self.max_bytes {
             return Err(SourceError::TooLarge(self.max_bytes));
         }
-        let mut out = CappedBuffer::new(self.max_bytes);
-        let pulled = self.client.pull_blob(&at, layer, &mut out).await;
-        pulled.map_err(|e| match e {
-            OciDistributionError::IoError(io) if io.kind() == std::io::ErrorKind::FileTooLarge => {
-                SourceError::TooLarge(self.max_bytes)
-            }
-            e => err(e),
-        })?;
-        let layer_digest = Digest::parse(&layer.digest)
-            .ok_or_else(|| SourceError::Layout(format!("layer digest {}", layer.digest)))?;
+        let bytes = self.layer(source, &layer_digest).await?;
+        if !wire::matches(&bytes, &layer_digest) {
+            return Err(SourceError::Registry(format!(
+                "{host}: the layer does not match its digest"
+            )));
+        }
         Ok(Pulled {
-            bytes: out.bytes,
+            bytes,
             layer_digest,
         })
+    }
+
+    /// The manifest `reference` (a tag or a digest) names, read under its cap.
+    async fn manifest(
+        &self,
+        source: &OciReference,
+        reference: &str,
+    ) -> Result<Vec<u8>, SourceError> {
+        let host = source.host();
+        let url = self.url(source, &format!("manifests/{reference}"));
+        let get = |http: &reqwest::Client| {
+            http.get(&url)
+                .header(reqwest::header::ACCEPT, MANIFEST_ACCEPT)
+                .timeout(SMALL_RESPONSE_TIMEOUT)
+        };
+        let response = self.send(source, Operation::Pull, get).await?;
+        read_capped(response, MAX_MANIFEST_BYTES)
+            .await
+            .map_err(|e| match e {
+                ReadError::TooLarge => SourceError::Registry(format!(
+                    "{host}: a manifest larger than {MAX_MANIFEST_BYTES} bytes"
+                )),
+                ReadError::Broken(e) => SourceError::from_request(host, &e),
+            })
+    }
+
+    /// The layer `digest`, read under `max_module_bytes`.
+    async fn layer(&self, source: &OciReference, digest: &Digest) -> Result<Vec<u8>, SourceError> {
+        let url = self.url(source, &format!("blobs/{digest}"));
+        let get = |http: &reqwest::Client| http.get(&url).timeout(LAYER_TIMEOUT);
+        let response = self.send(source, Operation::Pull, get).await?;
+        read_capped(response, self.max_bytes)
+            .await
+            .map_err(|e| match e {
+                ReadError::TooLarge => SourceError::TooLarge(self.max_bytes),
+                ReadError::Broken(e) => SourceError::from_request(source.host(), &e),
+            })
+    }
+
+    /// Sends the request `build` makes, with the grant held for the registry; on a
+    /// challenge, once more with the grant that answers it. A response that is not a
+    /// success is the error it means.
+    async fn send(
+        &self,
+        source: &OciReference,
+        operation: Operation,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response, SourceError> {
+        let host = source.host();
+        let scope = scope(source, operation);
+        let build = &build;
+        let sent = |grant: Grant| async move {
+            grant
+                .apply(build(&self.http))
+                .send()
+                .await
+                .map_err(|e| SourceError::from_request(host, &e))
+        };
+        let mut response = sent(self.auth.held(host, &scope)).await?;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            let challenge = response
+                .headers()
+                .get(reqwest::header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| SourceError::Unauthorized(host.to_string()))?;
+            let grant = self.auth.answer(host, &scope, challenge).await?;
+            response = sent(grant).await?;
+        }
+        match response.status() {
+            s if s.is_success() => Ok(response),
+            StatusCode::NOT_FOUND => Err(SourceError::NotFound(host.to_string())),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                Err(SourceError::Unauthorized(host.to_string()))
+            }
+            s => Err(SourceError::Registry(format!("{host}: {s}"))),
+        }
+    }
+
+    /// `/v2/<repository>/<rest>` on `source`'s registry.
+    fn url(&self, source: &OciReference, rest: &str) -> String {
+        let repository = source.as_oci().repository();
+        format!("{}/v2/{repository}/{rest}", self.origin(source.host()))
+    }
+
+    /// `SCHEME://HOST[:PORT]` of registry `host`: plain HTTP only where it is allowed.
+    fn origin(&self, host: &str) -> String {
+        let scheme = match self.plain_http.iter().any(|h| h == host) {
+            true => "http",
+            false => "https",
+        };
+        format!("{scheme}://{host}")
+    }
+
+    /// The grant for pushing to `target`: asks `/v2/` for its challenge and answers it.
+    async fn push_grant(&self, target: &OciReference) -> Result<Grant, SourceError> {
+        let host = target.host();
+        let url = format!("{}/v2/", self.origin(host));
+        let response = self
+            .http
+            .get(&url)
+            .timeout(SMALL_RESPONSE_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| SourceError::from_request(host, &e))?;
+        let challenge = response
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok());
+        match (response.status(), challenge) {
+            (StatusCode::UNAUTHORIZED, Some(challenge)) => {
+                let scope = scope(target, Operation::Push);
+                self.auth.answer(host, &scope, challenge).await
+            }
+            _ => Ok(Grant::Anonymous),
+        }
     }
 
     /// Pushes `wasm` to `target` in the CNCF Wasm OCI layout; returns the manifest digest.
@@ -268,36 +296,33 @@ impl OciClient {
         );
         let mut manifest = OciImageManifest::build(std::slice::from_ref(&layer), &config, None);
         manifest.media_type = Some(OCI_IMAGE_MEDIA_TYPE.to_string());
-        let auth = auth(target);
-        self.client
+        let auth = self.push_grant(target).await?.registry_auth();
+        let client = Client::new(ClientConfig {
+            protocol: ClientProtocol::HttpsExcept(self.plain_http.to_vec()),
+            connect_timeout: Some(CONNECT_TIMEOUT),
+            read_timeout: Some(READ_TIMEOUT),
+            ..ClientConfig::default()
+        });
+        client
             .push(target.as_oci(), &[layer], config, &auth, Some(manifest))
             .await
             .map_err(err)?;
-        self.client
-            .fetch_manifest_digest(target.as_oci(), &auth)
-            .await
-            .map_err(err)
+        self.resolve(target).await
     }
 }
 
-fn auth(source: &OciReference) -> RegistryAuth {
-    credentials::for_host(source.host())
-}
-
 /// The one `application/wasm` layer of a manifest in the CNCF layout.
-fn wasm_layer(
-    manifest: &OciImageManifest,
-) -> Result<&oci_client::manifest::OciDescriptor, SourceError> {
+fn wasm_layer(manifest: &OciImageManifest) -> Result<&OciDescriptor, SourceError> {
     if manifest.config.media_type != WASM_CONFIG_MEDIA_TYPE {
         return Err(SourceError::Layout(format!(
-            "config media type {} (expected {WASM_CONFIG_MEDIA_TYPE})",
+            "config media type {:?} (expected {WASM_CONFIG_MEDIA_TYPE})",
             manifest.config.media_type
         )));
     }
     match manifest.layers.as_slice() {
         [layer] if layer.media_type == WASM_LAYER_MEDIA_TYPE => Ok(layer),
         [layer] => Err(SourceError::Layout(format!(
-            "layer media type {} (expected {WASM_LAYER_MEDIA_TYPE})",
+            "layer media type {:?} (expected {WASM_LAYER_MEDIA_TYPE})",
             layer.media_type
         ))),
         layers => Err(SourceError::Layout(format!(
@@ -317,40 +342,40 @@ fn install_crypto_provider() {
     });
 }
 
-/// A download buffer that fails once more than `cap` bytes arrive.
-struct CappedBuffer {
-    bytes: Vec<u8>,
-    cap: u64,
+/// A token scope: `repository:NAME:pull` (or `pull,push`).
+fn scope(source: &OciReference, operation: Operation) -> String {
+    let actions = match operation {
+        Operation::Pull => "pull",
+        Operation::Push => "pull,push",
+    };
+    format!("repository:{}:{actions}", source.as_oci().repository())
 }
 
-impl CappedBuffer {
-    fn new(cap: u64) -> CappedBuffer {
-        CappedBuffer {
-            bytes: Vec::new(),
-            cap,
-        }
-    }
+fn invalid_digest(host: &str) -> SourceError {
+    SourceError::Registry(format!(
+        "{host}: a digest that is not sha256:<64 hex digits>"
+    ))
 }
 
-impl AsyncWrite for CappedBuffer {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        if (this.bytes.len() + buf.len()) as u64 > this.cap {
-            return Poll::Ready(Err(std::io::ErrorKind::FileTooLarge.into()));
+/// Follows at most [`MAX_REDIRECTS`] redirects, never from HTTPS to plain HTTP (unless to
+/// a host allowed plain HTTP).
+fn redirect_policy(plain_http: Arc<[String]>) -> Policy {
+    Policy::custom(move |attempt: Attempt| {
+        let url = attempt.url();
+        let authority = authority(url);
+        let from_plain = attempt
+            .previous()
+            .last()
+            .is_some_and(|u| u.scheme() == "http");
+        let allowed = match url.scheme() {
+            "https" => true,
+            "http" => from_plain || plain_http.contains(&authority),
+            _ => false,
+        };
+        if attempt.previous().len() > MAX_REDIRECTS || !allowed {
+            attempt.stop()
+        } else {
+            attempt.follow()
         }
-        this.bytes.extend_from_slice(buf);
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
+    })
 }

@@ -77,15 +77,6 @@ impl OciReference {
         self.reference.digest().is_some()
     }
 
-    /// The same repository at manifest `digest`.
-    pub(crate) fn at_digest(&self, digest: &str) -> Reference {
-        Reference::with_digest(
-            self.reference.registry().to_string(),
-            self.reference.repository().to_string(),
-            digest.to_string(),
-        )
-    }
-
     /// Whether the registry is on a loopback address, which may use plain HTTP unlisted.
     pub fn is_loopback(&self) -> bool {
         is_loopback_host(self.host())

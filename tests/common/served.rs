@@ -115,7 +115,7 @@ impl Served {
             admin: String::new(),
             dir,
         };
-        let serving = served.wait_for_log("serving").expect("serving line");
+        let serving = served.wait_for_log("public_addr").expect("serving line");
         served.public = field(&serving, "public_addr")
             .or_else(|| json_field(&serving, "public_addr"))
             .expect("the public address in the serving line");

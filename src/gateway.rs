@@ -151,7 +151,7 @@ impl RunningGateway {
             if let Err(e) = loader.load_all().await {
                 tracing::error!(error = %e, "cannot scan the modules directory");
             }
-            sources.first_load().await.follow(&down);
+            sources.start(&down).await;
             let _watcher = watching.serve(loader, &down);
             reg.set_ready(true);
             tracing::info!(modules = reg.serving_count(), %public_addr, threads, "serving");

@@ -17,6 +17,8 @@ use sha2::{Digest as _, Sha256};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const PASSWORD: &str = "hunter2-bound-to-one-registry";
+/// How often a trickling registry sends a byte: under every read timeout.
+const TRICKLE_EVERY: Duration = Duration::from_secs(5);
 
 fn sha256(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
@@ -50,6 +52,8 @@ enum Answer {
     Reply(&'static str, String, Vec<u8>),
     /// A 200 whose body never ends.
     Endless,
+    /// A response head sent a byte every few seconds, never finished.
+    Trickle,
 }
 
 fn ok(headers: String, body: Vec<u8>) -> Answer {
@@ -137,6 +141,14 @@ fn serve_one(stream: TcpStream, log: &Mutex<Vec<Seen>>, answer: &dyn Fn(&Seen) -
             let _ = stream.write_all(head.as_bytes());
             if seen.method != "HEAD" {
                 let _ = stream.write_all(&body);
+            }
+        }
+        Answer::Trickle => {
+            for byte in b"HTTP/1.1 200 OK\r\nx-slow: ".iter().cycle() {
+                if stream.write_all(&[*byte]).is_err() {
+                    return;
+                }
+                std::thread::sleep(TRICKLE_EVERY);
             }
         }
         Answer::Endless => {
@@ -308,6 +320,29 @@ fn a_redirected_layer_is_checked_and_gets_no_credentials() {
         "{:?}",
         store.requests()
     );
+}
+
+/// Item 4: a source that trickles holds readiness back a few seconds at most, then shows
+/// as failed ("no answer yet") while the other modules serve.
+#[test]
+fn a_trickling_source_delays_readiness_a_few_seconds_at_most() {
+    let registry = Hostile::start(|_| Answer::Trickle);
+    let started = Instant::now();
+    let served = start(&source("slow", &registry.host(), "slow/fn"), &[]);
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(8), "ready after {waited:?}");
+    assert_eq!(served.admin_get("/readyz").0, 200);
+    assert_eq!(served.get("/local"), (200, "local\n".into()));
+    let entry = served.module("slow");
+    assert_eq!(entry["state"], "failed", "{entry}");
+    assert!(
+        entry["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no answer yet"),
+        "{entry}"
+    );
+    assert_eq!(served.get("/slow").0, 500);
 }
 
 /// Item 3: credentials go to the registry they are for, and to no other registry or

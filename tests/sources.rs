@@ -492,15 +492,26 @@ async fn a_registry_that_refuses_lies_or_hangs_is_reported_and_credentials_stay_
         source("liar", &format!("oci://{host}/liar/fn:v1")),
         source("hang", &format!("oci://{host}/hang/fn:v1")),
     );
-    // The hanging source holds up neither readiness past its timeouts nor the others.
+    // The hanging source holds up neither readiness (past a few seconds) nor the others.
     let gw = TestGateway::start(&[("local", "hello")], &extra).await;
     for (name, reason) in [
         ("denied", "credentials were refused"),
         ("liar", "igest"),
-        ("hang", "no answer in time"),
+        ("hang", "no answer yet"),
     ] {
         assert_failed_because(&gw, name, reason).await;
     }
+    eventually_within(
+        Duration::from_secs(20),
+        "the hanging source times out",
+        async || {
+            let entry = module_entry(&gw, "hang").await;
+            entry["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("no answer in time"))
+        },
+    )
+    .await;
     assert_eq!(gw.get("/local").await.text(), "hello, world\n");
     assert!(
         bad.saw_basic_auth.load(Ordering::Relaxed),

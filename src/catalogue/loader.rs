@@ -157,6 +157,15 @@ impl Loader {
         self.apply(name, Step::Failed(LoadFailure::new(None, error)), origin);
     }
 
+    /// Shows module `name` as waiting for its source, unless it has loaded or failed
+    /// already (whichever comes first, the real outcome wins).
+    pub(crate) fn source_pending(&self, name: &str, error: LoadError, origin: Origin) {
+        let mut failure = LoadFailure::new(None, error);
+        failure.origin = Some(origin.0);
+        self.registry
+            .record_failure_if_unknown(name, failure, || self.new_shared(name));
+    }
+
     /// Forgets module `name`'s recorded failure: its source answers again, and the version
     /// serving is the one it names.
     pub(crate) fn source_recovered(&self, name: &str) {

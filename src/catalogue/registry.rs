@@ -135,6 +135,23 @@ impl Registry {
         entry.failure = Some(Arc::new(failure));
     }
 
+    /// Records `failure` for module `name` only if nothing at all is known of it yet: a
+    /// placeholder that any real outcome, earlier or later, takes precedence over.
+    pub(crate) fn record_failure_if_unknown(
+        &self,
+        name: &str,
+        failure: LoadFailure,
+        shared: impl FnOnce() -> ModuleShared,
+    ) {
+        self.modules
+            .entry(name.to_string())
+            .or_insert_with(|| Entry {
+                serving: None,
+                failure: Some(Arc::new(failure)),
+                shared: shared(),
+            });
+    }
+
     /// Records a check of module `name`'s source.
     pub(crate) fn record_check(&self, name: &str, checks: SourceChecks) {
         self.checks.insert(name.to_string(), checks);

@@ -15,6 +15,8 @@ pub enum SourceError {
     Registry(String),
     #[error("registry {0}: no answer in time")]
     Timeout(String),
+    #[error("registry {0}: no answer yet (still asking; the gateway did not wait to serve)")]
+    Pending(String),
     #[error("not a Wasm OCI artifact: {0}")]
     Layout(String),
     #[error("the layer is larger than max_module_bytes ({0} bytes)")]

@@ -8,12 +8,11 @@
 //! that cannot be reached is reported the same way, and asked again with a backoff that
 //! doubles up to [`MAX_BACKOFF`]; when it answers again with the version serving, the
 //! report is cleared. A digest-pinned source is pulled once and never asked again. Each
-//! module has a task of its own, so a registry that hangs holds up nobody else.
+//! module has a task of its own, so a registry that hangs holds up nobody else; at start
+//! the gateway waits for the first answers [`FIRST_LOAD_WAIT`] at most.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-
-use tokio::task::JoinSet;
 
 use super::SourceChecks;
 use super::credentials::{Credentials, CredentialsError};
@@ -29,6 +28,8 @@ use crate::config::Config;
 use crate::metrics::{Metrics, PollResult};
 use crate::shutdown::Shutdown;
 
+/// The longest the gateway waits for its sources' first answers before it serves.
+const FIRST_LOAD_WAIT: Duration = Duration::from_secs(3);
 /// The longest a poll (a resolve and, if the tag moved, a pull) may take.
 const POLL_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest wait between two polls of a source that keeps failing.
@@ -93,33 +94,35 @@ impl OciSources {
         Ok(OciSources { followers })
     }
 
-    /// Loads every module's last good version from the store, then asks the registry for
-    /// those that had none, so that a gateway that says it is ready serves them. Returns
-    /// the followers, to be run with [`OciSources::follow`].
-    pub(crate) async fn first_load(self) -> OciSources {
-        let mut tasks = JoinSet::new();
+    /// Starts following every source. Each module's last good version is loaded from the
+    /// store, or else its registry is asked; the gateway waits for that at most
+    /// [`FIRST_LOAD_WAIT`] before it serves, so that a slow or silent registry delays
+    /// readiness by no more. A source with no answer by then shows as failed ("no answer
+    /// yet") until its answer comes, whichever it is.
+    pub(crate) async fn start(self, shutdown: &Shutdown) {
+        let deadline = tokio::time::Instant::now() + FIRST_LOAD_WAIT;
+        let mut waiting = Vec::new();
         for mut follower in self.followers {
-            tasks.spawn(async move {
+            let (loaded, first) = tokio::sync::oneshot::channel::<()>();
+            let shared = follower.shared.clone();
+            let placeholder = (follower.name.clone(), follower.source.host().to_string());
+            let origin = follower.tried_origin();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
                 if !follower.restore().await {
                     follower.poll().await;
                 }
-                follower
+                drop(loaded);
+                follower.run(shutdown).await;
             });
+            waiting.push((first, shared, placeholder, origin));
         }
-        let mut followers = Vec::new();
-        while let Some(done) = tasks.join_next().await {
-            match done {
-                Ok(follower) => followers.push(follower),
-                Err(e) => tracing::error!(error = %e, "an OCI source's first load failed"),
+        for (first, shared, (name, host), origin) in waiting {
+            if tokio::time::timeout_at(deadline, first).await.is_err() {
+                tracing::warn!(module = %name, source = %origin.0, "the module's source has not answered yet; serving without it meanwhile");
+                let error = LoadError::Source(SourceError::Pending(host));
+                shared.loader.source_pending(&name, error, origin);
             }
-        }
-        OciSources { followers }
-    }
-
-    /// Polls every source until shutdown.
-    pub(crate) fn follow(self, shutdown: &Shutdown) {
-        for follower in self.followers {
-            tokio::spawn(follower.run(shutdown.clone()));
         }
     }
 }

@@ -28,6 +28,7 @@
 //! - `http`: the listeners, the public handler, request bodies, the admin endpoints;
 //! - `guest`: one request's instance, with one folder per guest ABI (`cgi`, `wasi_http`);
 //! - `metrics`: the Prometheus series and the gateway's own histograms;
+//! - `logging`: the log's writer, which escapes every control character of every event;
 //! - `gateway` (`serve`) and `commands` (`run`, `compile`): what the binary starts.
 //!
 //! The public API is what the binary, the tests and the benches use; everything else is
@@ -39,6 +40,7 @@ mod config;
 mod gateway;
 mod guest;
 mod http;
+pub mod logging;
 mod metrics;
 mod outcome;
 mod runtime;

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use wasmgate::logging::EscapedStderr;
 use wasmgate::{
     Config, Overrides, Precompiler, RunBody, RunRequest, RunResponse, RunningGateway,
     compile_worker, run_once,
@@ -300,12 +301,14 @@ const DEFAULT_LOG_FILTER: &str = "info,wasmtime_wasi=warn,wiggle=warn";
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| DEFAULT_LOG_FILTER.into());
+    // Colors are escape sequences, which the writer escapes like any other.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(EscapedStderr)
+        .with_ansi(false);
     match format {
         LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Text => builder.init(),
     }
 }
 

@@ -502,6 +502,77 @@ fn a_guest_cannot_forge_a_gateway_log_line() {
     );
 }
 
+/// `module` with a `name` custom section naming function 0 `name`.
+fn with_function_name(module: &[u8], name: &str) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            out.push(if n == 0 { byte } else { byte | 0x80 });
+            if n == 0 {
+                return;
+            }
+        }
+    }
+    let mut names = vec![1u8]; // one (index, name) pair
+    leb(0, &mut names);
+    leb(name.len(), &mut names);
+    names.extend_from_slice(name.as_bytes());
+    let mut subsection = vec![1u8]; // function names
+    leb(names.len(), &mut subsection);
+    subsection.extend(names);
+    let mut section = Vec::new();
+    leb(4, &mut section);
+    section.extend_from_slice(b"name");
+    section.extend(subsection);
+    let mut out = module.to_vec();
+    out.push(0); // a custom section
+    leb(section.len(), &mut out);
+    out.extend(section);
+    out
+}
+
+/// Issue 30, item 5: a module's name section, quoted in the backtrace of a trap during
+/// instantiation, cannot forge a line (with terminal escapes) in either log format.
+#[test]
+fn a_module_s_function_names_cannot_forge_a_log_line() {
+    let forged = "INFO wasmgate: module loaded module=admin";
+    let name = format!("f\n2026-12-07T00:00:00.000000Z  {forged}\r\x1b[2K\u{9b}2K");
+    let trapping = wat::parse_str(
+        r#"(module (memory (export "memory") 1)
+             (func unreachable) (start 0)
+             (func (export "_start")))"#,
+    )
+    .unwrap();
+    let module = with_function_name(&trapping, &name);
+    for format in ["text", "json"] {
+        let gw = Served::start_bytes(
+            &[("named".into(), module.clone())],
+            &[],
+            "",
+            &["--log-format", format],
+        );
+        assert_eq!(gw.get("/named").0, 500);
+        gw.wait_for_log("2026-12-07T00:00:00")
+            .expect("the trap's backtrace is logged");
+        let log = gw.log.lock().unwrap().clone();
+        for line in log.lines() {
+            assert!(
+                !line.contains(['\x1b', '\u{9b}', '\r']),
+                "{format}: a raw control character: {line:?}"
+            );
+            assert!(
+                !line.trim_start().starts_with("2026-12-07T00:00:00"),
+                "{format}: {line}"
+            );
+            if format == "json" {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            }
+        }
+    }
+}
+
 /// The CPUs in a `Cpus_allowed_list` such as `0-3,6`.
 fn cpu_list(list: &str) -> Vec<usize> {
     list.trim()

@@ -345,6 +345,54 @@ fn a_trickling_source_delays_readiness_a_few_seconds_at_most() {
     assert_eq!(served.get("/slow").0, 500);
 }
 
+/// Item 5: a layer media type cannot forge a log line, in either log format.
+#[test]
+fn a_registry_s_media_type_cannot_forge_a_log_line() {
+    let forged = "2026-12-07T00:00:00.000000Z  INFO wasmgate: module loaded module=admin";
+    let layer = hello_saying("unused");
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.wasm.config.v0+json",
+                   "digest": sha256(b"{}"), "size": 2},
+        "layers": [{"mediaType": format!("application/x\n{forged}\r\u{1b}[2K"),
+                    "digest": sha256(&layer), "size": layer.len()}],
+    })
+    .to_string()
+    .into_bytes();
+    let registry = Hostile::start(move |_| {
+        let headers = format!("docker-content-digest: {}\r\n", sha256(&manifest));
+        ok(headers, manifest.clone())
+    });
+    for format in ["text", "json"] {
+        let modules = [("local".to_string(), hello_saying("local"))];
+        let config = format!(
+            "oci_poll_ms = 200\n{}",
+            source("typed", &registry.host(), "typed/fn")
+        );
+        let served = Served::start_bytes(&modules, &[], &config, &["--log-format", format]);
+        let entry = settled(&served, "typed", Duration::from_secs(20));
+        assert!(
+            entry["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("media type"),
+            "{entry}"
+        );
+        served
+            .wait_for_log("module=admin")
+            .expect("the media type is logged");
+        let log = served.log.lock().unwrap().clone();
+        for line in log.lines() {
+            assert!(!line.contains(['\x1b', '\r']), "{format}: {line:?}");
+            assert!(
+                !line.trim_start().starts_with("2026-12-07T00"),
+                "{format}: {line}"
+            );
+        }
+    }
+}
+
 /// Item 3: credentials go to the registry they are for, and to no other registry or
 /// token realm that asks.
 #[test]

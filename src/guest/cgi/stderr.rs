@@ -1,5 +1,6 @@
 //! A guest's stderr: the gateway's log, one line at a time, tagged with the module, and
-//! capped per request so that a chatty guest cannot flood the log.
+//! capped per request so that a chatty guest cannot flood the log. (A CR, LF or ESC in a
+//! line is escaped by the log's writer, `crate::logging`, as in every event.)
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -8,8 +9,6 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
-
-use crate::guest::log::escape_controls;
 
 /// stderr bytes logged per request; the rest is dropped with one notice.
 pub(crate) const MAX_STDERR_BYTES: usize = 64 * 1024;
@@ -78,7 +77,6 @@ impl Drop for LogState {
 
 fn log_line(module: &str, line: &[u8]) {
     let text = String::from_utf8_lossy(line);
-    let text = escape_controls(&text);
     tracing::info!(target: "wasmgate::guest", module, "[{module}] {text}");
 }
 

@@ -358,7 +358,7 @@ async fn a_header_block_that_never_ends_is_a_502() {
 }
 
 /// HEAD, 204 and 304 stay bodiless when the response streams: the head goes out alone,
-/// the guest runs on to its end, and is counted then.
+/// and the request is counted as answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodiless_responses_stay_bodiless_while_streaming() {
     let mut gw = gateway().await;
@@ -380,5 +380,34 @@ async fn bodiless_responses_stay_bodiless_while_streaming() {
     );
     gw.wait_for_metric(r#"wasmgate_requests_total{module="status204",outcome="ok"} 1"#)
         .await;
+    gw.stop().await;
+}
+
+/// Issue 30, item 6: once the head of a HEAD response is out, the guest is stopped as for
+/// a client that hung up, so its slot is free at once (here the module's only one: it
+/// runs for 30 s, `max_concurrency = 1`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_on_a_streaming_module_frees_its_slot() {
+    let mut gw = gateway().await;
+    let head = exchange(&gw, "HEAD", "/abandoned").await;
+    assert_eq!(head.status(), Some(200), "{}", head.head);
+    gw.wait_for_metric(r#"wasmgate_requests_total{module="abandoned",outcome="ok"} 1"#)
+        .await;
+    eventually("the HEAD's guest has stopped", async || {
+        gw.metrics()
+            .await
+            .lines()
+            .any(|l| l == r#"wasmgate_inflight_requests{module="abandoned"} 0"#)
+    })
+    .await;
+    let mut stream = send_get(&gw, "/abandoned").await;
+    let mut buf = Vec::new();
+    assert!(read_until(&mut stream, &mut buf, b"xxxx").await);
+    assert!(
+        buf.starts_with(b"HTTP/1.1 200"),
+        "the slot is free: {:?}",
+        String::from_utf8_lossy(&buf[..buf.len().min(200)])
+    );
+    drop(stream);
     gw.stop().await;
 }

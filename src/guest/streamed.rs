@@ -19,7 +19,6 @@ use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::sync::oneshot;
 
@@ -35,7 +34,10 @@ pub(crate) enum GuestEnd {
     /// It returned before its head went out (a guest that answers at once).
     Ended(Result<(), InvokeError>),
     /// It runs on in a task of its own, which sends how it ended.
-    Running(oneshot::Receiver<Result<(), InvokeError>>),
+    Running(
+        oneshot::Receiver<Result<(), InvokeError>>,
+        tokio::task::AbortHandle,
+    ),
 }
 
 impl GuestEnd {
@@ -44,10 +46,17 @@ impl GuestEnd {
         guest: impl Future<Output = Result<(), InvokeError>> + Send + 'static,
     ) -> GuestEnd {
         let (sent, ended) = oneshot::channel();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let _ = sent.send(guest.await);
         });
-        GuestEnd::Running(ended)
+        GuestEnd::Running(ended, task.abort_handle())
+    }
+
+    /// Stops the guest if it still runs: its store, with its slot, is dropped.
+    fn stop(&self) {
+        if let GuestEnd::Running(_, task) = self {
+            task.abort();
+        }
     }
 
     /// How the guest ended, once it has.
@@ -58,7 +67,7 @@ impl GuestEnd {
     ) -> Poll<Result<(), InvokeError>> {
         match self {
             GuestEnd::Ended(ended) => Poll::Ready(std::mem::replace(ended, Ok(()))),
-            GuestEnd::Running(end) => Pin::new(end).poll(cx).map(|ended| {
+            GuestEnd::Running(end, _) => Pin::new(end).poll(cx).map(|ended| {
                 ended.unwrap_or_else(|_| {
                     Err(InvokeError::Trap {
                         module: module.clone(),
@@ -78,7 +87,7 @@ impl GuestEnd {
     fn ended(&mut self) -> Option<Result<(), InvokeError>> {
         match self {
             GuestEnd::Ended(ended) => Some(std::mem::replace(ended, Ok(()))),
-            GuestEnd::Running(end) => end.try_recv().ok(),
+            GuestEnd::Running(end, _) => end.try_recv().ok(),
         }
     }
 }
@@ -192,17 +201,12 @@ where
         }
     }
 
-    /// Reads the body to its end and throws it away, in a task of its own: for a response
-    /// that carries no body (HEAD, 204, 304), whose guest still runs to its end and is
-    /// counted as it ends.
-    pub(crate) fn discard(mut self) {
-        tokio::spawn(async move {
-            while let Some(frame) = self.frame().await {
-                if frame.is_err() {
-                    break;
-                }
-            }
-        });
+    /// Ends a response that carries no body (HEAD, 204, 304) with its head: the guest is
+    /// stopped as for a client that hung up, which frees its slot at once, and the
+    /// request is counted as answered.
+    pub(crate) fn end_bodiless(mut self) {
+        self.end.stop();
+        self.done = true;
     }
 
     fn output_too_large(&self) -> InvokeError {
@@ -288,6 +292,7 @@ impl<B> Drop for StreamedBody<B> {
                 (None, Err(_)) => {}
             }
         } else {
+            self.end.stop();
             self.record.outcome = Outcome::ClientGone;
             tracing::info!(
                 target: "wasmgate::request",

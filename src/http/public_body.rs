@@ -27,12 +27,13 @@ impl From<Full<Bytes>> for PublicBody {
 }
 
 impl PublicBody {
-    /// Reads a streamed body to its end and throws it away (see [`StreamedBody::discard`]).
-    pub(crate) fn discard(self) {
+    /// Ends a response that carries no body with its head (see
+    /// [`StreamedBody::end_bodiless`]).
+    pub(crate) fn end_bodiless(self) {
         match self {
             PublicBody::Whole(_) => {}
-            PublicBody::Cgi(body) => body.discard(),
-            PublicBody::Component(body) => body.discard(),
+            PublicBody::Cgi(body) => body.end_bodiless(),
+            PublicBody::Component(body) => body.end_bodiless(),
         }
     }
 }

@@ -401,14 +401,14 @@ fn body_refused(module: &ServedModule, error: BodyError) -> Early {
 }
 
 /// A streamed response; one that carries no body (the answer to HEAD, a 204, a 304) goes
-/// out as its head alone, while its guest runs on to its end and is counted then.
+/// out as its head alone, and its guest is stopped then, its slot freed.
 fn streaming(mut response: Response<PublicBody>, method: &Method) -> Reply {
     let status = response.status();
     if method == Method::HEAD
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
     {
-        std::mem::replace(response.body_mut(), PublicBody::from(Full::default())).discard();
+        std::mem::replace(response.body_mut(), PublicBody::from(Full::default())).end_bodiless();
     }
     Reply::Streaming(response)
 }

@@ -1,15 +1,28 @@
 #!/usr/bin/env python3
-"""Three wasmgate replicas behind HAProxy, under steady load, with zero failed requests.
+"""Three wasmgate replicas behind a load balancer, under steady load, with zero failed requests.
 
-Installs HAProxy, wrk and wabt from Debian when missing. Starts three replicas sharing
-one modules directory (and cache), and HAProxy (deploy/haproxy/haproxy.cfg) health-checking
-their /readyz, all on loopback. While wrk drives hello through HAProxy it
+Installs HAProxy, nginx, wrk and wabt from Debian when missing. For each load balancer below
+it starts three replicas sharing one modules directory (and cache) and the balancer, all on
+loopback. While wrk drives hello through the balancer it
   (a) copies a new version of the module into the shared directory and waits until every
       replica serves it, then
   (b) restarts the replicas one by one with SIGTERM (a rolling restart).
 Checks that wrk saw no error and no non-2xx response, and ends with "N passed, M failed".
+
+The balancers:
+  - HAProxy as deploy/haproxy/haproxy.cfg has it: /readyz checks every 200 ms, retries on a
+    refused or reset connection; replicas with shutdown_delay_ms = 800.
+  - The same HAProxy without any retry, so that nothing is hidden by one: every request the
+    gateway took must be answered (issue 30, item 8).
+  - Debian's nginx with its default upstream settings (a new HTTP/1.0 connection per
+    request, max_fails=1, fail_timeout=10s) and proxy_next_upstream error timeout http_502
+    http_503; replicas with the default configuration (no shutdown delay). nginx has no
+    active checks: a connection reset or closed unanswered by a draining replica takes
+    that replica out for fail_timeout, so a reset on each of the three in turn left nginx
+    with no live upstream (issue 30, item 8: 6-25% of requests failed).
 """
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,18 +33,40 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "loadtest"))
-from common import Gateway, build_release, ensure_apt, hello_wat, start_haproxy, wat_to_wasm, wrk_failures  # noqa: E402
+from common import (Gateway, build_release, ensure_apt, free_port, hello_wat, start_haproxy,  # noqa: E402
+                    wat_to_wasm, wrk_failures)
 
 REPLICAS = 3
-WRK_SECONDS = 20
 # Replicas keep accepting this long after readiness turns 503: several HAProxy checks.
-REPLICA_CONFIG = "shutdown_delay_ms = 800\n"
+DELAYED = "shutdown_delay_ms = 800\n"
+# Between one replica's return and the next one's SIGTERM: a few HAProxy checks.
+RESTART_SPACING_S = 0.6
 RESULTS = []
+
+NGINX_CONF = """
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    upstream wasmgate {{
+{servers}
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://wasmgate;
+            proxy_next_upstream error timeout http_502 http_503;
+        }}
+    }}
+}}
+"""
 
 
 def check(name, ok, detail=""):
     RESULTS.append(ok)
-    print(("PASS " if ok else "FAIL ") + name + ("" if ok else f": {str(detail)[:500]}"), flush=True)
+    print(("PASS " if ok else "FAIL ") + name + ("" if ok else f": {str(detail)[:1500]}"), flush=True)
 
 
 def body(port, path="/hello"):
@@ -40,6 +75,16 @@ def body(port, path="/hello"):
             return r.read().decode()
     except OSError as e:
         return f"error: {e}"
+
+
+def lb_errors(log):
+    """The kinds of error in a load balancer's log, most frequent first, with their counts."""
+    kinds = {}
+    for line in open(log, errors="replace"):
+        m = re.search(r"\[(\w+)\] [\d#]+: (?:\*\d+ )?(.*?)(?:, client:|$)", line)
+        kind = re.sub(r"\d+\.\d+\.\d+\.\d+:\d+", "ADDR", m.group(2)) if m else line.strip()
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return sorted(kinds.items(), key=lambda k: -k[1])[:6]
 
 
 def wait_until(fn, within):
@@ -51,27 +96,45 @@ def wait_until(fn, within):
     return False
 
 
-def main():
-    ensure_apt("haproxy", "haproxy")
-    ensure_apt("wrk", "wrk")
-    build_release()
+def haproxy(retries):
+    def start(replicas, tmp):
+        proc, port = start_haproxy(replicas, tmp, retries=retries)
+        return proc, port, os.path.join(tmp, "haproxy.log")
+    return start
+
+
+def nginx(replicas, tmp):
+    ensure_apt("nginx", "nginx")
+    port = free_port()
+    servers = "\n".join(f"        server 127.0.0.1:{r.port};" for r in replicas)
+    conf = os.path.join(tmp, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(NGINX_CONF.format(tmp=tmp, servers=servers, port=port))
+    proc = subprocess.Popen(["nginx", "-c", conf, "-e", os.path.join(tmp, "nginx-error.log"),
+                             "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, port, os.path.join(tmp, "nginx-error.log")
+
+
+def rolling_restart(name, start_lb, replica_config, spacing_s):
+    """One run: a hot reload, then a rolling restart, all under wrk through `start_lb`."""
     tmp = tempfile.mkdtemp(prefix="wasmgate-lb-")
     mods, cache = os.path.join(tmp, "modules"), os.path.join(tmp, "cache")
     os.makedirs(mods)
     wat_to_wasm(hello_wat("version 1"), os.path.join(mods, "hello.wasm"))
     wat_to_wasm(hello_wat("version 2"), os.path.join(tmp, "v2.wasm"))
-    replicas = [Gateway(mods, cache, REPLICA_CONFIG) for _ in range(REPLICAS)]
+    replicas = [Gateway(mods, cache, replica_config) for _ in range(REPLICAS)]
     for i, r in enumerate(replicas):
         r.start(os.path.join(tmp, f"replica{i}.log"))
-    haproxy, lb_port = start_haproxy(replicas, tmp)
+    lb, lb_port, lb_log = start_lb(replicas, tmp)
     wrk = None
     try:
         up = wait_until(lambda: body(lb_port) == "version 1\n", 10)
-        check("HAProxy serves hello through the replicas", up,
-              (body(lb_port), haproxy.poll(), open(os.path.join(tmp, "haproxy.log"), errors="replace").read()[-500:]))
+        check(f"{name}: serves hello through the replicas", up,
+              (body(lb_port), lb.poll(), open(lb_log, errors="replace").read()[-500:]))
         if not up:
-            raise SystemExit(1)
-        wrk = subprocess.Popen(["wrk", "-t1", "-c16", f"-d{WRK_SECONDS}s", f"http://127.0.0.1:{lb_port}/hello"],
+            return
+        seconds = int(3 + REPLICAS * (spacing_s + 1))
+        wrk = subprocess.Popen(["wrk", "-t1", "-c4", f"-d{seconds}s", f"http://127.0.0.1:{lb_port}/hello"],
                                stdout=subprocess.PIPE, text=True)
         time.sleep(1)
 
@@ -80,30 +143,40 @@ def main():
         os.replace(tmp_copy, os.path.join(mods, "hello.wasm"))
         t0 = time.monotonic()
         every = wait_until(lambda: all(body(r.port) == "version 2\n" for r in replicas), 10)
-        check(f"every replica serves the new version ({time.monotonic() - t0:.2f} s)", every,
+        check(f"{name}: every replica serves the new version ({time.monotonic() - t0:.2f} s)", every,
               [body(r.port) for r in replicas])
 
         for i, r in enumerate(replicas):
             r.stop()
             code = r.proc.returncode
             r.start(os.path.join(tmp, f"replica{i}.log"))
-            check(f"replica {i} drained, exited {code} and came back", code == 0 and body(r.port) == "version 2\n",
-                  (code, body(r.port)))
-            time.sleep(0.6)  # a few health checks: HAProxy sees it ready again
+            check(f"{name}: replica {i} drained, exited {code} and came back",
+                  code == 0 and body(r.port) == "version 2\n", (code, body(r.port)))
+            time.sleep(spacing_s)
 
-        out, _ = wrk.communicate(timeout=WRK_SECONDS + 30)
+        out, _ = wrk.communicate(timeout=seconds + 30)
         total, non2xx, errors = wrk_failures(out)
-        check(f"no failed request through the load balancer ({total} requests)",
-              total > 1000 and non2xx == 0 and errors == 0, out)
-        check("HAProxy serves the new version at the end", body(lb_port) == "version 2\n", body(lb_port))
+        check(f"{name}: no failed request through the load balancer ({total} requests)",
+              total > 1000 and non2xx == 0 and errors == 0,
+              (out, lb_errors(lb_log)))
+        check(f"{name}: serves the new version at the end", body(lb_port) == "version 2\n", body(lb_port))
     finally:
         if wrk and wrk.poll() is None:
             wrk.kill()
-        haproxy.terminate()
-        haproxy.wait(10)
+        lb.terminate()
+        lb.wait(10)
         for r in replicas:
             r.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main():
+    ensure_apt("haproxy", "haproxy")
+    ensure_apt("wrk", "wrk")
+    build_release()
+    rolling_restart("HAProxy", haproxy(retries=True), DELAYED, RESTART_SPACING_S)
+    rolling_restart("HAProxy without retries", haproxy(retries=False), DELAYED, RESTART_SPACING_S)
+    rolling_restart("Debian nginx, default settings", nginx, "", RESTART_SPACING_S)
     passed = sum(RESULTS)
     print(f"{passed} passed, {len(RESULTS) - passed} failed")
     sys.exit(0 if passed == len(RESULTS) else 1)

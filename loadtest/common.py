@@ -13,7 +13,8 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "wasmgate")
+# WASMGATE_BIN runs another build (an older commit's, to show what a change fixed).
+BIN = os.environ.get("WASMGATE_BIN") or os.path.join(ROOT, "target", "release", "wasmgate")
 
 
 def sh(*cmd, **kw):
@@ -32,6 +33,8 @@ def ensure_apt(binary, package):
 def build_release():
     """Builds the release binaries with the same target selection as ./test.sh, so that the
     dependencies are built once, with one set of features, for both."""
+    if os.environ.get("WASMGATE_BIN"):
+        return
     sh("cargo", "build", "--release", "--workspace", "--all-targets", "--quiet", cwd=ROOT)
 
 
@@ -196,13 +199,23 @@ class Registry:
         return out.strip()
 
 
-def start_haproxy(replicas, tmp):
+# What deploy/haproxy/haproxy.cfg retries with; without it, no request is retried.
+HAPROXY_RETRIES = """    retries 3
+    option redispatch
+    retry-on conn-failure empty-response response-timeout
+"""
+
+
+def start_haproxy(replicas, tmp, retries=True):
     """HAProxy (deploy/haproxy/haproxy.cfg) in front of `replicas`, health-checking their
-    /readyz; returns (process, listening port)."""
+    /readyz, with or without its retries; returns (process, listening port)."""
     ensure_apt("haproxy", "haproxy")
     port = free_port()
     servers = "\n".join(f"    server r{i} 127.0.0.1:{r.port} check port {r.admin}" for i, r in enumerate(replicas))
     template = open(os.path.join(ROOT, "deploy", "haproxy", "haproxy.cfg")).read()
+    if not retries:
+        assert HAPROXY_RETRIES in template, "deploy/haproxy/haproxy.cfg changed its retries"
+        template = template.replace(HAPROXY_RETRIES, "    retries 0\n")
     cfg = os.path.join(tmp, "haproxy.cfg")
     with open(cfg, "w") as f:
         f.write(template.replace("{{LISTEN_PORT}}", str(port)).replace("{{SERVERS}}", servers))

@@ -1,12 +1,27 @@
 //! The accept loop shared by the public and the admin listener: HTTP/1.1 with keep-alive on
 //! hyper, bounded header reads, and a graceful drain when shutdown is triggered.
 //!
+//! A drain loses nothing that reached the gateway (issue 30: a rolling restart behind
+//! nginx, which opens a connection per request, failed 6–25% of requests). Closing a
+//! listener resets the connections still in the kernel's accept queue, so the queue is
+//! emptied first ([`Acceptor::drain_queue`]) and those connections are served like the
+//! rest; and so that none completes its handshake between the last accept and the close,
+//! a socket filter first drops new connection attempts (a bare SYN), letting handshakes
+//! already under way finish into the queue. A client whose SYN was dropped sends it again
+//! a second later, finds the port closed, and its load balancer tries another replica:
+//! its request never reached this one. And a connection whose request has not been read yet looks idle, which hyper's
+//! graceful shutdown closes at once; so a connection that has not sent its first request
+//! when the drain starts is given [`FIRST_REQUEST_WAIT`] to send it, and that request is
+//! answered (with `Connection: close`). A connection between two keep-alive requests is
+//! closed, and one in the middle of a request is closed after its response.
+//!
 //! Requests with more than 100 headers get a 431 from hyper's default, which keeps the
 //! header array on the stack (an explicit `max_headers` would move it to the heap).
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -17,9 +32,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use rustix::net::SocketFlags;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::shutdown::Shutdown;
 
@@ -34,6 +49,21 @@ pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
 const MAX_CONNECTION_BUFFER: usize = 2 * MAX_HEAD_BYTES;
 /// How long to wait before accepting again after an accept error (such as EMFILE).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// Once a drain starts, how long a connection that has sent no request yet has to send
+/// its first (a load balancer sends it as it connects).
+pub(crate) const FIRST_REQUEST_WAIT: Duration = Duration::from_secs(2);
+/// How long handshakes under way when a drain starts have to complete into the accept
+/// queue (a round trip to a client in the same network, many times over).
+const HANDSHAKE_SETTLE: Duration = Duration::from_millis(50);
+/// A classic BPF program for a TCP socket (it sees the TCP header first) that drops a
+/// bare SYN (flags byte 13, SYN set without ACK) and lets every other segment through.
+const DROP_NEW_CONNECTIONS: [(u16, u8, u8, u32); 5] = [
+    (0x30, 0, 0, 13),          // ldb [13]: the flags
+    (0x54, 0, 0, 0x12),        // and #(SYN | ACK)
+    (0x15, 0, 1, 0x02),        // jeq #SYN: to the drop, else to the pass
+    (0x06, 0, 0, 0),           // ret #0: dropped
+    (0x06, 0, 0, 0xffff_ffff), // ret: the whole segment passes
+];
 
 /// The two ends of a connection.
 #[derive(Debug, Clone, Copy)]
@@ -106,7 +136,8 @@ pub(crate) struct Accepted<S> {
 
 /// What an open connection holds, released when it is dropped.
 pub(crate) struct Held {
-    _slot: OwnedSemaphorePermit,
+    /// Its connection slot; none for a connection taken from the accept queue at shutdown.
+    _slot: Option<OwnedSemaphorePermit>,
     _count: Option<Counted>,
 }
 
@@ -140,7 +171,7 @@ impl Acceptor {
                 Ok((stream, remote)) => {
                     let _ = stream.set_nodelay(true);
                     let held = Held {
-                        _slot: slot,
+                        _slot: Some(slot),
                         _count: None,
                     };
                     return Some(Accepted {
@@ -155,6 +186,59 @@ impl Acceptor {
                 }
             }
         }
+    }
+}
+
+impl Acceptor {
+    /// The connections in the kernel's accept queue, and those whose handshake was under
+    /// way, for a drain to serve: closing the listener would reset them. New connection
+    /// attempts are dropped from now on. They are open already, so they are served beyond
+    /// `max_connections`.
+    pub(crate) async fn drain_queue(&self) -> Vec<Accepted<TcpStream>> {
+        let filter =
+            DROP_NEW_CONNECTIONS.map(|(code, jt, jf, k)| socket2::SockFilter::new(code, jt, jf, k));
+        if let Err(e) = socket2::SockRef::from(&self.listener).attach_filter(&filter) {
+            tracing::warn!(error = %e, "cannot stop new connections before the drain; some may be reset");
+        }
+        let mut drained = self.take_queued();
+        tokio::time::sleep(HANDSHAKE_SETTLE).await;
+        drained.extend(self.take_queued());
+        if !drained.is_empty() {
+            tracing::info!(
+                connections = drained.len(),
+                "draining: served the connections waiting in the accept queue"
+            );
+        }
+        drained
+    }
+
+    /// The connections in the accept queue now, without waiting.
+    fn take_queued(&self) -> Vec<Accepted<TcpStream>> {
+        let mut drained = Vec::new();
+        loop {
+            let flags = SocketFlags::CLOEXEC | SocketFlags::NONBLOCK;
+            let fd = match rustix::net::accept_with(&self.listener, flags) {
+                Ok(fd) => fd,
+                Err(rustix::io::Errno::INTR) => continue,
+                // EAGAIN: the queue is empty (anything else: nothing more to take).
+                Err(_) => break,
+            };
+            let stream = std::net::TcpStream::from(fd);
+            let (Ok(remote), Ok(stream)) = (stream.peer_addr(), TcpStream::from_std(stream)) else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let held = Held {
+                _slot: None,
+                _count: None,
+            };
+            drained.push(Accepted {
+                stream,
+                remote,
+                held,
+            });
+        }
+        drained
     }
 }
 
@@ -193,18 +277,16 @@ pub(crate) enum Connections {
 }
 
 impl Connections {
-    /// The next connection, registered with this runtime, or `None` once `shutdown` has
-    /// triggered or no more can come.
+    /// The next connection, registered with this runtime, or `None` once no more can
+    /// come: a listener stops at shutdown, handed connections when the acceptor stops
+    /// handing them (after it has drained its queue).
     async fn next(&mut self, shutdown: &Shutdown) -> Option<Accepted<TcpStream>> {
         let handed = match self {
             Connections::Listener(acceptor) => return acceptor.next(shutdown).await,
             Connections::Handed(handed) => handed,
         };
         loop {
-            let accepted = tokio::select! {
-                accepted = handed.recv() => accepted?,
-                () = shutdown.triggered() => return None,
-            };
+            let accepted = handed.recv().await?;
             match TcpStream::from_std(accepted.stream) {
                 Ok(stream) => {
                     return Some(Accepted {
@@ -215,6 +297,14 @@ impl Connections {
                 }
                 Err(e) => tracing::warn!(error = %e, "a handed connection cannot be served"),
             }
+        }
+    }
+
+    /// What is left to serve once `next` has ended: a listener's accept queue.
+    async fn drain(&self) -> Vec<Accepted<TcpStream>> {
+        match self {
+            Connections::Listener(acceptor) => acceptor.drain_queue().await,
+            Connections::Handed(_) => Vec::new(),
         }
     }
 }
@@ -237,35 +327,81 @@ pub(crate) async fn serve_with<F, Fut, B>(
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_header_size(MAX_HEAD_BYTES)
         .max_buf_size(MAX_CONNECTION_BUFFER);
-    let graceful = GracefulShutdown::new();
-    while let Some(Accepted {
-        stream,
-        remote,
-        held,
-    }) = source.next(&shutdown).await
-    {
-        let Ok(local) = stream.local_addr() else {
-            continue;
-        };
-        let info = ConnInfo { remote, local };
-        let handle = handle.clone();
-        let service = service_fn(move |req| {
-            let response = handle(req, info);
-            async move { Ok::<_, Infallible>(response.await) }
-        });
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            let _held = held;
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, %remote, "connection ended with an error");
-            }
-        });
+    // Each connection holds a sender; the drain is over when they are all gone.
+    let (open, mut all_closed) = mpsc::channel::<()>(1);
+    let serve = |accepted| serve_one(&builder, accepted, handle.clone(), &shutdown, &open);
+    while let Some(accepted) = source.next(&shutdown).await {
+        serve(accepted);
     }
+    source.drain().await.into_iter().for_each(serve);
     drop(source);
+    drop(open);
     tokio::select! {
-        () = graceful.shutdown() => {}
+        _ = all_closed.recv() => {}
         () = tokio::time::sleep(grace) => {
             tracing::warn!("grace period over: closing the connections still open");
         }
     }
+}
+
+/// Serves one connection in a task of its own until it ends; once `shutdown` has started,
+/// as the module's documentation says.
+fn serve_one<F, Fut, B>(
+    builder: &http1::Builder,
+    accepted: Accepted<TcpStream>,
+    handle: F,
+    shutdown: &Shutdown,
+    open: &mpsc::Sender<()>,
+) where
+    F: Handler<Fut>,
+    Fut: Answer<B>,
+    B: ResponseBody,
+{
+    let Accepted {
+        stream,
+        remote,
+        held,
+    } = accepted;
+    let Ok(local) = stream.local_addr() else {
+        return;
+    };
+    let info = ConnInfo { remote, local };
+    let asked = Arc::new(Notify::new());
+    let service = {
+        let asked = asked.clone();
+        service_fn(move |req| {
+            asked.notify_one();
+            let response = handle(req, info);
+            async move { Ok::<_, Infallible>(response.await) }
+        })
+    };
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    let (shutdown, open) = (shutdown.clone(), open.clone());
+    tokio::spawn(async move {
+        let _held = (held, open);
+        let mut connection = pin!(connection);
+        let ended = tokio::select! {
+            ended = connection.as_mut() => Some(ended),
+            () = shutdown.triggered() => None,
+        };
+        // Draining: a request on its way is waited for, then the connection ends.
+        let ended = match ended {
+            Some(ended) => Some(ended),
+            None => tokio::select! {
+                ended = connection.as_mut() => Some(ended),
+                () = asked.notified() => None,
+                () = tokio::time::sleep(FIRST_REQUEST_WAIT) => None,
+            },
+        };
+        let ended = match ended {
+            Some(ended) => ended,
+            None => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        if let Err(e) = ended {
+            tracing::debug!(error = %e, %remote, "connection ended with an error");
+        }
+    });
 }

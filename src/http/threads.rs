@@ -83,7 +83,10 @@ pub async fn serve_on_threads<F, Fut, B>(
     while let Some(accepted) = acceptor.next(&shutdown).await {
         hand_over(&lanes, accepted);
     }
-    // The threads see their lanes close, and drain.
+    for accepted in acceptor.drain_queue().await {
+        hand_over(&lanes, accepted);
+    }
+    // The threads see their lanes close once they have taken every connection, and drain.
     drop(lanes);
     for done in running {
         // An error only means the thread ended without a word (a panic); it has ended.

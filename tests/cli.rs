@@ -207,6 +207,19 @@ fn run_reports_a_failing_component_with_the_gateways_exit_codes() {
     }
 }
 
+/// A component whose head declares more than `max_output_bytes` is refused before any of
+/// its body goes out, by `run` as by `serve` (issue 31: `run` streamed it until the cap
+/// cut it off).
+#[test]
+fn run_refuses_a_declared_length_over_the_output_cap_as_serve_does() {
+    let args = ["--path", "/big-declared", "--query", "bytes=20000000"];
+    let out = run_binary("probe", &component("probe_http"), &args, b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(137), "{stderr}");
+    assert!(stderr.contains("output limit"), "{stderr}");
+    assert!(out.stdout.is_empty(), "{} bytes went out", out.stdout.len());
+}
+
 /// `wasmgate run FILE`, no stdin, its stdout and stderr piped.
 fn spawn_run(file: &Path) -> std::process::Child {
     Command::new(BIN)

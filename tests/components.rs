@@ -260,6 +260,33 @@ async fn the_request_body_streams_in_and_is_capped() {
     still_serves(&gw).await;
 }
 
+/// `body_timeout_ms` holds for components as for CGI modules (issue 31: it applied to CGI
+/// only, and a trickling body held a component's slot until its deadline): a body not
+/// whole in time is a 400 naming the module, not the module's 504.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_trickles_in_is_cut_off_at_the_body_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let modules = dir.path().join("modules");
+    std::fs::create_dir(&modules).unwrap();
+    std::fs::write(modules.join("hello.wasm"), fixture("hello")).unwrap();
+    for name in ["echo_http", "hello_http"] {
+        std::fs::write(modules.join(format!("{name}.wasm")), component(name)).unwrap();
+    }
+    let gw = TestGateway::start_in(dir, &format!("body_timeout_ms = 300\n{CONFIG}")).await;
+    let reply = common::raw(
+        gw.public,
+        b"POST /echo_http HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten..",
+    )
+    .await;
+    assert_eq!(common::raw_status(&reply), Some(400), "{reply}");
+    assert!(
+        reply.contains("'echo_http'") && reply.contains("not received in time"),
+        "{reply}"
+    );
+    counted(&gw, "echo_http", "bad_request").await;
+    still_serves(&gw).await;
+}
+
 #[tokio::test]
 async fn the_response_streams_out() {
     let gw = gateway("").await;

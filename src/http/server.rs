@@ -34,7 +34,7 @@ use crate::guest::linkers::Prepared;
 use crate::guest::streamed::{Record, StreamedBody};
 use crate::guest::wasi_http::exchange::exchange;
 use crate::guest::wasi_http::io::ComponentStore;
-use crate::guest::wasi_http::request::guest_request;
+use crate::guest::wasi_http::request::{BodyBounds, guest_request};
 use crate::metrics::{Metrics, ModuleMetrics};
 use crate::outcome::Outcome;
 
@@ -273,11 +273,15 @@ impl PublicService {
             .map_err(|e| body_refused(&module, e))?;
         let guest = HeldPermit::new(&module.shared.guests, running_guest(&module)?);
         let slot = HeldPermit::new(&self.slots, self.acquire_slot(&module).await?);
+        let bounds = BodyBounds {
+            max_bytes: limits.max_body_bytes,
+            deadline: Some(started + self.body_timeout),
+        };
         let (request, watch) = guest_request(
             parts,
             body,
             conn,
-            limits.max_body_bytes,
+            bounds,
             module.settings.pass_authorization,
         );
         let ran = exchange(
@@ -290,6 +294,9 @@ impl PublicService {
         .await;
         if watch.over_limit() {
             return Err(body_refused(&module, BodyError::TooLarge));
+        }
+        if watch.timed_out() {
+            return Err(body_refused(&module, BodyError::TimedOut));
         }
         let (head, end) = ran?;
         if declared_length(head.headers()).is_some_and(|len| len > limits.max_output_bytes) {

@@ -24,7 +24,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::io::{ComponentIo, ComponentStore};
-use super::request::{GuestBody, RequestBody, guest_request};
+use super::request::{BodyBounds, GuestBody, RequestBody, guest_request};
 use crate::catalogue::ServedModule;
 use crate::guest::bounds::{Bounds, Failure, InvokeError};
 use crate::guest::cgi::stdout::OutputFate;
@@ -151,18 +151,23 @@ pub(crate) async fn respond_streamed<B: RequestBody>(
     if body.size_hint().lower() > limits.max_body_bytes {
         return Err(too_large());
     }
-    let (request, watch) = guest_request(
-        parts,
-        body,
-        conn,
-        limits.max_body_bytes,
-        settings.pass_authorization,
-    );
+    let bounds = BodyBounds {
+        max_bytes: limits.max_body_bytes,
+        deadline: None,
+    };
+    let (request, watch) = guest_request(parts, body, conn, bounds, settings.pass_authorization);
     let ran = exchange(module.clone(), pre, request, started, ()).await;
     if watch.over_limit() {
         return Err(too_large());
     }
     let (head, end) = ran?;
+    if declared_length(head.headers()).is_some_and(|len| len > limits.max_output_bytes) {
+        return Err(InvokeError::OutputTooLarge {
+            module: module.name.clone(),
+            limit: limits.max_output_bytes,
+        }
+        .into());
+    }
     let record = Record::new(module.shared.metrics.clone(), started);
     let declared = declared_length(head.headers());
     Ok(head.map(|body| StreamedBody::new(body, declared, end, limits.max_output_bytes, record)))

@@ -1,6 +1,8 @@
 //! The request as a component receives it: the method, the path and query as received
 //! (`/NAME/rest?query`), the headers by the CGI path's rules, and the body streamed as it
-//! arrives, cut at the module's `max_body_bytes`.
+//! arrives, cut at the module's `max_body_bytes` and, as a CGI guest's stdin is, at the
+//! gateway's `body_timeout_ms` (a body still arriving then fails the request, which no
+//! longer holds a slot until the module's deadline).
 //!
 //! Withheld from the guest: `Authorization` and `Proxy-Authorization` (unless the module
 //! sets `pass_authorization`), and the hop-by-hop headers of RFC 9110 7.6.1, which describe
@@ -12,26 +14,36 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{CONNECTION, HOST};
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::time::Sleep;
 use wasmtime_wasi_http::Error;
 
 use crate::guest::cgi::env::CREDENTIAL_HEADERS;
 use crate::http::hop_by_hop::is_hop_by_hop;
 use crate::http::listener::ConnInfo;
 
-/// Says whether a request body went past its limit, after the body was handed away.
+/// Says whether a request body went past its limit or its deadline, after the body was
+/// handed away.
 #[derive(Clone, Default)]
-pub(crate) struct BodyWatch(Arc<AtomicBool>);
+pub(crate) struct BodyWatch {
+    over_limit: Arc<AtomicBool>,
+    timed_out: Arc<AtomicBool>,
+}
 
 impl BodyWatch {
     pub(crate) fn over_limit(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.over_limit.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn timed_out(&self) -> bool {
+        self.timed_out.load(Ordering::Relaxed)
     }
 }
 
@@ -41,11 +53,12 @@ pub trait RequestBody: Body<Data = Bytes, Error: Into<Error>> + Send + Unpin + '
 impl<B> RequestBody for B where B: Body<Data = Bytes, Error: Into<Error>> + Send + Unpin + 'static {}
 
 /// A request body (the client's, or `run`'s stdin) that fails once more than its limit
-/// has arrived.
+/// has arrived, or when it has not ended by its deadline.
 pub(crate) struct GuestBody<B = Incoming> {
     inner: B,
     limit: u64,
     received: u64,
+    deadline: Option<Pin<Box<Sleep>>>,
     watch: BodyWatch,
 }
 
@@ -57,15 +70,25 @@ impl<B: RequestBody> Body for GuestBody<B> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        let frame = match ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
-            Some(Ok(frame)) => frame,
-            Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
-            None => return Poll::Ready(None),
+        let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => frame,
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => {
+                let Some(deadline) = self.deadline.as_mut() else {
+                    return Poll::Pending;
+                };
+                if deadline.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.watch.timed_out.store(true, Ordering::Relaxed);
+                return Poll::Ready(Some(Err(Error::ConnectionReadTimeout)));
+            }
         };
         if let Some(data) = frame.data_ref() {
             self.received = self.received.saturating_add(data.len() as u64);
             if self.received > self.limit {
-                self.watch.0.store(true, Ordering::Relaxed);
+                self.watch.over_limit.store(true, Ordering::Relaxed);
                 return Poll::Ready(Some(Err(Error::HttpRequestBodySize(Some(self.limit)))));
             }
         }
@@ -81,12 +104,20 @@ impl<B: RequestBody> Body for GuestBody<B> {
     }
 }
 
-/// The request to hand a component, and the watch on its body's limit.
+/// What a request body must keep to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyBounds {
+    pub(crate) max_bytes: u64,
+    /// When the whole body must have arrived (a client's), if ever (`run`'s stdin).
+    pub(crate) deadline: Option<Instant>,
+}
+
+/// The request to hand a component, and the watch on its body's bounds.
 pub(crate) fn guest_request<B>(
     mut parts: Parts,
     body: B,
     conn: ConnInfo,
-    max_body_bytes: u64,
+    bounds: BodyBounds,
     pass_authorization: bool,
 ) -> (hyper::Request<GuestBody<B>>, BodyWatch) {
     filter_headers(&mut parts.headers, pass_authorization);
@@ -98,8 +129,11 @@ pub(crate) fn guest_request<B>(
     let watch = BodyWatch::default();
     let body = GuestBody {
         inner: body,
-        limit: max_body_bytes,
+        limit: bounds.max_bytes,
         received: 0,
+        deadline: bounds
+            .deadline
+            .map(|at| Box::pin(tokio::time::sleep_until(at.into()))),
         watch: watch.clone(),
     };
     (hyper::Request::from_parts(parts, body), watch)

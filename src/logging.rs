@@ -40,6 +40,12 @@ pub struct Escaping<W>(pub W);
 
 impl<W: Write> Write for Escaping<W> {
     fn write(&mut self, event: &[u8]) -> io::Result<usize> {
+        let body = event.strip_suffix(b"\n").unwrap_or(event);
+        if body.iter().all(|&b| b >= 0x20 && b != 0x7f && b != 0xc2) {
+            // Nothing to escape (C1 controls start with 0xc2 in UTF-8): no copy.
+            self.0.write_all(event)?;
+            return Ok(event.len());
+        }
         let text = String::from_utf8_lossy(event);
         let (body, newline) = match text.strip_suffix('\n') {
             Some(body) => (body, "\n"),

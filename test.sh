@@ -29,7 +29,7 @@ fi
 # stop compiling.
 # (The fuzz binaries are libFuzzer's own programs, so they are built but not run here.)
 cargo build --release --workspace --all-targets
-cargo test --release --workspace --lib --tests --benches --bin wasmgate --bin hello-reference
+cargo test --release --workspace --lib --tests --benches --examples --bin wasmgate
 
 # Observability end to end: a real Prometheus running the Grafana dashboard's queries,
 # and the status page in a real browser.

@@ -12,10 +12,11 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue};
 use http_body_util::Full;
-use wasmgate::{
-    AllocatorChoice, Config, ConnInfo, Environment, GuestRuntime, ModuleSettings, Overrides,
-    RequestMeta, ServedModule, Stdin, build_env, invoke, parse_output, respond, respond_whole,
+use wasmgate::testing::{
+    AllocatorChoice, ConnInfo, Environment, GuestModule, GuestRuntime, RequestMeta, Stdin,
+    build_env, invoke, load, parse_output, respond, respond_whole,
 };
+use wasmgate::{Config, Overrides};
 
 // The same allocator as the wasmgate binary, so the figures are the server's.
 #[global_allocator]
@@ -76,7 +77,10 @@ fn sample_meta(headers: &HeaderMap) -> RequestMeta<'_> {
 }
 
 fn sample_env(headers: &HeaderMap) -> Environment {
-    build_env(&sample_meta(headers), &ModuleSettings::default()).unwrap()
+    let settings = Config::from_toml("", Overrides::default())
+        .unwrap()
+        .module_settings("hello");
+    build_env(&sample_meta(headers), &settings).unwrap()
 }
 
 /// The limits of a configuration that bounds nothing a hello could hit: no fuel metering,
@@ -84,7 +88,7 @@ fn sample_env(headers: &HeaderMap) -> Environment {
 const NO_LIMITS: &str = "[limits]\nfuel = 0\ntimeout_ms = 86400000\nmax_memory_bytes = 4294967296\n\
                          max_output_bytes = 1073741824\nmax_body_bytes = 1073741824\n";
 
-fn load_hello(choice: AllocatorChoice) -> (ServedModule, GuestRuntime) {
+fn load_hello(choice: AllocatorChoice) -> (Arc<GuestModule>, GuestRuntime) {
     load_module(choice, "", HELLO)
 }
 
@@ -109,17 +113,20 @@ fn load_module(
     choice: AllocatorChoice,
     extra: &str,
     wat_text: &str,
-) -> (ServedModule, GuestRuntime) {
+) -> (Arc<GuestModule>, GuestRuntime) {
     load_binary(choice, extra, &wat::parse_str(wat_text).unwrap())
 }
 
 /// Loads `wasm` (a module or a component) as module `hello`.
-fn load_binary(choice: AllocatorChoice, extra: &str, wasm: &[u8]) -> (ServedModule, GuestRuntime) {
+fn load_binary(
+    choice: AllocatorChoice,
+    extra: &str,
+    wasm: &[u8],
+) -> (Arc<GuestModule>, GuestRuntime) {
     let config =
         Config::from_toml(&format!("{BENCH_CONFIG}{extra}"), Overrides::default()).unwrap();
     let runtime = GuestRuntime::new(&config, choice).unwrap();
-    let module = runtime
-        .load("hello", wasm, &config)
+    let module = load(&runtime, "hello", wasm, &config)
         .map_err(|f| f.error)
         .unwrap();
     (module, runtime)
@@ -147,7 +154,7 @@ fn bench_requests(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     label: &str,
     runtime: &tokio::runtime::Runtime,
-    module: &ServedModule,
+    module: &GuestModule,
     env: &Environment,
 ) {
     group.bench_function(label, |b| {
@@ -220,7 +227,6 @@ fn bench_exchange(c: &mut Criterion) {
     let mut group = c.benchmark_group("hello_exchange");
     for (suffix, extra) in [("", ""), ("_memset_reset", "slot_reset = \"memset\"\n")] {
         let (cgi, _cgi_runtime) = load_module(AllocatorChoice::PoolingWithFallback, extra, HELLO);
-        let cgi = Arc::new(cgi);
         group.bench_function(format!("cgi{suffix}"), |b| {
             b.to_async(&runtime).iter(|| async {
                 let meta = sample_meta(&headers);
@@ -232,7 +238,6 @@ fn bench_exchange(c: &mut Criterion) {
         });
         let (component, _component_runtime) =
             load_binary(AllocatorChoice::PoolingWithFallback, extra, HELLO_COMPONENT);
-        let component = Arc::new(component);
         group.bench_function(format!("component{suffix}"), |b| {
             b.to_async(&runtime).iter(|| async {
                 let mut request = http::Request::builder()

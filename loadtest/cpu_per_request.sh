@@ -43,7 +43,7 @@ if [ "$which" != reference ]; then
     kill "$pid"; wait "$pid" 2> /dev/null || true
 fi
 if [ "$which" != gateway ]; then
-    ./target/release/hello-reference 127.0.0.1:18090 > /dev/null 2>&1 &
+    ./target/release/examples/hello-reference 127.0.0.1:18090 > /dev/null 2>&1 &
     pid=$!
     measure reference "$pid" "http://127.0.0.1:18090/"
     kill "$pid"; wait "$pid" 2> /dev/null || true

@@ -35,7 +35,7 @@ from common import BIN, ROOT, Gateway, build_release, ensure_apt, free_port  # n
 
 WARM_UP = 200
 REQUESTS = 2000
-REFERENCE_BIN = os.path.join(ROOT, "target", "release", "hello-reference")
+REFERENCE_BIN = os.path.join(ROOT, "target", "release", "examples", "hello-reference")
 
 
 def callgrind(out):

@@ -58,7 +58,7 @@ SWEEP_SHARES = [0.4, 0.5, 0.6]
 # Issue 18's targets at that rate: wasmgate's p99 and CPU per request over the reference's.
 P99_TARGET, CPU_TARGET = 1.5, 1.8
 RESULTS_DIR = os.path.join(ROOT, "loadtest", "results")
-REFERENCE_BIN = os.path.join(ROOT, "target", "release", "hello-reference")
+REFERENCE_BIN = os.path.join(ROOT, "target", "release", "examples", "hello-reference")
 
 
 class Reference:

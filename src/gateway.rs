@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
+use crate::catalogue::compile::Compiler;
 use crate::catalogue::loader::{Loader, module_files};
 use crate::catalogue::poll::DirectoryPoller;
 use crate::catalogue::private_dir::{CacheError, PrivateDir};
@@ -86,9 +87,8 @@ impl RunningGateway {
             None => None,
         };
         let registry = Arc::new(Registry::new());
-        let compiler = runtime
-            .compiler(cache.clone())
-            .in_workers(CompileWorkers::for_config(&config));
+        let compiler =
+            Compiler::new(&runtime, cache.clone()).in_workers(CompileWorkers::for_config(&config));
         let loader = Loader::new(compiler, config.clone(), registry.clone(), metrics.clone())
             .map_err(|e| StartError::Threads(e.to_string()))?;
         // Fail now, not in the background, if the directory cannot be listed.

@@ -31,8 +31,8 @@
 //! - `logging`: the log's writer, which escapes every control character of every event;
 //! - `gateway` (`serve`) and `commands` (`run`, `compile`): what the binary starts.
 //!
-//! The public API is what the binary, the tests and the benches use; everything else is
-//! private to the crate.
+//! The public API is what the binary needs; [`testing`] opens the inside to the crate's
+//! own tests, benches and fuzz targets, and is no API at all. Everything else is private.
 
 mod catalogue;
 mod commands;
@@ -47,11 +47,6 @@ mod runtime;
 mod shutdown;
 mod sources;
 
-pub use catalogue::ServedModule;
-pub use catalogue::abi::Abi;
-pub use catalogue::compile::Source;
-pub use catalogue::failure::{LoadError, LoadFailure};
-pub use catalogue::private_dir::CacheError;
 pub use commands::compile::{PrecompileError, Precompiled, Precompiler};
 pub use commands::compile_worker::compile_worker;
 pub use commands::push::{PushError, push};
@@ -61,18 +56,48 @@ pub use config::{
     WatchMode,
 };
 pub use gateway::{RunningGateway, StartError};
-pub use guest::bounds::InvokeError;
-pub use guest::cgi::env::{EnvError, Environment, RequestMeta, build_env};
-pub use guest::cgi::exchange::{CgiFailure, respond};
-pub use guest::cgi::preview1::{CGI_IMPORTS, Preview1};
-pub use guest::cgi::response::{CgiResponse, OutputError, parse_output};
-pub use guest::cgi::stdin::{BodyStream, Stdin};
-pub use guest::invoke::invoke;
-pub use guest::wasi_http::allowed::{AllowedHost, AllowedHostError};
-pub use guest::wasi_http::exchange::{HttpFailure, respond_whole};
-pub use guest::wasi_http::request::RequestBody;
-pub use http::listener::{ConnInfo, ListenOptions, serve};
-pub use http::threads::serve_on_threads;
-pub use outcome::Outcome;
-pub use runtime::{AllocatorChoice, GuestRuntime, RuntimeError};
-pub use shutdown::{Shutdown, signal};
+pub use shutdown::signal;
+
+/// The crate's inside, for its own tests, benches and fuzz targets: each piece of the
+/// pipeline on its own, a module compiled without a gateway, the bare listeners. Not an
+/// API: it changes whenever the inside does.
+#[doc(hidden)]
+pub mod testing {
+    use std::sync::Arc;
+
+    pub use crate::catalogue::compile::Source;
+    pub use crate::catalogue::failure::{LoadError, LoadFailure};
+    pub use crate::catalogue::private_dir::CacheError;
+    pub use crate::guest::abi::Abi;
+    pub use crate::guest::bounds::InvokeError;
+    pub use crate::guest::cgi::env::{EnvError, Environment, RequestMeta, build_env};
+    pub use crate::guest::cgi::exchange::{CgiFailure, respond};
+    pub use crate::guest::cgi::preview1::{CGI_IMPORTS, Preview1};
+    pub use crate::guest::cgi::response::{CgiResponse, OutputError, parse_output};
+    pub use crate::guest::cgi::stdin::{BodyStream, Stdin};
+    pub use crate::guest::conn::ConnInfo;
+    pub use crate::guest::invoke::invoke;
+    pub use crate::guest::module::GuestModule;
+    pub use crate::guest::wasi_http::allowed::{AllowedHost, AllowedHostError};
+    pub use crate::guest::wasi_http::exchange::{HttpFailure, respond_whole};
+    pub use crate::guest::wasi_http::request::RequestBody;
+    pub use crate::http::listener::{ListenOptions, serve};
+    pub use crate::http::threads::serve_on_threads;
+    pub use crate::outcome::Outcome;
+    pub use crate::runtime::{AllocatorChoice, GuestRuntime, RuntimeError};
+    pub use crate::shutdown::Shutdown;
+
+    use crate::catalogue::ServedModule;
+    use crate::config::Config;
+
+    /// Compiles `bytes` as module `name` on `runtime`, with its settings from `config`, as
+    /// the gateway would serve it (no cache, no metrics). Blocking.
+    pub fn load(
+        runtime: &GuestRuntime,
+        name: &str,
+        bytes: &[u8],
+        config: &Config,
+    ) -> Result<Arc<GuestModule>, LoadFailure> {
+        ServedModule::load(runtime, name, bytes, config).map(|served| served.guest)
+    }
+}

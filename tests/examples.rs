@@ -25,7 +25,7 @@ fn the_example_config_parses_and_keeps_the_defaults() {
     assert_eq!(config.max_module_bytes, defaults.max_module_bytes);
     assert_eq!(
         config.module_settings("jsproxy").allowed_outbound_hosts,
-        [wasmgate::AllowedHost::parse("http://127.0.0.1:8080").unwrap()]
+        [wasmgate::testing::AllowedHost::parse("http://127.0.0.1:8080").unwrap()]
     );
     let watenv = config.module_settings("watenv");
     assert_eq!(

@@ -1,4 +1,5 @@
-//! The crate's layout stays a pipeline: no source file imports a file that imports it
+//! The crate's layout stays a pipeline: its folders are layered as a request meets them,
+//! and no folder imports one above it; and no source file imports a file that imports it
 //! back, directly or through a cycle of `crate::` and `super::` paths.
 //!
 //! Each file is a module (`a/b.rs` and `a/b/mod.rs` are `a::b`); a path names the file of
@@ -9,6 +10,23 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 type ModPath = Vec<String>;
+
+/// The crate's folders (and top-level files) as layers, lowest first: a module may import
+/// its own folder and the layers below it, never a layer above nor a peer in its own.
+/// The guest knows nothing of HTTP, the catalogue or the config; the config only of the
+/// settings it gives guests; the runtime (engine, ticker, linkers) sits below the
+/// catalogue, which knows nothing of where a module came from beyond the directory.
+const LAYERS: &[&[&str]] = &[
+    &["outcome", "logging", "shutdown"],
+    &["metrics"],
+    &["guest"],
+    &["config"],
+    &["runtime"],
+    &["catalogue"],
+    &["sources"],
+    &["http"],
+    &["gateway", "commands"],
+];
 
 /// Every module file under `src/`, by module path (the crate root is `[]`).
 fn modules(src: &Path) -> BTreeMap<ModPath, PathBuf> {
@@ -142,6 +160,79 @@ fn find_cycle(graph: &BTreeMap<ModPath, BTreeSet<ModPath>>) -> Option<Vec<ModPat
     graph
         .keys()
         .find_map(|node| visit(node, graph, &mut done, &mut Vec::new()))
+}
+
+/// The layer of a module's top-level folder (or file); `None` for the crate root.
+fn layer(module: &ModPath) -> Option<usize> {
+    let top = module.first()?;
+    let found = LAYERS
+        .iter()
+        .position(|layer| layer.contains(&top.as_str()));
+    Some(found.unwrap_or_else(|| panic!("`{top}` is in no layer of tests/layout.rs")))
+}
+
+/// Every import in `graph` that reaches a layer above its own, or a peer folder in it, as
+/// `importer -> imported`.
+fn layer_violations(graph: &BTreeMap<ModPath, BTreeSet<ModPath>>) -> Vec<String> {
+    let mut found = Vec::new();
+    for (from, targets) in graph {
+        let Some(from_layer) = layer(from) else {
+            continue;
+        };
+        for to in targets {
+            let Some(to_layer) = layer(to) else {
+                continue;
+            };
+            let same_folder = from.first() == to.first();
+            if to_layer > from_layer || (to_layer == from_layer && !same_folder) {
+                found.push(format!("{} -> {}", from.join("::"), to.join("::")));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn no_folder_imports_a_layer_above_it() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let violations = layer_violations(&import_graph(&src));
+    assert!(violations.is_empty(), "{violations:#?}");
+}
+
+/// The checker finds a guest that reaches up into the HTTP side and a catalogue that
+/// imports module sources back, while the same imports downward pass.
+#[test]
+fn a_planted_layer_violation_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path();
+    for folder in ["guest", "http", "catalogue", "sources"] {
+        std::fs::create_dir(src.join(folder)).unwrap();
+    }
+    std::fs::write(
+        src.join("lib.rs"),
+        "mod catalogue; mod guest; mod http; mod sources;\n",
+    )
+    .unwrap();
+    std::fs::write(src.join("guest/mod.rs"), "mod run;\n").unwrap();
+    std::fs::write(src.join("guest/run.rs"), "use crate::http::body::Limit;\n").unwrap();
+    std::fs::write(src.join("http/mod.rs"), "pub mod body;\n").unwrap();
+    std::fs::write(src.join("http/body.rs"), "use crate::guest::run;\n").unwrap();
+    std::fs::write(
+        src.join("catalogue/mod.rs"),
+        "use crate::sources::Checks;\n",
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("sources/mod.rs"),
+        "use crate::catalogue::Registry;\n",
+    )
+    .unwrap();
+    let violations = layer_violations(&import_graph(src));
+    assert_eq!(
+        violations,
+        ["catalogue -> sources", "guest::run -> http::body"],
+        "the downward imports (http -> guest, sources -> catalogue) pass"
+    );
 }
 
 #[test]

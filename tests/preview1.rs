@@ -7,13 +7,15 @@
 //! which links it against the gateway's functions, and with one more import, which links
 //! it against wasmtime-wasi. Both runs must write the same bytes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use wasmgate::{
-    AllocatorChoice, Config, Environment, GuestRuntime, InvokeError, Outcome, Overrides, Preview1,
-    ServedModule, Stdin, invoke,
+use wasmgate::testing::{
+    AllocatorChoice, Environment, GuestModule, GuestRuntime, InvokeError, Outcome, Preview1, Stdin,
+    invoke,
 };
+use wasmgate::{Config, Overrides};
 
 const PROBE: &str = include_str!("fixtures/wasiprobe.wat");
 /// An import the gateway leaves to wasmtime-wasi: adding it switches the implementation.
@@ -36,10 +38,9 @@ impl Gateway {
         Gateway { runtime, config }
     }
 
-    fn load(&self, name: &str, wat_text: &str) -> ServedModule {
+    fn load(&self, name: &str, wat_text: &str) -> Arc<GuestModule> {
         let wasm = wat::parse_str(wat_text).unwrap();
-        self.runtime
-            .load(name, &wasm, &self.config)
+        wasmgate::testing::load(&self.runtime, name, &wasm, &self.config)
             .map_err(|f| f.error)
             .unwrap()
     }
@@ -61,7 +62,7 @@ fn env() -> Environment {
 }
 
 /// Runs `module` once with no environment and no input.
-async fn run(module: &ServedModule) -> Result<Bytes, InvokeError> {
+async fn run(module: &GuestModule) -> Result<Bytes, InvokeError> {
     invoke(module, Environment::default(), buffered(b"")).await
 }
 

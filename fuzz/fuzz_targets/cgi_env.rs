@@ -4,9 +4,21 @@
 //! must stay withheld, and the module's own variables must come through.
 #![no_main]
 
+use std::sync::LazyLock;
+
 use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use wasmgate::{ModuleSettings, RequestMeta, build_env};
+use wasmgate::testing::{RequestMeta, build_env};
+use wasmgate::{Config, ModuleSettings, Overrides};
+
+/// A module with one variable of its own, under the default limits.
+static SETTINGS: LazyLock<ModuleSettings> = LazyLock::new(|| {
+    let config = Config::from_toml("", Overrides::default()).expect("the defaults parse");
+    ModuleSettings {
+        env: vec![("MODULE_VAR".into(), "kept".into())],
+        ..config.module_settings("fuzz")
+    }
+});
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
@@ -23,10 +35,6 @@ fuzz_target!(|data: &[u8]| {
             headers.append(n, v);
         }
     }
-    let settings = ModuleSettings {
-        env: vec![("MODULE_VAR".into(), "kept".into())],
-        ..ModuleSettings::default()
-    };
     let meta = RequestMeta {
         module: "fuzz",
         method: "GET",
@@ -39,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
         protocol: "HTTP/1.1",
         body_len: None,
     };
-    if let Ok(env) = build_env(&meta, &settings) {
+    if let Ok(env) = build_env(&meta, &SETTINGS) {
         for (k, v) in env.iter() {
             assert!(
                 !k.is_empty() && !k.contains('=') && !k.contains('\0'),

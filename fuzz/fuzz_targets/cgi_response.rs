@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use wasmgate::parse_output;
+use wasmgate::testing::parse_output;
 
 fuzz_target!(|data: &[u8]| {
     let out = Bytes::copy_from_slice(data);

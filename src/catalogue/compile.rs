@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 
-use super::abi::Abi;
 use super::cache::{Artifact, ArtifactCache};
 use super::digest::Digest;
 use super::failure::LoadError;
@@ -24,8 +23,10 @@ use super::file::FileFacts;
 use super::preflight::{self, SlotFit};
 pub(crate) use super::worker::CompileWorkers as Workers;
 use crate::config::ModuleSettings;
+use crate::guest::abi::Abi;
 use crate::guest::linkers::{Linkers, Prepared, one_line};
 use crate::guest::store::{Footprint, MAX_TABLE_ELEMENTS};
+use crate::runtime::GuestRuntime;
 
 /// Where a module's machine code came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -91,14 +92,11 @@ pub(crate) struct Compiler {
 }
 
 impl Compiler {
-    pub(crate) fn new(
-        engine: Engine,
-        linkers: Arc<Linkers>,
-        cache: Option<Arc<ArtifactCache>>,
-    ) -> Self {
+    /// A compiler for `runtime`'s engine and linkers, through `cache` when there is one.
+    pub(crate) fn new(runtime: &GuestRuntime, cache: Option<Arc<ArtifactCache>>) -> Self {
         Compiler {
-            engine,
-            linkers,
+            engine: runtime.engine().clone(),
+            linkers: runtime.linkers().clone(),
             cache,
             workers: None,
         }

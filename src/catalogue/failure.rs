@@ -7,7 +7,6 @@ use std::time::SystemTime;
 use super::file::{FileFacts, ReadError};
 use super::preflight::Refusal;
 use crate::guest::linkers::LinkError;
-use crate::sources::error::SourceError;
 
 /// Why a module could not be made ready to serve.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -25,8 +24,9 @@ pub enum LoadError {
     Link(#[from] LinkError),
     #[error("cannot serve the module: {0}")]
     Refused(#[from] Refusal),
-    #[error(transparent)]
-    Source(#[from] SourceError),
+    /// A module source (an OCI registry) did not give the module: what it said.
+    #[error("{0}")]
+    Source(Arc<str>),
 }
 
 /// A module file that could not be loaded.

@@ -13,8 +13,8 @@ use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::abi::Abi;
 use super::digest::Digest;
+use crate::guest::abi::Abi;
 
 /// What a module file is, independent of whether it could be loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -27,10 +27,11 @@ use super::compile::{Compiler, Needs, Source};
 use super::digest::Digest;
 use super::failure::{LoadError, LoadFailure};
 use super::file::{FileFacts, ReadLimits, module_path, read_module_file};
-use super::name;
 use super::registry::Registry;
-use super::served::{ModuleShared, ServedModule};
+use super::served::ServedModule;
 use crate::config::Config;
+use crate::config::name;
+use crate::guest::module::ModuleShared;
 use crate::metrics::{LoadResult, Metrics};
 
 /// When a sync happens: it decides how many compiles may run at once.
@@ -115,7 +116,7 @@ impl Loader {
     /// Brings module `name` in line with its file. A module whose config names a
     /// `source` is not read from the directory: its source's poller loads it.
     pub(crate) async fn sync(&self, name: &str, phase: Phase) {
-        if self.config.module_settings(name).source.is_some() {
+        if self.config.sources.contains_key(name) {
             return;
         }
         let path = self.path_of(name);
@@ -335,19 +336,19 @@ impl Origin {
 
 /// One log line per load: module, old → new digest, compile time, and where it came from.
 fn log_loaded(module: &ServedModule, old: Option<&ServedModule>) {
-    let new = &module.compiled;
+    let new = module;
     let compile_ms = format_args!("{:.1}", new.took.as_secs_f64() * 1000.0);
     match old {
         Some(old) => tracing::info!(
-            module = %module.name,
-            old = %old.compiled.facts.digest,
+            module = %module.name(),
+            old = %old.facts.digest,
             new = %new.facts.digest,
             compile_ms = %compile_ms,
             source = %new.source,
             "module reloaded"
         ),
         None => tracing::info!(
-            module = %module.name,
+            module = %module.name(),
             digest = %new.facts.digest,
             compile_ms = %compile_ms,
             source = %new.source,

@@ -4,8 +4,7 @@
 //! - [`watch`]: file-system events, debounced, to [`loader`] syncs; [`poll`]: the same
 //!   from looking at the directory, for shared volumes without events;
 //! - [`loader`]: one module file at a time, to a new version or a recorded failure;
-//! - [`file`], [`digest`], [`name`]: what a module file is and what it may be called;
-//! - [`abi`]: whether it is a CGI module or a wasi:http component, by its header;
+//! - [`file`], [`digest`]: what a module file is;
 //! - [`preflight`]: what is refused before compiling, in milliseconds;
 //! - [`compile`] and [`cache`]: bytes to a prepared module, through the artifact cache,
 //!   kept in a [`private_dir`] opened once;
@@ -13,14 +12,12 @@
 //! - [`served`] and [`registry`]: what requests find, by name;
 //! - [`failure`]: why a file could not be loaded.
 
-pub(crate) mod abi;
 pub(crate) mod cache;
 pub(crate) mod compile;
 pub(crate) mod digest;
 pub(crate) mod failure;
 pub(crate) mod file;
 pub(crate) mod loader;
-pub(crate) mod name;
 pub(crate) mod poll;
 pub(crate) mod preflight;
 pub(crate) mod private_dir;

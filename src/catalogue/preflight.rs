@@ -13,7 +13,7 @@ use std::collections::HashSet;
 
 use wasmparser::{ComponentExternalKind, ExternalKind, Parser, Payload, TypeRef};
 
-use super::abi::Abi;
+use crate::guest::abi::Abi;
 
 /// The entry point of a WASI command module.
 const START_EXPORT: &str = "_start";

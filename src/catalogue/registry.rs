@@ -18,14 +18,14 @@ use std::time::SystemTime;
 use dashmap::DashMap;
 use serde::Serialize;
 
-use super::abi::Abi;
 use super::compile::Source;
 use super::digest::Digest;
 use super::failure::LoadFailure;
-use super::served::{ModuleShared, ServedModule};
+use super::served::ServedModule;
+use crate::guest::abi::Abi;
 use crate::guest::cgi::preview1::Preview1;
+use crate::guest::module::ModuleShared;
 use crate::metrics::ModuleMetrics;
-use crate::sources::SourceChecks;
 
 /// One module file's state.
 #[derive(Clone)]
@@ -44,6 +44,14 @@ pub(crate) enum Lookup {
     /// The file exists but no version of it could be loaded.
     Unavailable(Arc<LoadFailure>, Arc<ModuleMetrics>),
     NotFound,
+}
+
+/// When a module's source was last asked, and last answered (Unix seconds), as
+/// `/modules` shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct SourceChecks {
+    pub(crate) checked_at: Option<u64>,
+    pub(crate) last_success_at: Option<u64>,
 }
 
 /// A map keyed by module name.
@@ -104,8 +112,8 @@ impl Registry {
 
     /// Serves `module` from now on, in place of any earlier version or failure.
     pub(crate) fn install(&self, module: Arc<ServedModule>) -> Option<Arc<ServedModule>> {
-        let name = module.name.to_string();
-        let shared = module.shared.clone();
+        let name = module.name().to_string();
+        let shared = module.guest.shared.clone();
         let mut entry = self.modules.entry(name).or_insert_with(|| Entry {
             serving: None,
             failure: None,
@@ -181,7 +189,7 @@ impl Registry {
         let entry = self.modules.get(name)?;
         match (&entry.failure, &entry.serving) {
             (Some(failure), _) => failure.facts.as_ref().map(|f| f.digest),
-            (None, Some(module)) => Some(module.compiled.facts.digest),
+            (None, Some(module)) => Some(module.facts.digest),
             (None, None) => None,
         }
     }
@@ -227,18 +235,18 @@ fn status(name: &str, entry: &Entry) -> ModuleStatus {
     // failed, otherwise the version being served.
     let facts = failure
         .and_then(|f| f.facts.as_ref())
-        .or(serving.map(|m| &m.compiled.facts));
+        .or(serving.map(|m| &m.facts));
     ModuleStatus {
         name: name.to_string(),
         digest: facts.map(|f| f.digest.to_string()),
         size_bytes: facts.map(|f| f.size_bytes),
         state: if serving.is_some() { "ready" } else { "failed" },
         error: failure.map(|f| f.error.to_string()),
-        source: serving.map(|m| m.compiled.source),
-        compile_ms: serving.map(|m| m.compiled.took.as_secs_f64() * 1000.0),
+        source: serving.map(|m| m.source),
+        compile_ms: serving.map(|m| m.took.as_secs_f64() * 1000.0),
         loaded_at: serving.map(|m| unix_seconds(m.loaded_at)),
         wasi: serving
-            .and_then(|m| m.compiled.prepared.preview1())
+            .and_then(|m| m.guest.preview1())
             .map(Preview1::label),
         abi: facts.and_then(|f| f.abi),
         origin: failure

@@ -1,53 +1,30 @@
-//! A module as requests find it in the registry: what compiling produced, plus what serving
-//! needs beside it — the module's settings, its arguments as the guest reads them, the
-//! metric series every request of it records into, and the permits that cap how many of
-//! its guests run at once. The series and the permits belong to the module's name, not to
-//! one version: a reloaded module keeps both ([`ModuleShared`]).
+//! A module as requests find it in the registry: the module its guests run, plus where this
+//! version came from (its file's facts, whether it was compiled or found in the cache, how
+//! long that took, when and from where it was loaded), as `/modules` shows it.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use tokio::sync::Semaphore;
-
-use super::abi::Abi;
-use super::compile::Compiled;
-use crate::config::ModuleSettings;
-use crate::guest::cgi::preview1::Preview1;
-use crate::guest::cgi::string_block::StringBlock;
-use crate::guest::wasi_http::allowed::AllowedHost;
-use crate::metrics::ModuleMetrics;
+use super::compile::{Compiled, Compiler, Needs, Source};
+use super::failure::LoadFailure;
+use super::file::FileFacts;
+use crate::config::Config;
+use crate::guest::module::{GuestModule, ModuleShared};
+use crate::guest::settings::ModuleSettings;
+use crate::metrics::Metrics;
+use crate::runtime::GuestRuntime;
 
 /// A module ready to serve.
 pub struct ServedModule {
-    pub(crate) name: Arc<str>,
-    pub(crate) compiled: Compiled,
-    pub(crate) settings: ModuleSettings,
-    /// Its arguments (the module name, then the config's `args`) as the guest reads them.
-    pub(crate) args: Arc<StringBlock>,
-    /// Its metric series and its concurrency permits, shared with its other versions.
-    pub(crate) shared: ModuleShared,
-    /// Where its outgoing HTTP requests may go (components only).
-    pub(crate) allowed_outbound: Arc<[AllowedHost]>,
+    /// What its guests run.
+    pub(crate) guest: Arc<GuestModule>,
+    pub(crate) facts: FileFacts,
+    pub(crate) source: Source,
+    /// How long compiling (or loading from the cache) took.
+    pub(crate) took: Duration,
     pub(crate) loaded_at: SystemTime,
     /// Where this version came from (`/modules` `origin`).
     pub(crate) origin: Arc<str>,
-}
-
-/// What a module's versions share: made when its name is first seen.
-#[derive(Clone)]
-pub(crate) struct ModuleShared {
-    pub metrics: Arc<ModuleMetrics>,
-    /// One permit per guest of this module that may run at once (`max_concurrency`).
-    pub guests: Arc<Semaphore>,
-}
-
-impl ModuleShared {
-    pub(crate) fn new(metrics: Arc<ModuleMetrics>, max_concurrency: u32) -> ModuleShared {
-        ModuleShared {
-            metrics,
-            guests: Arc::new(Semaphore::new(max_concurrency as usize)),
-        }
-    }
 }
 
 impl ServedModule {
@@ -57,19 +34,35 @@ impl ServedModule {
         settings: ModuleSettings,
         shared: ModuleShared,
     ) -> ServedModule {
-        let args = StringBlock::args(
-            std::iter::once(name).chain(settings.args.iter().map(String::as_str)),
-        );
         ServedModule {
-            name: Arc::from(name),
-            allowed_outbound: settings.allowed_outbound_hosts.iter().cloned().collect(),
-            compiled,
-            settings,
-            args: Arc::new(args),
-            shared,
+            guest: Arc::new(GuestModule::new(name, compiled.prepared, settings, shared)),
+            facts: compiled.facts,
+            source: compiled.source,
+            took: compiled.took,
             loaded_at: SystemTime::now(),
             origin: Arc::from(format!("{name}.wasm")),
         }
+    }
+
+    /// Compiles `bytes` as module `name` on `runtime`, with its settings from `config`, as
+    /// the gateway would serve it (no cache, no metrics): for `run`, the tests and the
+    /// benches. Blocking.
+    pub(crate) fn load(
+        runtime: &GuestRuntime,
+        name: &str,
+        bytes: &[u8],
+        config: &Config,
+    ) -> Result<ServedModule, LoadFailure> {
+        let settings = config.module_settings(name);
+        let facts = FileFacts::of(bytes);
+        let compiled = Compiler::new(runtime, None)
+            .compile(bytes, facts.clone(), Needs::of(&settings))
+            .map_err(|error| LoadFailure::new(Some(facts), error))?;
+        let shared = ModuleShared::new(
+            Metrics::disabled().module(name),
+            settings.limits.max_concurrency,
+        );
+        Ok(ServedModule::new(name, compiled, settings, shared))
     }
 
     /// The same module, recorded as coming from `origin`.
@@ -77,18 +70,8 @@ impl ServedModule {
         ServedModule { origin, ..self }
     }
 
-    /// The module's metric series.
-    pub(crate) fn metrics(&self) -> &ModuleMetrics {
-        &self.shared.metrics
-    }
-
-    /// Which preview1 implementation serves the module; `None` for a component.
-    pub fn preview1(&self) -> Option<Preview1> {
-        self.compiled.prepared.preview1()
-    }
-
-    /// Which ABI the module is served through.
-    pub fn abi(&self) -> Abi {
-        self.compiled.prepared.abi()
+    /// The module's name.
+    pub fn name(&self) -> &Arc<str> {
+        &self.guest.name
     }
 }

@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::loader::{Loader, Phase};
-use super::name;
+use crate::config::name;
 use crate::shutdown::Shutdown;
 
 /// Quiet time after an event that ends a change (close-after-write, rename, create, delete).

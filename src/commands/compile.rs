@@ -54,8 +54,7 @@ impl Precompiler {
         let cache = ArtifactCache::open(&root, runtime.engine(), config.cache_max_bytes)?;
         let names = module_files(&config.modules_dir).map_err(PrecompileError::ModulesDir)?;
         Ok(Precompiler {
-            compiler: runtime
-                .compiler(Some(Arc::new(cache)))
+            compiler: Compiler::new(&runtime, Some(Arc::new(cache)))
                 .in_workers(CompileWorkers::for_config(config)),
             config: config.clone(),
             names,

@@ -13,11 +13,11 @@ use std::process::ExitCode;
 use wasmtime::Module;
 use wasmtime::component::Component;
 
-use crate::catalogue::abi::Abi;
 use crate::catalogue::cache::ArtifactCache;
 use crate::catalogue::file::FileFacts;
 use crate::catalogue::private_dir::PrivateDir;
 use crate::catalogue::worker::EXIT_COMPILE_ERROR;
+use crate::guest::abi::Abi;
 use crate::guest::linkers::one_line;
 use crate::runtime::worker_engine;
 

@@ -5,13 +5,13 @@
 
 use std::path::Path;
 
-use crate::catalogue::abi::Abi;
 use crate::catalogue::file::{ReadError, ReadLimits, read_module_file};
 use crate::config::Config;
+use crate::config::reference::{OciReference, ReferenceError};
+use crate::guest::abi::Abi;
 use crate::sources::credentials::{Credentials, CredentialsError};
 use crate::sources::error::SourceError;
 use crate::sources::oci::OciClient;
-use crate::sources::reference::{OciReference, ReferenceError};
 
 /// Why a push failed.
 #[derive(Debug, thiserror::Error)]

@@ -35,6 +35,7 @@ use crate::guest::cgi::env::RequestMeta;
 use crate::guest::cgi::exchange::{CgiFailure, CgiReply, GuestStdin, exchange};
 use crate::guest::cgi::stdin::{BodyStream, Stdin};
 use crate::guest::linkers::Prepared;
+use crate::guest::module::GuestModule;
 use crate::guest::wasi_http::exchange::{HttpFailure, respond_streamed};
 use crate::http::listener::ConnInfo;
 use crate::http::public_body::PublicBody;
@@ -296,18 +297,17 @@ pub async fn run_once(
         max_bytes: config.max_module_bytes,
     };
     let bytes = read_module_file(file, limits).map_err(|e| load_error(e.into()))?;
-    let module = runtime
-        .load(&name, &bytes, &config)
-        .map_err(|f| load_error(f.error))?;
-    let module = Arc::new(module);
-    match &module.compiled.prepared {
+    let module = ServedModule::load(&runtime, &name, &bytes, &config)
+        .map_err(|f| load_error(f.error))?
+        .guest;
+    match &module.prepared {
         Prepared::Cgi(_) => run_cgi(module, request).await,
         Prepared::Http(_) => run_component(module, request).await,
     }
 }
 
 /// The error for a body past the module's limit.
-fn body_too_large(module: &ServedModule) -> RunError {
+fn body_too_large(module: &GuestModule) -> RunError {
     RunError::BodyTooLarge {
         module: module.name.to_string(),
         limit: module.settings.limits.max_body_bytes,
@@ -316,7 +316,7 @@ fn body_too_large(module: &ServedModule) -> RunError {
 
 /// One CGI exchange: stdin streams to the guest as it reads it, and its output streams
 /// back as it writes it.
-async fn run_cgi(module: Arc<ServedModule>, request: RunRequest) -> Result<RunResponse, RunError> {
+async fn run_cgi(module: Arc<GuestModule>, request: RunRequest) -> Result<RunResponse, RunError> {
     let name = &module.name;
     let limit = module.settings.limits.max_body_bytes;
     let (stdin, body_len) = match request.body {
@@ -371,7 +371,7 @@ async fn run_cgi(module: Arc<ServedModule>, request: RunRequest) -> Result<RunRe
 /// One wasi:http exchange: stdin streams to the component as its body, and its response
 /// body streams back as it writes it.
 async fn run_component(
-    module: Arc<ServedModule>,
+    module: Arc<GuestModule>,
     request: RunRequest,
 ) -> Result<RunResponse, RunError> {
     let request = component_request(&module, request)?;
@@ -389,7 +389,7 @@ async fn run_component(
 
 /// The request `run` hands a component: `/NAME/PATH?QUERY`, with stdin as its body.
 fn component_request(
-    module: &ServedModule,
+    module: &GuestModule,
     request: RunRequest,
 ) -> Result<http::Request<ReaderBody>, RunError> {
     let query = match request.query.as_str() {

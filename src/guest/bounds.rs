@@ -14,9 +14,9 @@ use super::deadline::{DeadlinePassed, deadline_by_epoch};
 use super::host_limits;
 use super::store::{Footprint, GuestLimiter, StoreState};
 use super::swap::SlotResetCheck;
-use crate::catalogue::ServedModule;
-use crate::config::Limits;
-use crate::http::body::BodyError;
+use crate::guest::body::BodyError;
+use crate::guest::module::GuestModule;
+use crate::guest::settings::Limits;
 use crate::metrics::ModuleMetrics;
 use crate::outcome::Outcome;
 
@@ -108,7 +108,7 @@ pub(crate) struct Bounds {
 
 impl Bounds {
     /// The bounds of a run of `module` that started at `started`.
-    pub(crate) fn new(module: &ServedModule, started: Instant) -> Bounds {
+    pub(crate) fn new(module: &GuestModule, started: Instant) -> Bounds {
         let limits = module.settings.limits;
         Bounds {
             name: module.name.clone(),

@@ -29,12 +29,12 @@ use super::host_limits::MAX_RESOURCES;
 use super::lazy_sleep::unless_past;
 use super::linkers::{CgiModule, GatewayStore, Prepared, WasiStore};
 use super::store::{Footprint, StoreState};
-use crate::catalogue::ServedModule;
+use crate::guest::module::GuestModule;
 
 /// Runs `module` once with environment `env` and `stdin` as its standard input; returns
 /// all it wrote to stdout, kept whole (as the tests, benches and fuzzers look at it).
 pub async fn invoke(
-    module: &ServedModule,
+    module: &GuestModule,
     env: Environment,
     stdin: Stdin,
 ) -> Result<Bytes, InvokeError> {
@@ -46,7 +46,7 @@ pub async fn invoke(
 /// Runs `module` once with environment `env`, `stdin` as its standard input, and `stdout`
 /// as its standard output; its deadline counts from `started`, which is now.
 pub(crate) async fn run_guest(
-    module: &ServedModule,
+    module: &GuestModule,
     env: Environment,
     stdin: Stdin,
     stdout: Stdout,
@@ -58,7 +58,7 @@ pub(crate) async fn run_guest(
         stdout,
         bounds,
     };
-    let cgi = match &module.compiled.prepared {
+    let cgi = match &module.prepared {
         Prepared::Cgi(cgi) => cgi,
         Prepared::Http(_) => {
             return Err(InvokeError::Instantiate {
@@ -108,7 +108,7 @@ pub(crate) async fn run_guest(
 
 /// One invocation's fixed parts.
 struct Run<'m> {
-    module: &'m ServedModule,
+    module: &'m GuestModule,
     bounds: Bounds,
     stdout: Stdout,
 }

@@ -17,7 +17,7 @@ use super::log;
 use super::store::{Footprint, GuestLimiter, StoreState};
 use super::swap::SlotResetCheck;
 use super::wasi_http::io::ComponentStore;
-use crate::catalogue::abi::Abi;
+use crate::guest::abi::Abi;
 
 /// The entry point of a WASI command module.
 const START_EXPORT: &str = "_start";

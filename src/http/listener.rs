@@ -36,6 +36,7 @@ use rustix::net::SocketFlags;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 
+pub use crate::guest::conn::ConnInfo;
 use crate::shutdown::Shutdown;
 
 /// A client that has not sent its whole request head by then is disconnected.
@@ -64,13 +65,6 @@ const DROP_NEW_CONNECTIONS: [(u16, u8, u8, u32); 5] = [
     (0x06, 0, 0, 0),           // ret #0: dropped
     (0x06, 0, 0, 0xffff_ffff), // ret: the whole segment passes
 ];
-
-/// The two ends of a connection.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnInfo {
-    pub remote: SocketAddr,
-    pub local: SocketAddr,
-}
 
 /// How a listener treats its connections.
 #[derive(Debug, Clone, Copy)]

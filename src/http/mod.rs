@@ -6,9 +6,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod admin_host;
-pub(crate) mod body;
 pub(crate) mod cores;
-pub(crate) mod hop_by_hop;
 pub(crate) mod listener;
 pub(crate) mod public_body;
 pub(crate) mod reply;

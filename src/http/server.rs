@@ -19,18 +19,18 @@ use hyper::body::Incoming;
 use tokio::sync::Semaphore;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use super::body::{BodyError, IncomingReader, declared_length, refuse_declared_oversize};
 use super::listener::ConnInfo;
 use super::public_body::PublicBody;
 use super::reply::error_response;
-use crate::catalogue::ServedModule;
-use crate::catalogue::name::ModuleName;
 use crate::catalogue::registry::{Lookup, Registry};
+use crate::config::name::ModuleName;
+use crate::guest::body::{BodyError, BodyReader, declared_length, refuse_declared_oversize};
 use crate::guest::bounds::InvokeError;
 use crate::guest::cgi::env::RequestMeta;
 use crate::guest::cgi::exchange::{CgiReply, GuestStdin, exchange as cgi_exchange};
 use crate::guest::cgi::stdin::{BodyStream, Stdin};
 use crate::guest::linkers::Prepared;
+use crate::guest::module::GuestModule;
 use crate::guest::streamed::{Record, StreamedBody};
 use crate::guest::wasi_http::exchange::exchange;
 use crate::guest::wasi_http::io::ComponentStore;
@@ -70,7 +70,7 @@ enum Reply {
 
 /// A module file that the path names.
 enum Found {
-    Ready(Arc<ServedModule>),
+    Ready(Arc<GuestModule>),
     /// No version of it loaded: the answer, and the series to count it in.
     Unavailable(Early, Arc<ModuleMetrics>),
 }
@@ -98,7 +98,7 @@ impl PublicService {
             started,
         };
         let result = match routed {
-            Ok(Found::Ready(module)) => match &module.compiled.prepared {
+            Ok(Found::Ready(module)) => match &module.prepared {
                 Prepared::Cgi(_) => self.run(module, req, conn, started).await,
                 Prepared::Http(pre) => {
                     let pre = pre.clone();
@@ -154,7 +154,7 @@ impl PublicService {
             _ => Early(Outcome::BadRequest, format!("invalid module name: {e}")),
         })?;
         match self.registry.lookup(name.as_str()) {
-            Lookup::Ready(module) => Ok(Found::Ready(module)),
+            Lookup::Ready(module) => Ok(Found::Ready(module.guest.clone())),
             Lookup::NotFound => Err(Early(
                 Outcome::NotFound,
                 format!("no module named '{name}'"),
@@ -173,7 +173,7 @@ impl PublicService {
     /// it arrives, and its stdout as the response.
     async fn run(
         &self,
-        module: Arc<ServedModule>,
+        module: Arc<GuestModule>,
         req: Request<Incoming>,
         conn: ConnInfo,
         started: Instant,
@@ -228,7 +228,7 @@ impl PublicService {
     /// streams to the guest as it arrives, within the body timeout.
     async fn stdin(
         &self,
-        module: &ServedModule,
+        module: &GuestModule,
         headers: &HeaderMap,
         mut body: Incoming,
         started: Instant,
@@ -244,7 +244,7 @@ impl PublicService {
         refuse_declared_oversize(headers, &mut body, limit)
             .await
             .map_err(|e| body_refused(module, e))?;
-        let reader = IncomingReader::new(body, started + self.body_timeout);
+        let reader = BodyReader::new(body, started + self.body_timeout);
         let (stream, fault) = BodyStream::new(reader, limit);
         let stdin = GuestStdin {
             stdin: Stdin::Streamed(stream),
@@ -257,7 +257,7 @@ impl PublicService {
     /// response streams out within the output cap, and it is counted when it ends.
     async fn run_component(
         &self,
-        module: Arc<ServedModule>,
+        module: Arc<GuestModule>,
         pre: ProxyPre<ComponentStore>,
         req: Request<Incoming>,
         conn: ConnInfo,
@@ -323,7 +323,7 @@ impl PublicService {
     /// Waits up to the queue timeout for a pool slot.
     async fn acquire_slot(
         &self,
-        module: &ServedModule,
+        module: &GuestModule,
     ) -> Result<tokio::sync::SemaphorePermit<'_>, Early> {
         if let Ok(permit) = self.slots.try_acquire() {
             return Ok(permit);
@@ -344,7 +344,7 @@ impl PublicService {
 
 /// One of the module's `max_concurrency` permits, or a 503 at once: one module cannot
 /// take every slot of the pool.
-fn running_guest(module: &ServedModule) -> Result<tokio::sync::SemaphorePermit<'_>, Early> {
+fn running_guest(module: &GuestModule) -> Result<tokio::sync::SemaphorePermit<'_>, Early> {
     module.shared.guests.try_acquire().map_err(|_| {
         module.metrics().concurrency_limited();
         Early(
@@ -403,7 +403,7 @@ fn protocol_name(version: http::Version) -> &'static str {
 }
 
 /// The answer to a body that could not be read, naming the module.
-fn body_refused(module: &ServedModule, error: BodyError) -> Early {
+fn body_refused(module: &GuestModule, error: BodyError) -> Early {
     InvokeError::body(&module.name, module.settings.limits.max_body_bytes, error).into()
 }
 

@@ -13,15 +13,8 @@ use wasmtime::Engine;
 pub use engine::AllocatorChoice;
 use ticker::EpochTicker;
 
-use crate::catalogue::ArtifactCache;
-use crate::catalogue::ServedModule;
-use crate::catalogue::compile::{Compiler, Needs};
-use crate::catalogue::failure::LoadFailure;
-use crate::catalogue::file::FileFacts;
-use crate::catalogue::served::ModuleShared;
 use crate::config::Config;
 use crate::guest::linkers::Linkers;
-use crate::metrics::Metrics;
 
 /// Why the runtime could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -65,30 +58,8 @@ impl GuestRuntime {
         &self.engine
     }
 
-    /// A compiler for this engine, through `cache` when there is one.
-    pub(crate) fn compiler(&self, cache: Option<Arc<ArtifactCache>>) -> Compiler {
-        Compiler::new(self.engine.clone(), self.linkers.clone(), cache)
-    }
-
-    /// Compiles `bytes` as module `name`, with its settings from `config`, as the gateway
-    /// would serve it (no cache, no metrics): for `run`, the tests and the benches.
-    /// Blocking.
-    pub fn load(
-        &self,
-        name: &str,
-        bytes: &[u8],
-        config: &Config,
-    ) -> Result<ServedModule, LoadFailure> {
-        let settings = config.module_settings(name);
-        let facts = FileFacts::of(bytes);
-        let compiled = self
-            .compiler(None)
-            .compile(bytes, facts.clone(), Needs::of(&settings))
-            .map_err(|error| LoadFailure::new(Some(facts), error))?;
-        let shared = ModuleShared::new(
-            Metrics::disabled().module(name),
-            settings.limits.max_concurrency,
-        );
-        Ok(ServedModule::new(name, compiled, settings, shared))
+    /// The linkers every module of this engine is linked against.
+    pub(crate) fn linkers(&self) -> &Arc<Linkers> {
+        &self.linkers
     }
 }

@@ -3,6 +3,8 @@
 
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 
+use crate::catalogue::failure::LoadError;
+
 /// Why a registry operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SourceError {
@@ -21,6 +23,13 @@ pub enum SourceError {
     Layout(String),
     #[error("the layer is larger than max_module_bytes ({0} bytes)")]
     TooLarge(u64),
+}
+
+/// A source's failure, as the catalogue records it for the module.
+impl From<SourceError> for LoadError {
+    fn from(error: SourceError) -> LoadError {
+        LoadError::Source(error.to_string().into())
+    }
 }
 
 impl SourceError {

@@ -14,17 +14,17 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::SourceChecks;
 use super::credentials::{Credentials, CredentialsError};
 use super::error::SourceError;
 use super::oci::OciClient;
-use super::reference::OciReference;
 use super::store::{Pinned, PulledStore};
 use crate::catalogue::Registry;
 use crate::catalogue::failure::LoadError;
 use crate::catalogue::loader::{Loader, Origin, Phase};
 use crate::catalogue::private_dir::PrivateDir;
+use crate::catalogue::registry::SourceChecks;
 use crate::config::Config;
+use crate::config::reference::OciReference;
 use crate::metrics::{Metrics, PollResult};
 use crate::shutdown::Shutdown;
 
@@ -53,9 +53,9 @@ impl OciSources {
         metrics: Metrics,
     ) -> Result<OciSources, CredentialsError> {
         let sources: Vec<(String, OciReference)> = config
-            .modules
+            .sources
             .iter()
-            .filter_map(|(name, m)| Some((name.clone(), m.source.clone()?)))
+            .map(|(name, source)| (name.clone(), source.clone()))
             .collect();
         if sources.is_empty() {
             return Ok(OciSources {
@@ -120,7 +120,7 @@ impl OciSources {
         for (first, shared, (name, host), origin) in waiting {
             if tokio::time::timeout_at(deadline, first).await.is_err() {
                 tracing::warn!(module = %name, source = %origin.0, "the module's source has not answered yet; serving without it meanwhile");
-                let error = LoadError::Source(SourceError::Pending(host));
+                let error = SourceError::Pending(host).into();
                 shared.loader.source_pending(&name, error, origin);
             }
         }

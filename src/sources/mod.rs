@@ -1,7 +1,6 @@
 //! Module sources beyond a local directory (DESIGN.md "Module sources beyond a local
 //! directory"): OCI registries, followed tag by tag.
 //!
-//! - [`reference`]: what `source = "oci://..."` names;
 //! - [`credentials`]: who the gateway is to each registry;
 //! - [`auth`]: answering a registry's challenge with its own credentials only;
 //! - [`oci`]: resolving, pulling and pushing; [`wire`]: what a registry sends, capped and
@@ -18,16 +17,5 @@ pub(crate) mod credentials;
 pub(crate) mod error;
 pub(crate) mod follow;
 pub(crate) mod oci;
-pub(crate) mod reference;
 pub(crate) mod store;
 pub(crate) mod wire;
-
-use serde::Serialize;
-
-/// When a module's source was last asked, and last answered (Unix seconds), as
-/// `/modules` shows them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub(crate) struct SourceChecks {
-    pub(crate) checked_at: Option<u64>,
-    pub(crate) last_success_at: Option<u64>,
-}

@@ -29,12 +29,12 @@ use reqwest::{RequestBuilder, Response, StatusCode};
 use super::auth::{Authorizer, Grant, authority};
 use super::credentials::Credentials;
 use super::error::SourceError;
-use super::reference::OciReference;
 use super::wire::{
     self, LAYER_TIMEOUT, MAX_MANIFEST_BYTES, MAX_REDIRECTS, ReadError, SMALL_RESPONSE_TIMEOUT,
     read_capped,
 };
 use crate::catalogue::digest::Digest;
+use crate::config::reference::OciReference;
 
 /// The config media type of the CNCF Wasm OCI artifact layout.
 pub const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";

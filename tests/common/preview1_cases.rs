@@ -87,7 +87,7 @@ pub struct Case {
 }
 
 /// The functions the gateway serves itself: every one must have a case below.
-pub use wasmgate::CGI_IMPORTS as FUNCTIONS;
+pub use wasmgate::testing::CGI_IMPORTS as FUNCTIONS;
 
 /// A random case for `function`.
 pub fn case(function: &'static str, e: &mut impl Entropy) -> Case {

@@ -3,9 +3,8 @@
 //! property test and the fuzz target alike.
 
 use bytes::Bytes;
-use wasmgate::{
-    AllocatorChoice, Config, Environment, GuestRuntime, InvokeError, Overrides, Stdin, invoke,
-};
+use wasmgate::testing::{AllocatorChoice, Environment, GuestRuntime, InvokeError, Stdin, invoke};
+use wasmgate::{Config, Overrides};
 
 use crate::preview1_cases::{Case, masked_stdout};
 
@@ -88,11 +87,10 @@ impl Both {
         ));
         let mut endings = Vec::new();
         for bytes in [own_wasm, wasi_wasm] {
-            let module = self
-                .runtime
-                .load(case.function, &bytes, &self.config)
-                .map_err(|f| f.error)
-                .unwrap();
+            let module =
+                wasmgate::testing::load(&self.runtime, case.function, &bytes, &self.config)
+                    .map_err(|f| f.error)
+                    .unwrap();
             let stdin = Stdin::Buffered(Bytes::from(case.stdin.clone()));
             endings.push(Ending::of(
                 &invoke(&module, Environment::default(), stdin).await,

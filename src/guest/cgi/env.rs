@@ -16,15 +16,14 @@ use http::HeaderMap;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
 
 use super::string_block::StringBlock;
-use crate::config::ModuleSettings;
+use crate::guest::headers::is_credential;
+use crate::guest::settings::ModuleSettings;
 
 /// What the gateway reports as `SERVER_SOFTWARE`.
 pub(crate) const SERVER_SOFTWARE: &str = concat!("wasmgate/", env!("CARGO_PKG_VERSION"));
 
 /// Headers that never become `HTTP_*` variables.
 const WITHHELD_HEADERS: &[&str] = &["proxy", "content-type", "content-length"];
-/// Headers that carry credentials: passed only when the module's config says so.
-pub(crate) const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization"];
 /// Room for the fixed names and short values of a request's environment, on top of what
 /// is counted from the request itself, so the block is allocated once.
 const ENV_BASE_CAPACITY: usize = 512;
@@ -189,7 +188,7 @@ fn push_header_vars(env: &mut Environment, headers: &HeaderMap, pass_auth: bool)
         let lower = name.as_str();
         if lower.contains('_')
             || WITHHELD_HEADERS.contains(&lower)
-            || (!pass_auth && CREDENTIAL_HEADERS.contains(&lower))
+            || (!pass_auth && is_credential(lower))
         {
             continue;
         }
@@ -290,6 +289,11 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
+    /// The settings of a module the config does not mention.
+    fn defaults() -> ModuleSettings {
+        ModuleSettings::with_limits(crate::config::defaults::LIMITS)
+    }
+
     fn meta<'a>(headers: &'a HeaderMap, path_info: &'a str) -> RequestMeta<'a> {
         RequestMeta {
             module: "m",
@@ -314,7 +318,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("host", HeaderValue::from_static("example.test:81"));
         h.insert("content-type", HeaderValue::from_static("text/plain"));
-        let env = build_env(&meta(&h, "/x%20y"), &ModuleSettings::default()).unwrap();
+        let env = build_env(&meta(&h, "/x%20y"), &defaults()).unwrap();
         let want = [
             ("REQUEST_METHOD", "POST"),
             ("SCRIPT_NAME", "/m"),
@@ -345,7 +349,7 @@ mod tests {
         h.insert("x-name", HeaderValue::from_bytes("Zoë".as_bytes()).unwrap());
         h.append("x-raw", HeaderValue::from_bytes(b"a\xffb").unwrap());
         h.append("x-raw", HeaderValue::from_static("c"));
-        let env = build_env(&meta(&h, ""), &ModuleSettings::default()).unwrap();
+        let env = build_env(&meta(&h, ""), &defaults()).unwrap();
         assert_eq!(lookup(&env, "HTTP_X_NAME"), Some("Zoë"));
         assert_eq!(lookup(&env, "HTTP_X_RAW"), Some("a\u{FFFD}b, c"));
     }
@@ -359,7 +363,7 @@ mod tests {
         h.insert("x_forwarded_for", HeaderValue::from_static("1.1.1.1"));
         h.append("x-multi", HeaderValue::from_static("a"));
         h.append("x-multi", HeaderValue::from_static("b"));
-        let env = build_env(&meta(&h, ""), &ModuleSettings::default()).unwrap();
+        let env = build_env(&meta(&h, ""), &defaults()).unwrap();
         for k in [
             "HTTP_AUTHORIZATION",
             "HTTP_PROXY_AUTHORIZATION",
@@ -372,7 +376,7 @@ mod tests {
 
         let opted_in = ModuleSettings {
             pass_authorization: true,
-            ..ModuleSettings::default()
+            ..defaults()
         };
         let env = build_env(&meta(&h, ""), &opted_in).unwrap();
         assert_eq!(lookup(&env, "HTTP_AUTHORIZATION"), Some("Bearer t"));
@@ -382,7 +386,7 @@ mod tests {
     fn module_env_is_appended() {
         let settings = ModuleSettings {
             env: vec![("GREETING".into(), "hi".into())],
-            ..ModuleSettings::default()
+            ..defaults()
         };
         let env = build_env(&meta(&HeaderMap::new(), ""), &settings).unwrap();
         assert_eq!(lookup(&env, "GREETING"), Some("hi"));
@@ -392,7 +396,7 @@ mod tests {
     #[test]
     fn undecodable_paths_are_refused() {
         let h = HeaderMap::new();
-        let s = ModuleSettings::default();
+        let s = defaults();
         assert_eq!(build_env(&meta(&h, "/%00"), &s), Err(EnvError::NulInPath));
         let mut smuggling = meta(&h, "/x");
         smuggling.query = "a=1\0HTTP_AUTHORIZATION=Basic eA==";
@@ -422,7 +426,7 @@ mod tests {
                 local,
                 ..meta(&h, "")
             };
-            let env = build_env(&req, &ModuleSettings::default()).unwrap();
+            let env = build_env(&req, &defaults()).unwrap();
             let remote_ip = remote.ip().to_string();
             let remote_port = remote.port().to_string();
             let local_ip = local.ip().to_string();

@@ -21,10 +21,10 @@ use super::env::{EnvError, RequestMeta, build_env};
 use super::response::{CgiHead, CgiResponse, HeadScan, OutputError, parse_output, scan_head};
 use super::stdin::{BodyFault, Stdin};
 use super::stdout::{Stdout, StdoutBody};
-use crate::catalogue::ServedModule;
 use crate::guest::bounds::InvokeError;
 use crate::guest::invoke::run_guest;
 use crate::guest::lazy_sleep::LazySleep;
+use crate::guest::module::GuestModule;
 use crate::guest::streamed::{GuestEnd, GuestRun, Record, StreamedBody};
 use crate::outcome::Outcome;
 
@@ -78,7 +78,7 @@ enum Waited {
 /// returns. `started` is when the request arrived (for the metrics); `stream_after_ms`
 /// counts from the guest's start, now.
 pub(crate) async fn exchange(
-    module: Arc<ServedModule>,
+    module: Arc<GuestModule>,
     request: &RequestMeta<'_>,
     stdin: GuestStdin,
     started: Instant,
@@ -175,7 +175,7 @@ async fn until_client_gone(
 
 /// One whole exchange with `module`, its body collected (as the benches look at it).
 pub async fn respond(
-    module: Arc<ServedModule>,
+    module: Arc<GuestModule>,
     request: &RequestMeta<'_>,
     stdin: Stdin,
 ) -> Result<CgiResponse, CgiFailure> {

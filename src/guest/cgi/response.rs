@@ -20,7 +20,7 @@ use http::header::{
 };
 use http::{HeaderMap, StatusCode};
 
-use crate::http::hop_by_hop::is_hop_by_hop;
+use crate::guest::headers::is_hop_by_hop;
 
 /// The content type of a response whose stdout had no CGI headers.
 pub(crate) const DEFAULT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";

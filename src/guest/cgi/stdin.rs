@@ -19,7 +19,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::cli::AsyncStdinStream;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 
-use crate::http::body::BodyError;
+use crate::guest::body::BodyError;
 
 /// A request body as the guest's stdin.
 pub enum Stdin {

@@ -24,17 +24,18 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::io::{ComponentIo, ComponentStore};
+use super::outbound::OutboundPolicy;
 use super::request::{BodyBounds, GuestBody, RequestBody, guest_request};
-use crate::catalogue::ServedModule;
+use crate::guest::body::declared_length;
 use crate::guest::bounds::{Bounds, Failure, InvokeError};
 use crate::guest::cgi::stdout::OutputFate;
+use crate::guest::conn::ConnInfo;
 use crate::guest::deadline::DeadlinePassed;
 use crate::guest::lazy_sleep::unless_past;
 use crate::guest::linkers::Prepared;
+use crate::guest::module::GuestModule;
 use crate::guest::store::Footprint;
 use crate::guest::streamed::{GuestEnd, GuestRun, Record, StreamedBody};
-use crate::http::body::declared_length;
-use crate::http::listener::ConnInfo;
 
 /// The response head a guest set, with the body still coming.
 type Head = Result<Response<HyperOutgoingBody>, ErrorCode>;
@@ -54,7 +55,7 @@ enum Waited {
 /// running when its head is set goes on in a task of its own, so that its deadline holds
 /// whether or not the client reads the body.
 pub(crate) async fn exchange<B: RequestBody>(
-    module: Arc<ServedModule>,
+    module: Arc<GuestModule>,
     pre: ProxyPre<ComponentStore>,
     request: hyper::Request<GuestBody<B>>,
     started: Instant,
@@ -118,7 +119,7 @@ pub enum HttpFailure {
 /// connection `conn`, with the response body collected (within the output cap): for the
 /// tests and the benches.
 pub async fn respond_whole<B: RequestBody>(
-    module: Arc<ServedModule>,
+    module: Arc<GuestModule>,
     request: http::Request<B>,
     conn: ConnInfo,
 ) -> Result<Response<Bytes>, HttpFailure> {
@@ -130,12 +131,12 @@ pub async fn respond_whole<B: RequestBody>(
 /// One exchange with component `module`, as the gateway would serve `request` on a
 /// connection `conn`: its head, and its body as the guest writes it (for `run`).
 pub(crate) async fn respond_streamed<B: RequestBody>(
-    module: Arc<ServedModule>,
+    module: Arc<GuestModule>,
     request: http::Request<B>,
     conn: ConnInfo,
 ) -> Result<Response<StreamedBody<HyperOutgoingBody>>, HttpFailure> {
     let started = Instant::now();
-    let Prepared::Http(pre) = &module.compiled.prepared else {
+    let Prepared::Http(pre) = &module.prepared else {
         return Err(HttpFailure::NotComponent {
             module: module.name.clone(),
         });
@@ -175,14 +176,14 @@ pub(crate) async fn respond_streamed<B: RequestBody>(
 
 /// Instantiates the component in a fresh store, calls its handler, and names how it ended.
 async fn run<B: RequestBody>(
-    module: &ServedModule,
+    module: &GuestModule,
     pre: &ProxyPre<ComponentStore>,
     request: hyper::Request<GuestBody<B>>,
     head: oneshot::Sender<Head>,
     started: Instant,
 ) -> Result<(), InvokeError> {
     let bounds = Bounds::new(module, started);
-    let mut store = bounds.store(pre.engine(), ComponentIo::new(module), Footprint::COMPONENT);
+    let mut store = bounds.store(pre.engine(), component_io(module), Footprint::COMPONENT);
     let budget = Bounds::budget(&store);
     let call = async {
         let mut http = store.data_mut().http();
@@ -215,4 +216,13 @@ async fn run<B: RequestBody>(
             .timeout_overshoot(started.elapsed().saturating_sub(bounds.limits.timeout));
     }
     ended
+}
+
+/// The I/O of one request of `module`.
+fn component_io(module: &GuestModule) -> ComponentIo {
+    let outbound = OutboundPolicy {
+        allowed: module.allowed_outbound.clone(),
+        metrics: module.shared.metrics.clone(),
+    };
+    ComponentIo::new(&module.name, &module.settings.env, &module.args, outbound)
 }

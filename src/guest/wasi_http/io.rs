@@ -6,13 +6,15 @@
 //! lookups are all refused), so the only way out of a component is an outgoing HTTP
 //! request, which the [`OutboundPolicy`] decides.
 
+use std::sync::Arc;
+
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::outbound::OutboundPolicy;
-use crate::catalogue::ServedModule;
 use crate::guest::cgi::stderr::{GuestLog, LogStream};
+use crate::guest::cgi::string_block::StringBlock;
 use crate::guest::host_limits::{MAX_FIELDS_BYTES, MAX_RESOURCES};
 use crate::guest::store::StoreState;
 
@@ -28,17 +30,23 @@ pub(crate) struct ComponentIo {
 }
 
 impl ComponentIo {
-    /// The I/O of one request of `module`.
-    pub(crate) fn new(module: &ServedModule) -> ComponentIo {
+    /// The I/O of one request of module `name`, with its own `env` and `args`, whose
+    /// outgoing requests `outbound` decides.
+    pub(crate) fn new(
+        name: &Arc<str>,
+        env: &[(String, String)],
+        args: &StringBlock,
+        outbound: OutboundPolicy,
+    ) -> ComponentIo {
         let mut wasi = WasiCtxBuilder::new();
-        for (key, value) in &module.settings.env {
+        for (key, value) in env {
             wasi.env(key, value);
         }
-        for arg in module.args.strings() {
+        for arg in args.strings() {
             wasi.arg(arg);
         }
-        wasi.stdout(LogStream(GuestLog::new(module.name.clone())))
-            .stderr(LogStream(GuestLog::new(module.name.clone())))
+        wasi.stdout(LogStream(GuestLog::new(name.clone())))
+            .stderr(LogStream(GuestLog::new(name.clone())))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
@@ -50,10 +58,7 @@ impl ComponentIo {
             wasi: wasi.build(),
             http,
             table,
-            outbound: OutboundPolicy {
-                allowed: module.allowed_outbound.clone(),
-                metrics: module.shared.metrics.clone(),
-            },
+            outbound,
         }
     }
 }

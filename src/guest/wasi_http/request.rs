@@ -25,9 +25,8 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::Sleep;
 use wasmtime_wasi_http::Error;
 
-use crate::guest::cgi::env::CREDENTIAL_HEADERS;
-use crate::http::hop_by_hop::is_hop_by_hop;
-use crate::http::listener::ConnInfo;
+use crate::guest::conn::ConnInfo;
+use crate::guest::headers::{is_credential, is_hop_by_hop};
 
 /// Says whether a request body went past its limit or its deadline, after the body was
 /// handed away.
@@ -154,7 +153,7 @@ fn filter_headers(headers: &mut HeaderMap, pass_authorization: bool) {
     let withheld = |name: &HeaderName| {
         is_hop_by_hop(name)
             || named.contains(name)
-            || (!pass_authorization && CREDENTIAL_HEADERS.contains(&name.as_str()))
+            || (!pass_authorization && is_credential(name.as_str()))
     };
     let dropped: Vec<HeaderName> = headers.keys().filter(|n| withheld(n)).cloned().collect();
     for name in dropped {

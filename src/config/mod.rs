@@ -1,9 +1,18 @@
-//! The gateway's configuration: the TOML file of DESIGN.md, built-in defaults, and the
-//! per-module limits that result from them.
+//! The gateway's configuration: the TOML file of `../shared/DESIGN.md`, built-in defaults,
+//! and the per-module settings that result from them. Values are checked once here, so the
+//! rest of the gateway can trust them.
 //!
-//! Every table is `deny_unknown_fields`, so a misspelt key is a start-up error that names
-//! it rather than a silently ignored setting. Values are checked once here, so the rest of
-//! the gateway can trust them.
+//! - [`schema`]: the file as TOML spells it;
+//! - [`defaults`]: every default, in one table;
+//! - [`module`]: one module's settings over the defaults;
+//! - [`name`] and [`reference`]: the two values a user writes that the rest of the gateway
+//!   parses again (a module's name, an OCI source).
+
+pub(crate) mod defaults;
+mod module;
+pub(crate) mod name;
+pub(crate) mod reference;
+mod schema;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Display;
@@ -13,48 +22,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::catalogue::name::ModuleName;
-use crate::guest::cgi::reserved::is_reserved_env_name;
-use crate::guest::wasi_http::allowed::AllowedHost;
-use crate::sources::reference::OciReference;
-
-/// The size of a WebAssembly page: the unit of linear memory.
-pub(crate) const WASM_PAGE_BYTES: u64 = 64 * 1024;
-
-/// Default public listener: every interface, port 8080.
-pub(crate) const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
-/// Default admin listener: loopback only, so metrics and module details stay private.
-pub(crate) const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9180";
-const DEFAULT_MAX_INSTANCES: u32 = 1000;
-const DEFAULT_QUEUE_TIMEOUT_MS: u64 = 1000;
-const DEFAULT_CACHE_MAX_BYTES: u64 = 1 << 30;
-const DEFAULT_MAX_MODULE_BYTES: u64 = 256 << 20;
-const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
-const DEFAULT_BODY_TIMEOUT_MS: u64 = 30_000;
-const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
-const DEFAULT_TIMEOUT_MS: u64 = 10_000;
-const DEFAULT_FUEL: u64 = 10_000_000_000;
-const DEFAULT_MAX_MEMORY_BYTES: u64 = 128 << 20;
-const DEFAULT_MAX_OUTPUT_BYTES: u64 = 16 << 20;
-const DEFAULT_MAX_BODY_BYTES: u64 = 16 << 20;
-const DEFAULT_STREAM_AFTER_BYTES: u64 = 64 << 10;
-const DEFAULT_STREAM_AFTER_MS: u64 = 50;
-const DEFAULT_POLL_INTERVAL_MS: u64 = 1000;
-const DEFAULT_OCI_POLL_MS: u64 = 10_000;
-/// A compile worker's wall-clock time: a 99 MB CPython build took about 200 s on 2 cores.
-const DEFAULT_COMPILE_TIMEOUT_MS: u64 = 300_000;
-/// A compile worker's CPU time, over all its threads (Cranelift compiles in parallel).
-const DEFAULT_COMPILE_CPU_MS: u64 = 600_000;
-/// A compile worker's memory: a 61 KB compile bomb needed 2.4 GiB, the examples far less.
-const DEFAULT_COMPILE_MAX_MEMORY_BYTES: u64 = 2 << 30;
-/// Compile workers running at once.
-const DEFAULT_COMPILE_WORKERS: usize = 2;
-/// The shortest interval a source may be polled at, so a typo cannot hammer a registry.
-const MIN_POLL_MS: u64 = 50;
-/// The largest linear memory a WebAssembly 32-bit module can address.
-const MAX_WASM32_MEMORY_BYTES: u64 = 4 << 30;
-/// A ceiling on buffered request or response bodies, so a typo cannot ask for terabytes.
-const MAX_BUFFER_BYTES: u64 = 1 << 30;
+pub use crate::guest::settings::{Limits, ModuleSettings};
+pub use defaults::default_serve_threads;
+use defaults::*;
+use module::{check_env, merge_limits, module_settings};
+use reference::OciReference;
+use schema::{FileCompile, FileConfig};
 
 /// A configuration that cannot be used; the message names the key (and the value), and
 /// never a host path.
@@ -76,7 +49,7 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn value(key: &str, value: impl Display, reason: &'static str) -> Self {
+    pub(crate) fn value(key: &str, value: impl Display, reason: &'static str) -> Self {
         ConfigError::Value {
             key: key.to_string(),
             value: value.to_string(),
@@ -126,6 +99,8 @@ pub struct Config {
     pub limits: Limits,
     /// Per-module settings, keyed by module name.
     pub modules: HashMap<String, ModuleSettings>,
+    /// Modules that come from an OCI registry rather than the modules directory, by name.
+    pub sources: BTreeMap<String, OciReference>,
     /// How changes in the modules directory are noticed.
     pub watch: WatchMode,
     /// With [`WatchMode::Poll`], how often the directory is looked at.
@@ -163,10 +138,6 @@ pub struct CompileSettings {
 /// A runtime per thread keeps each connection, and the guests it runs, on one core, which
 /// took 13–19% of the CPU per request off and served 17% more than the shared runtime
 /// (BENCHMARKS.md, issue 18).
-pub fn default_serve_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 /// How a pool slot's memory is reset between guests (`slot_reset`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -194,58 +165,6 @@ pub enum WatchMode {
 }
 
 /// The limits one request of a module runs under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Wall-clock deadline, enforced with epoch interruption.
-    pub timeout: Duration,
-    /// Fuel per request; 0 means unmetered.
-    pub fuel: u64,
-    pub max_memory_bytes: u64,
-    pub max_output_bytes: u64,
-    pub max_body_bytes: u64,
-    /// Guests of one module running at once; past it that module answers 503. The default
-    /// is half the pool ([`default_concurrency`]), so no one module can take every slot.
-    pub max_concurrency: u32,
-    /// A CGI guest's stdout is buffered until it exits or writes this much (DESIGN.md
-    /// "Streaming"); then its response streams.
-    pub stream_after_bytes: u64,
-    /// ... or until it has run this long.
-    pub stream_after: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            timeout: Duration::from_millis(DEFAULT_TIMEOUT_MS),
-            fuel: DEFAULT_FUEL,
-            max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
-            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            max_concurrency: default_concurrency(DEFAULT_MAX_INSTANCES),
-            stream_after_bytes: DEFAULT_STREAM_AFTER_BYTES,
-            stream_after: Duration::from_millis(DEFAULT_STREAM_AFTER_MS),
-        }
-    }
-}
-
-/// What one module gets besides the defaults.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ModuleSettings {
-    pub limits: Limits,
-    /// Extra environment variables, in a stable order.
-    pub env: Vec<(String, String)>,
-    /// Whether `Authorization` and `Proxy-Authorization` reach the guest as `HTTP_*`.
-    pub pass_authorization: bool,
-    /// The guest's arguments after `argv[0]` (which is the module name).
-    pub args: Vec<String>,
-    /// Read-only directories the guest sees: (guest path, host directory).
-    pub volumes: Vec<(String, PathBuf)>,
-    /// Where a component's outgoing HTTP requests may go; empty denies them all.
-    pub allowed_outbound_hosts: Vec<AllowedHost>,
-    /// Where the module comes from, when not from the modules directory.
-    pub source: Option<OciReference>,
-}
-
 /// Command-line values that override the file.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -253,54 +172,6 @@ pub struct Overrides {
     pub admin_listen: Option<SocketAddr>,
     pub modules_dir: Option<PathBuf>,
     pub cache_dir: Option<PathBuf>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<String>,
-    admin_listen: Option<String>,
-    #[serde(default)]
-    admin_hosts: Vec<String>,
-    modules_dir: Option<PathBuf>,
-    cache_dir: Option<PathBuf>,
-    max_instances: Option<u32>,
-    queue_timeout_ms: Option<u64>,
-    shutdown_grace_ms: Option<u64>,
-    cache_max_bytes: Option<u64>,
-    max_module_bytes: Option<u64>,
-    max_connections: Option<usize>,
-    serve_threads: Option<usize>,
-    pin_serve_threads: Option<bool>,
-    body_timeout_ms: Option<u64>,
-    #[serde(default)]
-    shutdown_delay_ms: u64,
-    #[serde(default)]
-    access_log: bool,
-    metrics: Option<bool>,
-    #[serde(default)]
-    limits: FileLimits,
-    #[serde(default)]
-    modules: BTreeMap<String, FileModule>,
-    #[serde(default)]
-    watch: WatchMode,
-    poll_interval_ms: Option<u64>,
-    oci_poll_ms: Option<u64>,
-    #[serde(default)]
-    oci_insecure: Vec<String>,
-    #[serde(default)]
-    slot_reset: SlotResetChoice,
-    #[serde(default)]
-    compile: FileCompile,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileCompile {
-    timeout_ms: Option<u64>,
-    cpu_ms: Option<u64>,
-    max_memory_bytes: Option<u64>,
-    workers: Option<usize>,
 }
 
 impl FileCompile {
@@ -328,37 +199,6 @@ impl FileCompile {
     }
 }
 
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileLimits {
-    timeout_ms: Option<u64>,
-    fuel: Option<u64>,
-    max_memory_bytes: Option<u64>,
-    max_output_bytes: Option<u64>,
-    max_body_bytes: Option<u64>,
-    max_concurrency: Option<u32>,
-    stream_after_bytes: Option<u64>,
-    stream_after_ms: Option<u64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileModule {
-    #[serde(flatten)]
-    limits: FileLimits,
-    #[serde(default)]
-    env: BTreeMap<String, String>,
-    #[serde(default)]
-    pass_authorization: bool,
-    #[serde(default)]
-    args: Vec<String>,
-    #[serde(default)]
-    volumes: BTreeMap<String, PathBuf>,
-    #[serde(default)]
-    allowed_outbound_hosts: Vec<String>,
-    source: Option<String>,
-}
-
 impl Config {
     /// Reads `path` (when given), applies `overrides`, and checks every value.
     pub fn load(path: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigError> {
@@ -382,10 +222,10 @@ impl Config {
 
     /// The settings a module runs with: its own section, or the defaults.
     pub fn module_settings(&self, name: &str) -> ModuleSettings {
-        self.modules.get(name).cloned().unwrap_or(ModuleSettings {
-            limits: self.limits,
-            ..ModuleSettings::default()
-        })
+        self.modules
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| ModuleSettings::with_limits(self.limits))
     }
 
     /// Adds `pairs` to module `name`'s own `env`, checked as the config file's are; the
@@ -432,22 +272,19 @@ fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
     toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
 }
 
-/// Guests of one module that may run at once unless its config says otherwise: half the
-/// pool's slots, and at least one.
-pub(crate) fn default_concurrency(max_instances: u32) -> u32 {
-    (max_instances / 2).max(1)
-}
-
 fn build(file: FileConfig, overrides: Overrides) -> Result<Config, ConfigError> {
     let max_instances = file.max_instances.unwrap_or(DEFAULT_MAX_INSTANCES);
     let base = Limits {
         max_concurrency: default_concurrency(max_instances),
-        ..Limits::default()
+        ..LIMITS
     };
     let limits = merge_limits(&base, &file.limits, "limits")?;
     let mut modules = HashMap::new();
+    let mut sources = BTreeMap::new();
     for (name, module) in &file.modules {
-        modules.insert(name.clone(), module_settings(name, module, &limits)?);
+        let (settings, source) = module_settings(name, module, &limits)?;
+        modules.insert(name.clone(), settings);
+        sources.extend(source.map(|source| (name.clone(), source)));
     }
     let config = Config {
         listen: pick_addr(
@@ -489,6 +326,7 @@ fn build(file: FileConfig, overrides: Overrides) -> Result<Config, ConfigError> 
         metrics: file.metrics.unwrap_or(true),
         limits,
         modules,
+        sources,
         watch: file.watch,
         poll_interval: poll_millis(
             "poll_interval_ms",
@@ -545,168 +383,6 @@ fn pick_addr(
     let text = file.unwrap_or(default);
     text.parse()
         .map_err(|_| ConfigError::value(key, text, "is not an address like 127.0.0.1:8080"))
-}
-
-fn module_settings(
-    name: &str,
-    module: &FileModule,
-    defaults: &Limits,
-) -> Result<ModuleSettings, ConfigError> {
-    let section = format!("modules.{name}");
-    if ModuleName::parse(name).is_err() {
-        return Err(ConfigError::value(
-            &section,
-            name,
-            "is not a module name ([A-Za-z0-9_-], 1 to 64 characters)",
-        ));
-    }
-    let limits = merge_limits(defaults, &module.limits, &section)?;
-    for (key, value) in &module.env {
-        check_env(&section, key, value)?;
-    }
-    if let Some(arg) = module.args.iter().find(|a| a.contains('\0')) {
-        return Err(ConfigError::value(
-            &format!("{section}.args"),
-            format!("{arg:?}"),
-            "has a NUL byte, which would split it into two arguments",
-        ));
-    }
-    for (guest, host) in &module.volumes {
-        let key = format!("{section}.volumes");
-        if !guest.starts_with('/') || guest.contains('\0') {
-            return Err(ConfigError::value(
-                &key,
-                guest,
-                "is not an absolute guest path like \"/lib\"",
-            ));
-        }
-        if !host.is_dir() {
-            return Err(ConfigError::value(
-                &key,
-                guest,
-                "maps to a host directory that does not exist",
-            ));
-        }
-    }
-    let allowed_outbound_hosts = module
-        .allowed_outbound_hosts
-        .iter()
-        .map(|entry| {
-            AllowedHost::parse(entry).map_err(|why| ConfigError::Value {
-                key: format!("{section}.allowed_outbound_hosts"),
-                value: format!("{entry:?}"),
-                reason: why.reason(),
-            })
-        })
-        .collect::<Result<_, _>>()?;
-    let source = module
-        .source
-        .as_deref()
-        .map(|text| {
-            OciReference::parse(text).map_err(|why| ConfigError::Value {
-                key: format!("{section}.source"),
-                value: format!("{text:?}"),
-                reason: why.reason(),
-            })
-        })
-        .transpose()?;
-    Ok(ModuleSettings {
-        limits,
-        source,
-        allowed_outbound_hosts,
-        args: module.args.clone(),
-        volumes: module
-            .volumes
-            .iter()
-            .map(|(g, h)| (g.clone(), h.clone()))
-            .collect(),
-        env: module
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        pass_authorization: module.pass_authorization,
-    })
-}
-
-/// Refuses an environment variable that a guest cannot be given, naming `section.env`.
-fn check_env(section: &str, key: &str, value: &str) -> Result<(), ConfigError> {
-    let at = || format!("{section}.env");
-    if value.contains('\0') {
-        return Err(ConfigError::value(
-            &at(),
-            key,
-            "has a NUL byte in its value, which an environment cannot carry",
-        ));
-    }
-    if key.is_empty() || key.contains('=') || key.contains('\0') {
-        return Err(ConfigError::value(
-            &at(),
-            key,
-            "is not a valid variable name",
-        ));
-    }
-    if is_reserved_env_name(key) {
-        return Err(ConfigError::value(
-            &at(),
-            key,
-            "is set by the gateway for every request and cannot be overridden",
-        ));
-    }
-    Ok(())
-}
-
-fn merge_limits(base: &Limits, file: &FileLimits, section: &str) -> Result<Limits, ConfigError> {
-    let limits = Limits {
-        timeout: file.timeout_ms.map_or(base.timeout, Duration::from_millis),
-        fuel: file.fuel.unwrap_or(base.fuel),
-        max_memory_bytes: file.max_memory_bytes.unwrap_or(base.max_memory_bytes),
-        max_output_bytes: file.max_output_bytes.unwrap_or(base.max_output_bytes),
-        max_body_bytes: file.max_body_bytes.unwrap_or(base.max_body_bytes),
-        max_concurrency: file.max_concurrency.unwrap_or(base.max_concurrency),
-        stream_after_bytes: file.stream_after_bytes.unwrap_or(base.stream_after_bytes),
-        stream_after: file
-            .stream_after_ms
-            .map_or(base.stream_after, Duration::from_millis),
-    };
-    let key = |k: &str| format!("{section}.{k}");
-    if limits.max_concurrency == 0 {
-        return Err(ConfigError::value(
-            &key("max_concurrency"),
-            0,
-            "must be at least 1",
-        ));
-    }
-    if limits.timeout.is_zero() {
-        return Err(ConfigError::value(
-            &key("timeout_ms"),
-            0,
-            "must be at least 1",
-        ));
-    }
-    if limits.max_memory_bytes < WASM_PAGE_BYTES
-        || limits.max_memory_bytes > MAX_WASM32_MEMORY_BYTES
-    {
-        return Err(ConfigError::value(
-            &key("max_memory_bytes"),
-            limits.max_memory_bytes,
-            "must be between 65536 (one page) and 4 GiB",
-        ));
-    }
-    for (name, value) in [
-        ("max_output_bytes", limits.max_output_bytes),
-        ("max_body_bytes", limits.max_body_bytes),
-        ("stream_after_bytes", limits.stream_after_bytes),
-    ] {
-        if value > MAX_BUFFER_BYTES {
-            return Err(ConfigError::value(
-                &key(name),
-                value,
-                "must be at most 1 GiB",
-            ));
-        }
-    }
-    Ok(limits)
 }
 
 #[cfg(test)]

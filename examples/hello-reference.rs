@@ -18,8 +18,8 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use tokio::net::TcpListener;
-use wasmgate::{ConnInfo, ListenOptions, serve, serve_on_threads};
-use wasmgate::{Shutdown, signal};
+use wasmgate::signal;
+use wasmgate::testing::{ConnInfo, ListenOptions, Shutdown, serve, serve_on_threads};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -1,8 +1,8 @@
 //! A request body as the guest reads it, and the refusal of an oversized one, made so that
 //! the client can actually read the refusal.
 //!
-//! A body is never buffered whole: [`IncomingReader`] hands it to a CGI guest's stdin as
-//! it arrives, within the body timeout, and a component reads it as a stream. A declared
+//! A body is never buffered whole: [`BodyReader`] hands it to a CGI guest's stdin as it
+//! arrives, within the body timeout, and a component reads it as a stream. A declared
 //! `Content-Length` over the limit is refused (413) before the guest runs; a chunked body
 //! is counted as it streams. But a server that answers and closes while the client is still sending
 //! makes the client's kernel see a reset, and most clients then report a broken pipe
@@ -20,7 +20,7 @@ use bytes::{Buf, Bytes};
 use http::HeaderMap;
 use http::header::{CONTENT_LENGTH, EXPECT};
 use http_body_util::BodyExt;
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::Sleep;
 
@@ -47,9 +47,9 @@ pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
 
 /// Refuses a body whose declared `Content-Length` is over `limit`, draining it first (see
 /// the module's comment); a body that declares no length, or one within the limit, passes.
-pub(crate) async fn refuse_declared_oversize(
+pub(crate) async fn refuse_declared_oversize<B: Body + Unpin>(
     headers: &HeaderMap,
-    body: &mut Incoming,
+    body: &mut B,
     limit: u64,
 ) -> Result<(), BodyError> {
     let declared = declared_length(headers);
@@ -66,12 +66,12 @@ pub(crate) async fn refuse_declared_oversize(
 }
 
 /// Reads and discards the rest of a refused body, within the drain bounds.
-async fn drain(body: &mut Incoming, already: u64) {
+async fn drain<B: Body + Unpin>(body: &mut B, already: u64) {
     let discard = async {
         let mut seen = already;
         while seen <= MAX_DRAIN_BYTES {
             match body.frame().await {
-                Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len() as u64),
+                Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.remaining() as u64),
                 _ => break,
             }
         }
@@ -81,16 +81,16 @@ async fn drain(body: &mut Incoming, already: u64) {
 
 /// A request body as an `AsyncRead`, which must have arrived whole by a deadline: past it,
 /// a read fails with `TimedOut`.
-pub(crate) struct IncomingReader {
-    body: Incoming,
+pub(crate) struct BodyReader<B> {
+    body: B,
     /// What is left of the last data frame.
     current: Bytes,
     deadline: Pin<Box<Sleep>>,
 }
 
-impl IncomingReader {
-    pub(crate) fn new(body: Incoming, deadline: Instant) -> IncomingReader {
-        IncomingReader {
+impl<B> BodyReader<B> {
+    pub(crate) fn new(body: B, deadline: Instant) -> BodyReader<B> {
+        BodyReader {
             body,
             current: Bytes::new(),
             deadline: Box::pin(tokio::time::sleep_until(deadline.into())),
@@ -98,7 +98,11 @@ impl IncomingReader {
     }
 }
 
-impl AsyncRead for IncomingReader {
+impl<B> AsyncRead for BodyReader<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

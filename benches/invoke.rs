@@ -14,7 +14,7 @@ use http::{HeaderMap, HeaderValue};
 use http_body_util::Full;
 use wasmgate::testing::{
     AllocatorChoice, ConnInfo, Environment, GuestModule, GuestRuntime, RequestMeta, Stdin,
-    build_env, invoke, load, parse_output, respond, respond_whole,
+    build_env, invoke, load, parse_output, respond,
 };
 use wasmgate::{Config, Overrides};
 
@@ -227,30 +227,21 @@ fn bench_exchange(c: &mut Criterion) {
     let mut group = c.benchmark_group("hello_exchange");
     for (suffix, extra) in [("", ""), ("_memset_reset", "slot_reset = \"memset\"\n")] {
         let (cgi, _cgi_runtime) = load_module(AllocatorChoice::PoolingWithFallback, extra, HELLO);
-        group.bench_function(format!("cgi{suffix}"), |b| {
-            b.to_async(&runtime).iter(|| async {
-                let meta = sample_meta(&headers);
-                let response = respond(cgi.clone(), &meta, Stdin::Buffered(Bytes::new()))
-                    .await
-                    .unwrap();
-                assert_eq!(response.body.len(), 13);
-            })
-        });
         let (component, _component_runtime) =
             load_binary(AllocatorChoice::PoolingWithFallback, extra, HELLO_COMPONENT);
-        group.bench_function(format!("component{suffix}"), |b| {
-            b.to_async(&runtime).iter(|| async {
-                let mut request = http::Request::builder()
-                    .uri("/hello/some/path?a=1&b=2")
-                    .body(Full::new(Bytes::new()))
-                    .unwrap();
-                *request.headers_mut() = headers.clone();
-                let response = respond_whole(component.clone(), request, conn)
-                    .await
-                    .unwrap();
-                assert_eq!(response.body().len(), 13);
-            })
-        });
+        for (abi, module) in [("cgi", &cgi), ("component", &component)] {
+            group.bench_function(format!("{abi}{suffix}"), |b| {
+                b.to_async(&runtime).iter(|| async {
+                    let mut request = http::Request::builder()
+                        .uri("/hello/some/path?a=1&b=2")
+                        .body(Full::new(Bytes::new()))
+                        .unwrap();
+                    *request.headers_mut() = headers.clone();
+                    let response = respond(module.clone(), request, conn).await.unwrap();
+                    assert_eq!(response.body().len(), 13);
+                })
+            });
+        }
     }
     group.finish();
 }

@@ -23,6 +23,7 @@ use crate::catalogue::watch::{ModuleWatcher, WatchEvents};
 use crate::catalogue::worker::CompileWorkers;
 use crate::catalogue::{ArtifactCache, Registry};
 use crate::config::{Config, WatchMode};
+use crate::guest::pipeline::Gate;
 use crate::http::admin::AdminService;
 use crate::http::listener::{self, ConnInfo, ListenOptions};
 use crate::http::server::PublicService;
@@ -134,9 +135,12 @@ impl RunningGateway {
         ));
         let public_service = Arc::new(PublicService {
             registry: registry.clone(),
-            slots: slots.clone(),
-            queue_timeout: config.queue_timeout,
-            body_timeout: config.body_timeout,
+            gate: Gate::new(
+                slots.clone(),
+                config.queue_timeout,
+                config.body_timeout,
+                metrics.clone(),
+            ),
             access_log: config.access_log,
             metrics,
         });

@@ -69,26 +69,30 @@ pub mod testing {
     pub use crate::catalogue::failure::{LoadError, LoadFailure};
     pub use crate::catalogue::private_dir::CacheError;
     pub use crate::guest::abi::Abi;
+    pub use crate::guest::body::RequestBody;
     pub use crate::guest::bounds::InvokeError;
     pub use crate::guest::cgi::env::{EnvError, Environment, RequestMeta, build_env};
-    pub use crate::guest::cgi::exchange::{CgiFailure, respond};
     pub use crate::guest::cgi::preview1::{CGI_IMPORTS, Preview1};
     pub use crate::guest::cgi::response::{CgiResponse, OutputError, parse_output};
-    pub use crate::guest::cgi::stdin::{BodyStream, Stdin};
+    pub use crate::guest::cgi::stdin::Stdin;
     pub use crate::guest::conn::ConnInfo;
     pub use crate::guest::invoke::invoke;
     pub use crate::guest::module::GuestModule;
+    pub use crate::guest::pipeline::Failure;
     pub use crate::guest::wasi_http::allowed::{AllowedHost, AllowedHostError};
-    pub use crate::guest::wasi_http::exchange::{HttpFailure, respond_whole};
-    pub use crate::guest::wasi_http::request::RequestBody;
     pub use crate::http::listener::{ListenOptions, serve};
     pub use crate::http::threads::serve_on_threads;
     pub use crate::outcome::Outcome;
     pub use crate::runtime::{AllocatorChoice, GuestRuntime, RuntimeError};
     pub use crate::shutdown::Shutdown;
 
+    use bytes::Bytes;
+    use http_body_util::BodyExt;
+
     use crate::catalogue::ServedModule;
     use crate::config::Config;
+    use crate::guest::pipeline::Gate;
+    use crate::guest::streamed::Count;
 
     /// Compiles `bytes` as module `name` on `runtime`, with its settings from `config`, as
     /// the gateway would serve it (no cache, no metrics). Blocking.
@@ -99,5 +103,22 @@ pub mod testing {
         config: &Config,
     ) -> Result<Arc<GuestModule>, LoadFailure> {
         ServedModule::load(runtime, name, bytes, config).map(|served| served.guest)
+    }
+
+    /// One request through the pipeline for `module`, as `run` serves it (no pool, no body
+    /// timeout), with the response body collected within the output cap.
+    pub async fn respond<B: RequestBody>(
+        module: Arc<GuestModule>,
+        request: http::Request<B>,
+        conn: ConnInfo,
+    ) -> Result<http::Response<Bytes>, Failure> {
+        let count = Count::new(module.shared.metrics.clone(), std::time::Instant::now());
+        let gate = Gate::unbounded();
+        let response = crate::guest::pipeline::respond(module, request, conn, &gate, count)
+            .await
+            .map_err(|(failure, _)| failure)?;
+        let (head, body) = response.into_parts();
+        let body = body.collect().await.map_err(|cut| Failure::Guest(cut.0))?;
+        Ok(http::Response::from_parts(head, body.to_bytes()))
     }
 }

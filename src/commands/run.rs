@@ -2,8 +2,9 @@
 //! for module authors to try a function before deploying it.
 //!
 //! It is the gateway's twin: the module's own `[modules.NAME]` settings and limits from
-//! `--config`, the same CGI or wasi:http exchange by the file's header, the same body and
-//! output limits, the same streaming. The process's stdin is the request body, read only
+//! `--config`, and the same request pipeline as `serve` (`guest/pipeline.rs`): the same
+//! CGI or wasi:http exchange by the file's header, the same body and output limits, the
+//! same streaming. Only the pool is missing: `run` runs one guest. The process's stdin is the request body, read only
 //! as the guest reads it, so a guest that never reads stdin does not wait for its end; the
 //! response body goes to stdout as the guest writes it ([`RunResponse::write_body`]). The
 //! exit status says how the guest ended ([`RunError::exit_code`]): the guest's own code
@@ -14,14 +15,13 @@ use std::io::{IsTerminal, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, HOST};
 use http::{HeaderMap, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::mpsc;
@@ -31,14 +31,11 @@ use crate::catalogue::failure::LoadError;
 use crate::catalogue::file::{ReadLimits, read_module_file};
 use crate::config::{Config, ConfigError};
 use crate::guest::bounds::InvokeError;
-use crate::guest::cgi::env::RequestMeta;
-use crate::guest::cgi::exchange::{CgiFailure, CgiReply, GuestStdin, exchange};
-use crate::guest::cgi::stdin::{BodyStream, Stdin};
-use crate::guest::linkers::Prepared;
+use crate::guest::conn::ConnInfo;
 use crate::guest::module::GuestModule;
-use crate::guest::wasi_http::exchange::{HttpFailure, respond_streamed};
-use crate::http::listener::ConnInfo;
-use crate::http::public_body::PublicBody;
+use crate::guest::pipeline::{Failure, Gate, respond};
+use crate::guest::reply_body::ReplyBody;
+use crate::guest::streamed::Count;
 use crate::runtime::{AllocatorChoice, GuestRuntime, RuntimeError};
 
 /// The addresses a one-shot run pretends the request came from and went to.
@@ -211,14 +208,10 @@ pub enum RunError {
     Config(#[from] ConfigError),
     #[error("module '{module}': {error}")]
     Load { module: String, error: LoadError },
-    #[error("module '{module}': the request body is larger than {limit} bytes")]
-    BodyTooLarge { module: String, limit: u64 },
     #[error("module '{module}': {reason}")]
     Request { module: String, reason: String },
     #[error(transparent)]
-    Failed(#[from] CgiFailure),
-    #[error(transparent)]
-    Http(#[from] HttpFailure),
+    Failed(#[from] Failure),
     #[error("cannot write the response: {0}")]
     Write(std::io::Error),
 }
@@ -227,7 +220,7 @@ pub enum RunError {
 pub struct RunResponse {
     pub status: StatusCode,
     pub headers: HeaderMap,
-    body: PublicBody,
+    body: ReplyBody,
 }
 
 impl RunResponse {
@@ -236,7 +229,7 @@ impl RunResponse {
     pub async fn write_body(self, out: &mut impl Write) -> Result<(), RunError> {
         let mut body = self.body;
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|cut| RunError::Failed(CgiFailure::Guest(cut.0)))?;
+            let frame = frame.map_err(|cut| RunError::Failed(Failure::Guest(cut.0)))?;
             if let Ok(data) = frame.into_data() {
                 out.write_all(&data)
                     .and_then(|()| out.flush())
@@ -253,9 +246,8 @@ impl RunError {
     /// the guest from running.
     pub fn exit_code(&self) -> u8 {
         let error = match self {
-            RunError::Failed(CgiFailure::Guest(error))
-            | RunError::Http(HttpFailure::Guest(error)) => error,
-            RunError::Failed(CgiFailure::Output { .. }) => return EXIT_TRAP,
+            RunError::Failed(Failure::Guest(error)) => error,
+            RunError::Failed(Failure::Output { .. }) => return EXIT_TRAP,
             _ => return EXIT_CANNOT_RUN,
         };
         match error {
@@ -300,95 +292,26 @@ pub async fn run_once(
     let module = ServedModule::load(&runtime, &name, &bytes, &config)
         .map_err(|f| load_error(f.error))?
         .guest;
-    match &module.prepared {
-        Prepared::Cgi(_) => run_cgi(module, request).await,
-        Prepared::Http(_) => run_component(module, request).await,
-    }
-}
-
-/// The error for a body past the module's limit.
-fn body_too_large(module: &GuestModule) -> RunError {
-    RunError::BodyTooLarge {
-        module: module.name.to_string(),
-        limit: module.settings.limits.max_body_bytes,
-    }
-}
-
-/// One CGI exchange: stdin streams to the guest as it reads it, and its output streams
-/// back as it writes it.
-async fn run_cgi(module: Arc<GuestModule>, request: RunRequest) -> Result<RunResponse, RunError> {
-    let name = &module.name;
-    let limit = module.settings.limits.max_body_bytes;
-    let (stdin, body_len) = match request.body {
-        RunBody::Empty => {
-            let stdin = Stdin::Buffered(Default::default());
-            (GuestStdin { stdin, fault: None }, None)
-        }
-        RunBody::Reader { len, .. } if len.is_some_and(|len| len > limit) => {
-            return Err(body_too_large(&module));
-        }
-        RunBody::Reader { reader, len } => {
-            let (stream, fault) = BodyStream::new(reader, limit);
-            let stdin = Stdin::Streamed(stream);
-            (
-                GuestStdin {
-                    stdin,
-                    fault: Some(fault),
-                },
-                len,
-            )
-        }
-    };
-    let headers = HeaderMap::new();
-    let path = format!("/{name}{}", request.path);
-    let meta = RequestMeta {
-        module: name,
-        method: &request.method,
-        path: &path,
-        path_info: &request.path,
-        query: &request.query,
-        headers: &headers,
-        remote: RUN_REMOTE,
-        local: RUN_LOCAL,
-        protocol: "HTTP/1.1",
-        body_len,
-    };
-    let reply = exchange(module.clone(), &meta, stdin, Instant::now(), ()).await?;
-    Ok(match reply {
-        CgiReply::Whole(out) => RunResponse {
-            status: out.status,
-            headers: out.headers,
-            body: PublicBody::Whole(Full::new(out.body)),
-        },
-        CgiReply::Streaming(head, body) => RunResponse {
-            status: head.status,
-            headers: head.headers,
-            body: PublicBody::Cgi(body),
-        },
-    })
-}
-
-/// One wasi:http exchange: stdin streams to the component as its body, and its response
-/// body streams back as it writes it.
-async fn run_component(
-    module: Arc<GuestModule>,
-    request: RunRequest,
-) -> Result<RunResponse, RunError> {
-    let request = component_request(&module, request)?;
+    let request = http_request(&module, request)?;
     let conn = ConnInfo {
         remote: RUN_REMOTE,
         local: RUN_LOCAL,
     };
-    let (head, body) = respond_streamed(module, request, conn).await?.into_parts();
+    let count = Count::new(module.shared.metrics.clone(), Instant::now());
+    let response = respond(module, request, conn, &Gate::unbounded(), count)
+        .await
+        .map_err(|(failure, _)| failure)?;
+    let (head, body) = response.into_parts();
     Ok(RunResponse {
         status: head.status,
         headers: head.headers,
-        body: PublicBody::Component(body),
+        body,
     })
 }
 
-/// The request `run` hands a component: `/NAME/PATH?QUERY`, with stdin as its body.
-fn component_request(
+/// The request `run` hands the pipeline: `/NAME/PATH?QUERY` to the gateway's address,
+/// with stdin as its body.
+fn http_request(
     module: &GuestModule,
     request: RunRequest,
 ) -> Result<http::Request<ReaderBody>, RunError> {
@@ -402,7 +325,7 @@ fn component_request(
         .method(request.method.as_str())
         .uri(uri)
         .header(HOST, RUN_LOCAL.to_string());
-    if let Some(len) = body.len {
+    if let Some(len) = body.len.filter(|_| !body.is_end_stream()) {
         builder = builder.header(CONTENT_LENGTH, len);
     }
     builder.body(body).map_err(|e| RunError::Request {
@@ -434,7 +357,7 @@ impl ReaderBody {
 
 impl Body for ReaderBody {
     type Data = Bytes;
-    type Error = wasmtime_wasi_http::Error;
+    type Error = std::io::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
@@ -450,9 +373,7 @@ impl Body for ReaderBody {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(e)) => {
                 this.reader = None;
-                Poll::Ready(Some(Err(wasmtime_wasi_http::Error::InternalError(Some(
-                    format!("reading stdin: {e}"),
-                )))))
+                Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(Ok(())) => {
                 let n = read.filled().len();

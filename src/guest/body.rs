@@ -1,18 +1,18 @@
-//! A request body as the guest reads it, and the refusal of an oversized one, made so that
-//! the client can actually read the refusal.
+//! A request body as a guest receives it, for either ABI and for `serve` and `run` alike:
+//! streamed as it arrives, never buffered whole, and cut at the module's
+//! `max_body_bytes` and at the gateway's body timeout ([`LimitedBody`]), leaving a
+//! [`BodyFault`] that names the request's answer once the guest has run.
 //!
-//! A body is never buffered whole: [`BodyReader`] hands it to a CGI guest's stdin as it
-//! arrives, within the body timeout, and a component reads it as a stream. A declared
-//! `Content-Length` over the limit is refused (413) before the guest runs; a chunked body
-//! is counted as it streams. But a server that answers and closes while the client is still sending
-//! makes the client's kernel see a reset, and most clients then report a broken pipe
-//! instead of the 413. So, like nginx's lingering close, the rest of a refused body is
-//! read and thrown away — up to [`MAX_DRAIN_BYTES`] and [`DRAIN_TIMEOUT`] — before the
-//! answer goes out. A client that sent `Expect: 100-continue` has not sent its body yet:
-//! it gets the 413 at once, and never sends it.
+//! A declared `Content-Length` over the limit is refused (413) before the guest runs. But
+//! a server that answers and closes while the client is still sending makes the client's
+//! kernel see a reset, and most clients then report a broken pipe instead of the 413. So,
+//! like nginx's lingering close, the rest of a refused body is read and thrown away — up
+//! to [`MAX_DRAIN_BYTES`] and [`DRAIN_TIMEOUT`] — before the answer goes out. A client
+//! that sent `Expect: 100-continue` has not sent its body yet: it gets the 413 at once,
+//! and never sends it.
 
-use std::io;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -20,8 +20,7 @@ use bytes::{Buf, Bytes};
 use http::HeaderMap;
 use http::header::{CONTENT_LENGTH, EXPECT};
 use http_body_util::BodyExt;
-use hyper::body::Body;
-use tokio::io::{AsyncRead, ReadBuf};
+use hyper::body::{Body, Frame, SizeHint};
 use tokio::time::Sleep;
 
 /// The most of a refused body that is read and discarded before the 413 goes out.
@@ -38,6 +37,26 @@ pub(crate) enum BodyError {
     Unreadable,
     /// The whole body did not arrive within the timeout.
     TimedOut,
+}
+
+/// What a request body must be: the client's (hyper's `Incoming`), `run`'s stdin, or a
+/// test's.
+pub trait RequestBody:
+    Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+    + Send
+    + Sync
+    + Unpin
+    + 'static
+{
+}
+
+impl<B> RequestBody for B where
+    B: Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + Sync
+        + Unpin
+        + 'static
+{
 }
 
 /// The `Content-Length` a message's headers declare, if they declare one.
@@ -58,7 +77,7 @@ pub(crate) async fn refuse_declared_oversize<B: Body + Unpin>(
             .get(EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         if !waits_for_continue && declared.is_some_and(|len| len <= MAX_DRAIN_BYTES) {
-            drain(body, 0).await;
+            drain(body).await;
         }
         return Err(BodyError::TooLarge);
     }
@@ -66,9 +85,9 @@ pub(crate) async fn refuse_declared_oversize<B: Body + Unpin>(
 }
 
 /// Reads and discards the rest of a refused body, within the drain bounds.
-async fn drain<B: Body + Unpin>(body: &mut B, already: u64) {
+async fn drain<B: Body + Unpin>(body: &mut B) {
     let discard = async {
-        let mut seen = already;
+        let mut seen = 0;
         while seen <= MAX_DRAIN_BYTES {
             match body.frame().await {
                 Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.remaining() as u64),
@@ -79,56 +98,136 @@ async fn drain<B: Body + Unpin>(body: &mut B, already: u64) {
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, discard).await;
 }
 
-/// A request body as an `AsyncRead`, which must have arrived whole by a deadline: past it,
-/// a read fails with `TimedOut`.
-pub(crate) struct BodyReader<B> {
-    body: B,
-    /// What is left of the last data frame.
-    current: Bytes,
-    deadline: Pin<Box<Sleep>>,
-}
+/// Tells, once the guest has run, whether its body failed, and how: the first failure
+/// stays.
+#[derive(Clone, Default)]
+pub(crate) struct BodyFault(Arc<OnceLock<BodyError>>);
 
-impl<B> BodyReader<B> {
-    pub(crate) fn new(body: B, deadline: Instant) -> BodyReader<B> {
-        BodyReader {
-            body,
-            current: Bytes::new(),
-            deadline: Box::pin(tokio::time::sleep_until(deadline.into())),
-        }
+impl BodyFault {
+    pub(crate) fn get(&self) -> Option<BodyError> {
+        self.0.get().copied()
+    }
+
+    fn set(&self, error: BodyError) -> BodyError {
+        let _first_stays = self.0.set(error);
+        error
     }
 }
 
-impl<B> AsyncRead for BodyReader<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    fn poll_read(
+/// A request body that fails once more than its limit has arrived, or when it has not
+/// ended by its deadline, or when it cannot be read; each failure is left in its
+/// [`BodyFault`] as well.
+pub(crate) struct LimitedBody<B> {
+    inner: B,
+    limit: u64,
+    received: u64,
+    deadline: Option<Pin<Box<Sleep>>>,
+    fault: BodyFault,
+}
+
+impl<B> LimitedBody<B> {
+    /// `inner`, allowed `limit` bytes and, when there is one, until `deadline`.
+    pub(crate) fn new(inner: B, limit: u64, deadline: Option<Instant>) -> (Self, BodyFault) {
+        let fault = BodyFault::default();
+        let body = LimitedBody {
+            inner,
+            limit,
+            received: 0,
+            deadline: deadline.map(|at| Box::pin(tokio::time::sleep_until(at.into()))),
+            fault: fault.clone(),
+        };
+        (body, fault)
+    }
+
+    /// The most the body may carry.
+    pub(crate) fn limit(&self) -> u64 {
+        self.limit
+    }
+}
+
+impl<B: RequestBody> Body for LimitedBody<B> {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
-        while this.current.is_empty() {
-            match Pin::new(&mut this.body).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data() {
-                        this.current = data;
-                    }
+        let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => frame,
+            Poll::Ready(Some(Err(_))) => {
+                return Poll::Ready(Some(Err(this.fault.set(BodyError::Unreadable))));
+            }
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => {
+                let Some(deadline) = this.deadline.as_mut() else {
+                    return Poll::Pending;
+                };
+                if deadline.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
                 }
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(io::Error::other(e))),
-                Poll::Ready(None) => return Poll::Ready(Ok(())),
-                Poll::Pending => {
-                    return match this.deadline.as_mut().poll(cx) {
-                        Poll::Ready(()) => Poll::Ready(Err(io::ErrorKind::TimedOut.into())),
-                        Poll::Pending => Poll::Pending,
-                    };
-                }
+                return Poll::Ready(Some(Err(this.fault.set(BodyError::TimedOut))));
+            }
+        };
+        if let Some(data) = frame.data_ref() {
+            this.received = this.received.saturating_add(data.len() as u64);
+            if this.received > this.limit {
+                return Poll::Ready(Some(Err(this.fault.set(BodyError::TooLarge))));
             }
         }
-        let n = this.current.len().min(buf.remaining());
-        buf.put_slice(&this.current[..n]);
-        this.current.advance(n);
-        Poll::Ready(Ok(()))
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::Full;
+
+    #[tokio::test]
+    async fn a_body_within_its_limit_reads_whole() {
+        let (body, fault) = LimitedBody::new(Full::new(Bytes::from("twelve bytes")), 12, None);
+        let read = body.collect().await.unwrap().to_bytes();
+        assert_eq!(read, "twelve bytes");
+        assert_eq!(fault.get(), None);
+    }
+
+    #[tokio::test]
+    async fn a_body_past_its_limit_is_refused_and_flagged() {
+        let (body, fault) = LimitedBody::new(Full::new(Bytes::from("thirteen byte")), 12, None);
+        assert_eq!(body.collect().await.err(), Some(BodyError::TooLarge));
+        assert_eq!(fault.get(), Some(BodyError::TooLarge));
+    }
+
+    /// A body whose client never sends a byte.
+    struct Silent;
+
+    impl Body for Silent {
+        type Data = Bytes;
+        type Error = std::io::Error;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+            Poll::Pending
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_still_arriving_at_its_deadline_times_out() {
+        let deadline = Instant::now() + Duration::from_millis(20);
+        let (body, fault) = LimitedBody::new(Silent, 12, Some(deadline));
+        assert_eq!(body.collect().await.err(), Some(BodyError::TimedOut));
+        assert_eq!(fault.get(), Some(BodyError::TimedOut));
     }
 }

@@ -11,8 +11,10 @@
 //! - [`deadline`]: the wall-clock deadline, enforced at epoch ticks;
 //! - [`lazy_sleep`]: timers made only once a guest has had to wait;
 //! - [`linkers`] and [`log`]: what a module is linked against, once, at load;
+//! - [`pipeline`]: one request through a guest, for either ABI, `serve` and `run`;
 //! - [`invoke`]: one run of a CGI module;
-//! - [`streamed`]: a response body after its head was sent, for either ABI;
+//! - [`streamed`] and [`reply_body`]: a response body after its head was sent, for
+//!   either ABI, and counting its request once;
 //! - [`cgi`]: the CGI ABI (WASI preview1 command modules);
 //! - [`wasi_http`]: the wasi:http ABI (components).
 
@@ -29,6 +31,8 @@ pub(crate) mod lazy_sleep;
 pub(crate) mod linkers;
 pub(crate) mod log;
 pub(crate) mod module;
+pub(crate) mod pipeline;
+pub(crate) mod reply_body;
 pub(crate) mod settings;
 pub(crate) mod store;
 pub(crate) mod streamed;

@@ -97,38 +97,50 @@ impl GuestEnd {
 #[error("the response was cut off: {0}")]
 pub struct CutOff(pub InvokeError);
 
-/// Records one request's outcome and duration when dropped.
-pub(crate) struct Record {
+/// Counts one request exactly once, with its outcome and duration: when told, or when
+/// dropped, as a request whose client went away before it was answered.
+pub(crate) struct Count {
     metrics: Arc<ModuleMetrics>,
     started: Instant,
     outcome: Outcome,
-    /// Whether this record still counts the request (not handed over).
+    /// Whether this count still counts the request (not handed over).
     armed: bool,
 }
 
-impl Record {
-    pub(crate) fn new(metrics: Arc<ModuleMetrics>, started: Instant) -> Record {
-        Record {
+impl Count {
+    /// The count of a request that arrived at `started`, in `metrics`' series.
+    pub(crate) fn new(metrics: Arc<ModuleMetrics>, started: Instant) -> Count {
+        Count {
             metrics,
             started,
-            outcome: Outcome::Ok,
+            outcome: Outcome::ClientGone,
             armed: true,
         }
     }
 
-    /// A record that counts the request in this one's place.
-    fn hand_over(&mut self) -> Record {
+    /// When the request arrived.
+    pub(crate) fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// The series the request is counted in.
+    pub(crate) fn metrics(&self) -> &Arc<ModuleMetrics> {
+        &self.metrics
+    }
+
+    /// A count that counts the request in this one's place.
+    fn hand_over(&mut self) -> Count {
         self.armed = false;
-        Record::new(self.metrics.clone(), self.started)
+        Count::new(self.metrics.clone(), self.started)
     }
 
     /// Counts the request now, as `outcome`.
-    fn count(mut self, outcome: Outcome) {
+    pub(crate) fn count(mut self, outcome: Outcome) {
         self.outcome = outcome;
     }
 }
 
-impl Drop for Record {
+impl Drop for Count {
     fn drop(&mut self) {
         if self.armed {
             self.metrics.request(self.outcome, self.started.elapsed());
@@ -149,7 +161,7 @@ pub struct StreamedBody<B> {
     inner_done: bool,
     /// Set once this body has ended, well or not.
     done: bool,
-    record: Record,
+    record: Count,
 }
 
 impl<B> StreamedBody<B>
@@ -163,8 +175,10 @@ where
         declared: Option<u64>,
         end: GuestEnd,
         max_output_bytes: u64,
-        record: Record,
+        mut record: Count,
     ) -> StreamedBody<B> {
+        // Until it is cut off or dropped unfinished, the request was answered.
+        record.outcome = Outcome::Ok;
         StreamedBody {
             declared,
             inner,

@@ -8,7 +8,6 @@ pub(crate) mod admin;
 pub(crate) mod admin_host;
 pub(crate) mod cores;
 pub(crate) mod listener;
-pub(crate) mod public_body;
 pub(crate) mod reply;
 pub(crate) mod server;
 pub(crate) mod status_page;

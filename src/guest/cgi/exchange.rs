@@ -1,160 +1,158 @@
-//! One CGI exchange, the same for `serve` and `run`: the request becomes the guest's
-//! environment, the guest runs, and its stdout becomes the response, whole or streamed
-//! (DESIGN.md "Streaming"). Whatever goes wrong before the head is sent is a
-//! [`CgiFailure`] that names the module and the reason, with the outcome it counts as.
+//! The CGI ABI's two conversions for the pipeline (`guest/pipeline.rs`): the request
+//! becomes the guest's environment and stdin, and its stdout becomes the response, whole
+//! or streamed (`../shared/DESIGN.md` "Streaming").
 //!
-//! The guest is polled right here, in the caller's task, while its stdout is buffered. If
-//! it returns first, which a function that prints a page does, its output is parsed whole
-//! and answered exactly as before streaming: status from the outcome, `Content-Length`.
-//! Once it has written `stream_after_bytes` or run for `stream_after_ms`, the head is
-//! committed as soon as it can be read from the buffer, and the guest goes on in a task of
-//! its own, which holds its slot until it returns and drops it if the client goes away.
-//! From then on a failure can only cut the response off ([`StreamedBody`]).
+//! The guest's stdout is buffered. If the guest returns first, which a function that
+//! prints a page does, its output is parsed whole and answered with its
+//! `Content-Length`. Once it has written `stream_after_bytes` or run for
+//! `stream_after_ms`, the head is committed as soon as it can be read from the buffer,
+//! and the guest goes on in a task of its own, which drops it if the client goes away.
 
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use http_body_util::BodyExt;
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::Body;
 
-use super::env::{EnvError, RequestMeta, build_env};
-use super::response::{CgiHead, CgiResponse, HeadScan, OutputError, parse_output, scan_head};
-use super::stdin::{BodyFault, Stdin};
+use super::env::{RequestMeta, build_env};
+use super::response::{HeadScan, parse_output, scan_head};
+use super::stdin::{BodyStream, Stdin};
 use super::stdout::{Stdout, StdoutBody};
+use crate::guest::body::{LimitedBody, RequestBody, declared_length};
 use crate::guest::bounds::InvokeError;
+use crate::guest::conn::ConnInfo;
 use crate::guest::invoke::run_guest;
 use crate::guest::lazy_sleep::LazySleep;
 use crate::guest::module::GuestModule;
-use crate::guest::streamed::{GuestEnd, GuestRun, Record, StreamedBody};
-use crate::outcome::Outcome;
+use crate::guest::pipeline::{Exchange, Failure, Reply, split_path};
+use crate::guest::reply_body::ReplyBody;
+use crate::guest::streamed::{GuestRun, StreamedBody};
 
-/// Why an exchange produced no response.
-#[derive(Debug, thiserror::Error)]
-pub enum CgiFailure {
-    /// The request cannot be given to a guest.
-    #[error("module '{module}': {error}")]
-    Request { module: String, error: EnvError },
-    /// The guest did not finish well.
-    #[error(transparent)]
-    Guest(#[from] InvokeError),
-    /// The guest's output is not a response.
-    #[error("module '{module}': {error}")]
-    Output { module: String, error: OutputError },
+/// One CGI guest's output, as the pipeline waits for its head.
+pub(crate) struct CgiExchange {
+    module: Arc<str>,
+    stdout: Stdout,
+    stream_after_bytes: u64,
+    /// When a guest still running commits its head: `stream_after` from its start.
+    timer: LazySleep,
 }
 
-impl CgiFailure {
-    pub fn outcome(&self) -> Outcome {
-        match self {
-            CgiFailure::Request { .. } => Outcome::BadRequest,
-            CgiFailure::Guest(e) => e.outcome(),
-            CgiFailure::Output { .. } => Outcome::BadOutput,
+impl Exchange for CgiExchange {
+    type Body = StdoutBody;
+
+    fn start<B: RequestBody>(
+        module: &Arc<GuestModule>,
+        request: Request<LimitedBody<B>>,
+        conn: ConnInfo,
+        started: Instant,
+    ) -> Result<(GuestRun, Self), Failure> {
+        let (parts, body) = request.into_parts();
+        let path = parts.uri.path();
+        let body_len = match body.is_end_stream() {
+            true => Some(0),
+            false => declared_length(&parts.headers),
+        };
+        let meta = RequestMeta {
+            module: &module.name,
+            method: parts.method.as_str(),
+            path,
+            path_info: split_path(path).1,
+            query: parts.uri.query().unwrap_or_default(),
+            headers: &parts.headers,
+            remote: conn.remote,
+            local: conn.local,
+            protocol: protocol_name(parts.version),
+            body_len,
+        };
+        let env = build_env(&meta, &module.settings).map_err(|error| Failure::Request {
+            module: module.name.clone(),
+            error,
+        })?;
+        let stdin = match body.is_end_stream() {
+            true => Stdin::Buffered(Bytes::new()),
+            false => Stdin::Streamed(BodyStream::new(body)),
+        };
+        let limits = module.settings.limits;
+        let stdout = Stdout::new(limits.stream_after_bytes, limits.max_output_bytes);
+        let guest: GuestRun = Box::pin({
+            let (module, stdout) = (module.clone(), stdout.clone());
+            async move {
+                let ran = run_guest(&module, env, stdin, stdout.clone(), started).await;
+                stdout.finish();
+                ran
+            }
+        });
+        let exchange = CgiExchange {
+            module: module.name.clone(),
+            stdout,
+            stream_after_bytes: limits.stream_after_bytes,
+            timer: LazySleep::until(started + limits.stream_after),
+        };
+        Ok((guest, exchange))
+    }
+
+    fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<Result<Response<StdoutBody>, Failure>> {
+        loop {
+            let timer_fired = self.timer.poll_elapsed(cx).is_ready();
+            if !timer_fired && (self.stdout.buffered() as u64) < self.stream_after_bytes {
+                return Poll::Pending;
+            }
+            match self.stdout.inspect(scan_head) {
+                Ok(HeadScan::Ready { head, len }) => {
+                    let mut response = Response::new(self.stdout.commit(len));
+                    *response.status_mut() = head.status;
+                    *response.headers_mut() = head.headers;
+                    return Poll::Ready(Ok(response));
+                }
+                Err(error) => return Poll::Ready(Err(self.output_error(error))),
+                // Let the guest write until the block can be told; go on if that changed.
+                Ok(HeadScan::Incomplete) if self.stdout.allow_header_block() => {}
+                Ok(HeadScan::Incomplete) => return Poll::Pending,
+            }
+        }
+    }
+
+    fn ended(self, ended: Result<(), InvokeError>) -> Result<Reply<StdoutBody>, Failure> {
+        ended?;
+        let output = parse_output(self.stdout.take()).map_err(|e| self.output_error(e))?;
+        let mut response = Response::new(output.body);
+        *response.status_mut() = output.status;
+        *response.headers_mut() = output.headers;
+        Ok(Reply::Whole(response))
+    }
+
+    /// A guest that never writes again is dropped as promptly as one that does when its
+    /// client goes away.
+    fn detach(&self, guest: GuestRun) -> GuestRun {
+        Box::pin(until_client_gone(
+            guest,
+            self.stdout.clone(),
+            self.module.clone(),
+        ))
+    }
+
+    /// A CGI head's length is the gateway's to set, never the guest's.
+    fn declared(_: &Response<StdoutBody>) -> Option<u64> {
+        None
+    }
+
+    fn reply_body(body: StreamedBody<StdoutBody>) -> ReplyBody {
+        ReplyBody::Cgi(body)
+    }
+}
+
+impl CgiExchange {
+    fn output_error(&self, error: super::response::OutputError) -> Failure {
+        Failure::Output {
+            module: self.module.clone(),
+            error,
         }
     }
 }
 
-/// The guest's stdin, and where a body that breaks off leaves word of it.
-pub(crate) struct GuestStdin {
-    pub stdin: Stdin,
-    pub fault: Option<BodyFault>,
-}
-
-/// A CGI guest's response.
-pub(crate) enum CgiReply {
-    /// The guest returned while its output was still buffered.
-    Whole(CgiResponse),
-    /// The guest is still running: its head, and its body as it writes it.
-    Streaming(CgiHead, StreamedBody<StdoutBody>),
-}
-
-/// What ended the wait for the head.
-enum Waited {
-    Ended(Result<(), InvokeError>),
-    /// The head, from the first `len` bytes of stdout.
-    Head(CgiHead, usize),
-    Bad(OutputError),
-}
-
-/// Runs `module` for `request`; `hold` (its slot, its permits) is released when the guest
-/// returns. `started` is when the request arrived (for the metrics); `stream_after_ms`
-/// counts from the guest's start, now.
-pub(crate) async fn exchange(
-    module: Arc<GuestModule>,
-    request: &RequestMeta<'_>,
-    stdin: GuestStdin,
-    started: Instant,
-    hold: impl Send + 'static,
-) -> Result<CgiReply, CgiFailure> {
-    let env = build_env(request, &module.settings).map_err(|error| CgiFailure::Request {
-        module: module.name.to_string(),
-        error,
-    })?;
-    let limits = module.settings.limits;
-    let stdout = Stdout::new(limits.stream_after_bytes, limits.max_output_bytes);
-    let guest_started = Instant::now();
-    let mut guest: GuestRun = Box::pin({
-        let (module, stdout) = (module.clone(), stdout.clone());
-        async move {
-            let _hold = hold;
-            let ran = run_guest(&module, env, stdin.stdin, stdout.clone(), guest_started).await;
-            stdout.finish();
-            match stdin.fault.and_then(|fault| fault.get()) {
-                Some(error) => Err(InvokeError::body(
-                    &module.name,
-                    limits.max_body_bytes,
-                    error,
-                )),
-                None => ran,
-            }
-        }
-    });
-    // When a guest still running commits its head: `stream_after` from its start.
-    let mut timer = LazySleep::until(guest_started + limits.stream_after);
-    let waited = std::future::poll_fn(|cx| {
-        loop {
-            if let Poll::Ready(ended) = guest.as_mut().poll(cx) {
-                return Poll::Ready(Waited::Ended(ended));
-            }
-            let timer_fired = timer.poll_elapsed(cx).is_ready();
-            if !timer_fired && (stdout.buffered() as u64) < limits.stream_after_bytes {
-                return Poll::Pending;
-            }
-            match stdout.inspect(scan_head) {
-                Ok(HeadScan::Ready { head, len }) => return Poll::Ready(Waited::Head(head, len)),
-                Err(error) => return Poll::Ready(Waited::Bad(error)),
-                // Let the guest write until the block can be told; go on if that changed.
-                Ok(HeadScan::Incomplete) if stdout.allow_header_block() => {}
-                Ok(HeadScan::Incomplete) => return Poll::Pending,
-            }
-        }
-    })
-    .await;
-    let output_error = |error| CgiFailure::Output {
-        module: module.name.to_string(),
-        error,
-    };
-    let reply = match waited {
-        Waited::Ended(ended) => {
-            ended?;
-            CgiReply::Whole(parse_output(stdout.take()).map_err(output_error)?)
-        }
-        // Dropping the guest stops it.
-        Waited::Bad(error) => return Err(output_error(error)),
-        Waited::Head(head, len) => {
-            let body = stdout.commit(len);
-            let end = GuestEnd::spawn(until_client_gone(guest, stdout, module.name.clone()));
-            let record = Record::new(module.shared.metrics.clone(), started);
-            CgiReply::Streaming(
-                head,
-                StreamedBody::new(body, None, end, limits.max_output_bytes, record),
-            )
-        }
-    };
-    module.metrics().first_byte(started.elapsed());
-    Ok(reply)
-}
-
-/// Runs `guest` until it returns, or until its client goes away, whichever is first: a
-/// guest that never writes again is dropped as promptly as one that does.
+/// Runs `guest` until it returns, or until its client goes away, whichever is first.
 async fn until_client_gone(
     mut guest: GuestRun,
     stdout: Stdout,
@@ -173,22 +171,11 @@ async fn until_client_gone(
     .await
 }
 
-/// One whole exchange with `module`, its body collected (as the benches look at it).
-pub async fn respond(
-    module: Arc<GuestModule>,
-    request: &RequestMeta<'_>,
-    stdin: Stdin,
-) -> Result<CgiResponse, CgiFailure> {
-    let stdin = GuestStdin { stdin, fault: None };
-    match exchange(module, request, stdin, Instant::now(), ()).await? {
-        CgiReply::Whole(response) => Ok(response),
-        CgiReply::Streaming(head, body) => {
-            let body = body.collect().await.map_err(|cut| cut.0)?.to_bytes();
-            Ok(CgiResponse {
-                status: head.status,
-                headers: head.headers,
-                body,
-            })
-        }
+/// The request's protocol as CGI's `SERVER_PROTOCOL` names it.
+fn protocol_name(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        _ => "HTTP/1.1",
     }
 }

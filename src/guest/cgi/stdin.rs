@@ -3,23 +3,22 @@
 //! A request without a body gives its guest an empty [`Stdin::Buffered`]. Any other body
 //! (the gateway's, as it arrives over the connection, or the process's own stdin under
 //! `wasmgate run`) is a [`BodyStream`]: nothing is read until the guest reads, so a guest
-//! that never reads stdin does not wait for its end, and the body limit is counted as the
-//! bytes arrive. A body that breaks off, arrives too slowly or passes its limit gives the
-//! guest an I/O error, and leaves a [`BodyFault`] that names the request's answer. Both
+//! that never reads stdin does not wait for its end. A body that breaks off, arrives too
+//! slowly or passes its limit (`guest/body.rs`) gives the guest an I/O error. Both
 //! preview1 implementations read either kind.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
+use hyper::body::Body;
 use tokio::io::{AsyncRead, ReadBuf};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::cli::AsyncStdinStream;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 
-use crate::guest::body::BodyError;
+use crate::guest::body::{BodyError, LimitedBody, RequestBody};
 
 /// A request body as the guest's stdin.
 pub enum Stdin {
@@ -39,43 +38,19 @@ impl Stdin {
     }
 }
 
-/// A body that is read as the guest asks for it, refused once it passes its limit.
+/// A request body read only as the guest asks for it.
 pub struct BodyStream {
     reader: Pin<Box<dyn AsyncRead + Send + Sync>>,
-    limit: u64,
-    seen: u64,
-    fault: BodyFault,
-}
-
-/// Tells, once the guest has run, whether its streamed body failed, and how.
-#[derive(Clone, Default)]
-pub(crate) struct BodyFault(Arc<OnceLock<BodyError>>);
-
-impl BodyFault {
-    pub(crate) fn get(&self) -> Option<BodyError> {
-        self.0.get().copied()
-    }
-
-    fn set(&self, error: BodyError) {
-        let _first_stays = self.0.set(error);
-    }
 }
 
 impl BodyStream {
-    /// Streams `reader`, allowing at most `limit` bytes of it. A read error of kind
-    /// `TimedOut` counts as a body that did not arrive in time.
-    pub(crate) fn new(
-        reader: impl AsyncRead + Send + Sync + 'static,
-        limit: u64,
-    ) -> (BodyStream, BodyFault) {
-        let fault = BodyFault::default();
-        let stream = BodyStream {
-            reader: Box::pin(reader),
-            limit,
-            seen: 0,
-            fault: fault.clone(),
-        };
-        (stream, fault)
+    pub(crate) fn new<B: RequestBody>(body: LimitedBody<B>) -> BodyStream {
+        BodyStream {
+            reader: Box::pin(BodyReader {
+                body,
+                current: Bytes::new(),
+            }),
+        }
     }
 }
 
@@ -85,52 +60,79 @@ impl AsyncRead for BodyStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
+        self.reader.as_mut().poll_read(cx, buf)
+    }
+}
+
+/// A body's frames as an `AsyncRead`.
+struct BodyReader<B> {
+    body: LimitedBody<B>,
+    /// What is left of the last data frame.
+    current: Bytes,
+}
+
+impl<B: RequestBody> AsyncRead for BodyReader<B> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        let polled = this.reader.as_mut().poll_read(cx, buf);
-        match &polled {
-            Poll::Ready(Ok(())) => {
-                this.seen += (buf.filled().len() - before) as u64;
-                if this.seen > this.limit {
-                    this.fault.set(BodyError::TooLarge);
-                    buf.set_filled(before);
-                    return Poll::Ready(Err(io::Error::other(format!(
-                        "the request body is larger than {} bytes",
-                        this.limit
-                    ))));
+        while this.current.is_empty() {
+            match Pin::new(&mut this.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        this.current = data;
+                    }
                 }
+                Poll::Ready(Some(Err(e))) => {
+                    return Poll::Ready(Err(io_error(e, this.body.limit())));
+                }
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
             }
-            Poll::Ready(Err(e)) => this.fault.set(match e.kind() {
-                io::ErrorKind::TimedOut => BodyError::TimedOut,
-                _ => BodyError::Unreadable,
-            }),
-            Poll::Pending => {}
         }
-        polled
+        let n = this.current.len().min(buf.remaining());
+        buf.put_slice(&this.current[..n]);
+        this.current.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// What the guest's read of a failed body returns.
+fn io_error(error: BodyError, limit: u64) -> io::Error {
+    match error {
+        BodyError::TooLarge => {
+            io::Error::other(format!("the request body is larger than {limit} bytes"))
+        }
+        BodyError::TimedOut => io::ErrorKind::TimedOut.into(),
+        BodyError::Unreadable => io::Error::other("the request body could not be read"),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::Full;
     use tokio::io::AsyncReadExt;
 
     #[tokio::test]
     async fn a_body_within_its_limit_reads_whole() {
-        let (mut stream, fault) = BodyStream::new(&b"twelve bytes"[..], 12);
+        let (body, _) = LimitedBody::new(Full::new(Bytes::from("twelve bytes")), 12, None);
         let mut out = Vec::new();
-        stream.read_to_end(&mut out).await.unwrap();
+        BodyStream::new(body).read_to_end(&mut out).await.unwrap();
         assert_eq!(out, b"twelve bytes");
-        assert_eq!(fault.get(), None);
     }
 
     #[tokio::test]
-    async fn a_body_past_its_limit_is_refused_and_flagged() {
-        let (mut stream, fault) = BodyStream::new(&b"thirteen byte"[..], 12);
+    async fn a_body_past_its_limit_is_refused() {
+        let (body, _) = LimitedBody::new(Full::new(Bytes::from("thirteen byte")), 12, None);
         let mut out = Vec::new();
-        let err = stream.read_to_end(&mut out).await.unwrap_err();
+        let err = BodyStream::new(body)
+            .read_to_end(&mut out)
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("larger than 12 bytes"), "{err}");
         assert!(out.is_empty(), "no byte past the limit reaches the guest");
-        assert_eq!(fault.get(), Some(BodyError::TooLarge));
     }
 }

@@ -12,56 +12,22 @@
 //! gives every incoming request an authority.
 
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{CONNECTION, HOST};
-use http::request::Parts;
-use http::{HeaderMap, HeaderName, HeaderValue};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
-use tokio::time::Sleep;
+use http::{HeaderMap, HeaderName, HeaderValue, Request};
+use hyper::body::{Body, Frame, SizeHint};
 use wasmtime_wasi_http::Error;
 
+use crate::guest::body::{BodyError, LimitedBody, RequestBody};
 use crate::guest::conn::ConnInfo;
 use crate::guest::headers::{is_credential, is_hop_by_hop};
 
-/// Says whether a request body went past its limit or its deadline, after the body was
-/// handed away.
-#[derive(Clone, Default)]
-pub(crate) struct BodyWatch {
-    over_limit: Arc<AtomicBool>,
-    timed_out: Arc<AtomicBool>,
-}
+/// A request body as a component reads it: its failures are wasi:http errors.
+pub(crate) struct ComponentBody<B>(LimitedBody<B>);
 
-impl BodyWatch {
-    pub(crate) fn over_limit(&self) -> bool {
-        self.over_limit.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn timed_out(&self) -> bool {
-        self.timed_out.load(Ordering::Relaxed)
-    }
-}
-
-/// What a request body handed to a component must be.
-pub trait RequestBody: Body<Data = Bytes, Error: Into<Error>> + Send + Unpin + 'static {}
-
-impl<B> RequestBody for B where B: Body<Data = Bytes, Error: Into<Error>> + Send + Unpin + 'static {}
-
-/// A request body (the client's, or `run`'s stdin) that fails once more than its limit
-/// has arrived, or when it has not ended by its deadline.
-pub(crate) struct GuestBody<B = Incoming> {
-    inner: B,
-    limit: u64,
-    received: u64,
-    deadline: Option<Pin<Box<Sleep>>>,
-    watch: BodyWatch,
-}
-
-impl<B: RequestBody> Body for GuestBody<B> {
+impl<B: RequestBody> Body for ComponentBody<B> {
     type Data = Bytes;
     type Error = Error;
 
@@ -69,73 +35,41 @@ impl<B: RequestBody> Body for GuestBody<B> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => frame,
-            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => return Poll::Ready(None),
-            Poll::Pending => {
-                let Some(deadline) = self.deadline.as_mut() else {
-                    return Poll::Pending;
-                };
-                if deadline.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
-                self.watch.timed_out.store(true, Ordering::Relaxed);
-                return Poll::Ready(Some(Err(Error::ConnectionReadTimeout)));
-            }
-        };
-        if let Some(data) = frame.data_ref() {
-            self.received = self.received.saturating_add(data.len() as u64);
-            if self.received > self.limit {
-                self.watch.over_limit.store(true, Ordering::Relaxed);
-                return Poll::Ready(Some(Err(Error::HttpRequestBodySize(Some(self.limit)))));
-            }
-        }
-        Poll::Ready(Some(Ok(frame)))
+        let limit = self.0.limit();
+        Pin::new(&mut self.0).poll_frame(cx).map(|frame| {
+            frame.map(|frame| {
+                frame.map_err(|error| match error {
+                    BodyError::TooLarge => Error::HttpRequestBodySize(Some(limit)),
+                    BodyError::TimedOut => Error::ConnectionReadTimeout,
+                    BodyError::Unreadable => Error::HttpProtocolError,
+                })
+            })
+        })
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.0.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.0.size_hint()
     }
 }
 
-/// What a request body must keep to.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct BodyBounds {
-    pub(crate) max_bytes: u64,
-    /// When the whole body must have arrived (a client's), if ever (`run`'s stdin).
-    pub(crate) deadline: Option<Instant>,
-}
-
-/// The request to hand a component, and the watch on its body's bounds.
+/// The request to hand a component: its headers filtered, and an authority it always has.
 pub(crate) fn guest_request<B>(
-    mut parts: Parts,
-    body: B,
+    request: Request<LimitedBody<B>>,
     conn: ConnInfo,
-    bounds: BodyBounds,
     pass_authorization: bool,
-) -> (hyper::Request<GuestBody<B>>, BodyWatch) {
+) -> Request<ComponentBody<B>> {
+    let (mut parts, body) = request.into_parts();
     filter_headers(&mut parts.headers, pass_authorization);
     if !parts.headers.contains_key(HOST)
         && let Ok(host) = HeaderValue::from_str(&conn.local.to_string())
     {
         parts.headers.insert(HOST, host);
     }
-    let watch = BodyWatch::default();
-    let body = GuestBody {
-        inner: body,
-        limit: bounds.max_bytes,
-        received: 0,
-        deadline: bounds
-            .deadline
-            .map(|at| Box::pin(tokio::time::sleep_until(at.into()))),
-        watch: watch.clone(),
-    };
-    (hyper::Request::from_parts(parts, body), watch)
+    Request::from_parts(parts, ComponentBody(body))
 }
 
 /// Removes the hop-by-hop headers, and the credentials unless they are to be passed.

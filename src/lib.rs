@@ -76,9 +76,9 @@ pub mod testing {
     pub use crate::guest::cgi::response::{CgiResponse, OutputError, parse_output};
     pub use crate::guest::cgi::stdin::Stdin;
     pub use crate::guest::conn::ConnInfo;
+    pub use crate::guest::exchange::Failure;
     pub use crate::guest::invoke::invoke;
     pub use crate::guest::module::GuestModule;
-    pub use crate::guest::pipeline::Failure;
     pub use crate::guest::wasi_http::allowed::{AllowedHost, AllowedHostError};
     pub use crate::http::listener::{ListenOptions, serve};
     pub use crate::http::threads::serve_on_threads;

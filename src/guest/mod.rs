@@ -11,7 +11,8 @@
 //! - [`deadline`]: the wall-clock deadline, enforced at epoch ticks;
 //! - [`lazy_sleep`]: timers made only once a guest has had to wait;
 //! - [`linkers`] and [`log`]: what a module is linked against, once, at load;
-//! - [`pipeline`]: one request through a guest, for either ABI, `serve` and `run`;
+//! - [`pipeline`]: one request through a guest, for either ABI, `serve` and `run`, and
+//!   [`exchange`]: what each ABI supplies to it;
 //! - [`invoke`]: one run of a CGI module;
 //! - [`streamed`] and [`reply_body`]: a response body after its head was sent, for
 //!   either ABI, and counting its request once;
@@ -24,6 +25,7 @@ pub(crate) mod bounds;
 pub(crate) mod cgi;
 pub(crate) mod conn;
 pub(crate) mod deadline;
+pub(crate) mod exchange;
 pub(crate) mod headers;
 pub(crate) mod host_limits;
 pub(crate) mod invoke;

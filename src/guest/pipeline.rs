@@ -13,22 +13,19 @@
 //! reads the body.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::header::HOST;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Body;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::body::{BodyError, BodyFault, LimitedBody, RequestBody, refuse_declared_oversize};
 use super::bounds::InvokeError;
-use super::cgi::env::EnvError;
 use super::cgi::exchange::CgiExchange;
-use super::cgi::response::OutputError;
 use super::conn::ConnInfo;
+use super::exchange::{Exchange, Failure, Reply};
 use super::linkers::Prepared;
 use super::module::GuestModule;
 use super::reply_body::ReplyBody;
@@ -36,41 +33,6 @@ use super::streamed::{Count, GuestEnd, GuestRun, StreamedBody};
 use super::wasi_http::exchange::ComponentExchange;
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::outcome::Outcome;
-
-/// Why a request got no response from its guest, with the outcome it counts as. The
-/// messages name the module and the reason.
-#[derive(Debug, thiserror::Error)]
-pub enum Failure {
-    /// The request is malformed (more than one `Host`).
-    #[error("{0}")]
-    BadRequest(&'static str),
-    /// The request cannot be given to a CGI guest.
-    #[error("module '{module}': {error}")]
-    Request { module: Arc<str>, error: EnvError },
-    /// No slot or permit was free in time.
-    #[error("{0}")]
-    Overloaded(String),
-    /// The guest, or the body it was given, did not finish well.
-    #[error(transparent)]
-    Guest(#[from] InvokeError),
-    /// A CGI guest's output is not a response.
-    #[error("module '{module}': {error}")]
-    Output {
-        module: Arc<str>,
-        error: OutputError,
-    },
-}
-
-impl Failure {
-    pub fn outcome(&self) -> Outcome {
-        match self {
-            Failure::BadRequest(_) | Failure::Request { .. } => Outcome::BadRequest,
-            Failure::Overloaded(_) => Outcome::Overloaded,
-            Failure::Guest(e) => e.outcome(),
-            Failure::Output { .. } => Outcome::BadOutput,
-        }
-    }
-}
 
 /// What admits a request to a guest: the pool's slots and how long a request waits for
 /// one, and how long a client may take to send its body.
@@ -155,47 +117,6 @@ pub(crate) struct Admitted {
 /// failure that took its place. Either way, the request's [`Count`] is taken care of:
 /// counted, or handed to the streaming body that counts it when it ends.
 pub(crate) type Answer = Result<Response<ReplyBody>, (Failure, Count)>;
-
-/// What one ABI supplies to the pipeline: the request in, the head and the body out.
-pub(crate) trait Exchange: Sized + Send {
-    /// The response body as the guest writes it, once its head is out.
-    type Body: Body<Data = Bytes, Error: std::fmt::Display> + Unpin + Send + 'static;
-
-    /// The guest's run for `request` (with its deadline from `started`), and the exchange
-    /// that sees its head.
-    fn start<B: RequestBody>(
-        module: &Arc<GuestModule>,
-        request: Request<LimitedBody<B>>,
-        conn: ConnInfo,
-        started: Instant,
-    ) -> Result<(GuestRun, Self), Failure>;
-
-    /// The head, once the guest has set it; polled while the guest runs.
-    fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<Result<Response<Self::Body>, Failure>>;
-
-    /// The response of a guest that returned before its head was taken: whole, or its
-    /// head and what is left of its body.
-    fn ended(self, ended: Result<(), InvokeError>) -> Result<Reply<Self::Body>, Failure>;
-
-    /// The guest's run once its head is out, in a task of its own.
-    fn detach(&self, guest: GuestRun) -> GuestRun {
-        guest
-    }
-
-    /// The length a head declares, which must fit the output cap.
-    fn declared(head: &Response<Self::Body>) -> Option<u64>;
-
-    /// The body as a response body.
-    fn reply_body(body: StreamedBody<Self::Body>) -> ReplyBody;
-}
-
-/// A response from an [`Exchange`].
-pub(crate) enum Reply<B> {
-    /// The guest returned with its output still in the buffer.
-    Whole(Response<Bytes>),
-    /// Its head, with its body still to come (or already whole in `inner`).
-    Head(Response<B>, GuestEnd),
-}
 
 /// Runs `module` for `request`, arrived on `conn`, admitted by `gate`, counted by `count`.
 pub(crate) async fn respond<B: RequestBody>(
@@ -308,14 +229,16 @@ async fn head_or_end<X: Exchange>(
         exchange.poll_head(cx).map(Waited::Head)
     })
     .await;
+    // A body that failed names the answer, whatever the guest made of it (a component
+    // may answer its own read error with a 500).
+    if let Some(error) = fault.get() {
+        return Err(body_error(module, error).into());
+    }
     match waited {
         Waited::Ended(ended) => exchange.ended(ended),
         // Dropping the guest stops it.
         Waited::Head(Err(failure)) => Err(failure),
         Waited::Head(Ok(head)) => {
-            if let Some(error) = fault.get() {
-                return Err(body_error(module, error).into());
-            }
             let end = GuestEnd::spawn(exchange.detach(guest));
             Ok(Reply::Head(head, end))
         }
@@ -350,27 +273,4 @@ fn body_error(module: &GuestModule, error: BodyError) -> InvokeError {
 
 fn body_failure(module: &GuestModule, error: BodyError) -> Failure {
     body_error(module, error).into()
-}
-
-/// `/name/rest?q` → (`name`, `/rest`).
-pub(crate) fn split_path(path: &str) -> (&str, &str) {
-    let trimmed = path.strip_prefix('/').unwrap_or(path);
-    match trimmed.find('/') {
-        Some(i) => (&trimmed[..i], &trimmed[i..]),
-        None => (trimmed, ""),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_split_into_name_and_rest() {
-        assert_eq!(split_path("/hello"), ("hello", ""));
-        assert_eq!(split_path("/hello/"), ("hello", "/"));
-        assert_eq!(split_path("/hello/a/b"), ("hello", "/a/b"));
-        assert_eq!(split_path("/"), ("", ""));
-        assert_eq!(split_path("/../x"), ("..", "/x"));
-    }
 }

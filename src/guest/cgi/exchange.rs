@@ -23,10 +23,10 @@ use super::stdout::{Stdout, StdoutBody};
 use crate::guest::body::{LimitedBody, RequestBody, declared_length};
 use crate::guest::bounds::InvokeError;
 use crate::guest::conn::ConnInfo;
+use crate::guest::exchange::{Exchange, Failure, Reply, split_path};
 use crate::guest::invoke::run_guest;
 use crate::guest::lazy_sleep::LazySleep;
 use crate::guest::module::GuestModule;
-use crate::guest::pipeline::{Exchange, Failure, Reply, split_path};
 use crate::guest::reply_body::ReplyBody;
 use crate::guest::streamed::{GuestRun, StreamedBody};
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 
 use crate::catalogue::compile::Compiler;
 use crate::catalogue::loader::{Loader, module_files};
@@ -57,12 +58,20 @@ pub enum StartError {
     Credentials(#[from] CredentialsError),
 }
 
-/// A gateway that is running.
+/// How long a stopping gateway waits for its background tasks (module syncs, source
+/// followers, watchers) once its listeners have drained; a compile still running then is
+/// abandoned with its worker.
+const BACKGROUND_DRAIN: Duration = Duration::from_secs(5);
+
+/// A gateway that is running; dropping it starts its shutdown, as [`stop`] does, without
+/// waiting for the drain.
+///
+/// [`stop`]: RunningGateway::stop
 pub struct RunningGateway {
     pub public_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub shutdown: Shutdown,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
 }
 
 impl RunningGateway {
@@ -90,8 +99,15 @@ impl RunningGateway {
         let registry = Arc::new(Registry::new());
         let compiler =
             Compiler::new(&runtime, cache.clone()).in_workers(CompileWorkers::for_config(&config));
-        let loader = Loader::new(compiler, config.clone(), registry.clone(), metrics.clone())
-            .map_err(|e| StartError::Threads(e.to_string()))?;
+        let tasks = TaskTracker::new();
+        let loader = Loader::new(
+            compiler,
+            config.clone(),
+            registry.clone(),
+            metrics.clone(),
+            tasks.clone(),
+        )
+        .map_err(|e| StartError::Threads(e.to_string()))?;
         // Fail now, not in the background, if the directory cannot be listed.
         module_files(&config.modules_dir).map_err(StartError::ModulesDir)?;
         let watching = Watching::start(&config, &loader, &metrics)?;
@@ -123,11 +139,11 @@ impl RunningGateway {
             metrics: metrics.clone(),
             cache,
         });
-        tokio::spawn(upkeep(metrics.clone(), shutdown.clone()));
+        tasks.spawn(upkeep(metrics.clone(), shutdown.clone()));
         // The admin listener outlives the public drain, so load balancers and Prometheus
         // see `/readyz` answer 503 (rather than a refused connection) until the end.
         let admin_down = Shutdown::new();
-        let admin_task = tokio::spawn(listener::serve(
+        let admin_task = tasks.spawn(listener::serve(
             admin,
             move |req, conn: ConnInfo| admin_service.clone().handle(req, conn),
             admin_down.clone(),
@@ -148,15 +164,15 @@ impl RunningGateway {
         let down = shutdown.clone();
         let (threads, pin) = (config.serve_threads, config.pin_serve_threads);
         // The public listener stops accepting `shutdown_delay_ms` after readiness turns 503.
-        let public_down = delayed(&shutdown, config.shutdown_delay);
+        let public_down = delayed(&shutdown, config.shutdown_delay, &tasks);
         let task = tokio::spawn(async move {
             // Deadlines are enforced while the runtime lives: as long as anything is served.
             let _runtime = runtime;
             if let Err(e) = loader.load_all().await {
                 tracing::error!(error = %e, "cannot scan the modules directory");
             }
-            sources.start(&down).await;
-            let _watcher = watching.serve(loader, &down);
+            sources.start(&down, &tasks).await;
+            let _watcher = watching.serve(loader, &down, &tasks);
             reg.set_ready(true);
             tracing::info!(modules = reg.serving_count(), %public_addr, threads, "serving");
             let handle = move |req, conn: ConnInfo| public_service.clone().handle(req, conn);
@@ -166,12 +182,13 @@ impl RunningGateway {
             }
             admin_down.trigger();
             let _ = admin_task.await;
+            drain_background(&tasks).await;
         });
         Ok(RunningGateway {
             public_addr,
             admin_addr,
             shutdown,
-            task,
+            task: Some(task),
         })
     }
 
@@ -182,10 +199,31 @@ impl RunningGateway {
     }
 
     /// Waits until the gateway has stopped (after its shutdown was triggered).
-    pub async fn wait(self) {
-        if let Err(e) = self.task.await {
+    pub async fn wait(mut self) {
+        let Some(task) = self.task.take() else { return };
+        if let Err(e) = task.await {
             tracing::error!(error = %e, "the gateway task failed");
         }
+    }
+}
+
+impl Drop for RunningGateway {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+/// Waits up to [`BACKGROUND_DRAIN`] for every background task, once no more may start.
+async fn drain_background(tasks: &TaskTracker) {
+    tasks.close();
+    if tokio::time::timeout(BACKGROUND_DRAIN, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            tasks = tasks.len(),
+            "background tasks still running at stop; abandoning them"
+        );
     }
 }
 
@@ -212,29 +250,35 @@ impl Watching {
         })
     }
 
-    /// Syncs changes until shutdown; the returned watcher must live as long.
-    fn serve(self, loader: Loader, shutdown: &Shutdown) -> Option<ModuleWatcher> {
+    /// Syncs changes until shutdown, in a task of `tasks`; the returned watcher must live
+    /// as long.
+    fn serve(
+        self,
+        loader: Loader,
+        shutdown: &Shutdown,
+        tasks: &TaskTracker,
+    ) -> Option<ModuleWatcher> {
         match self {
             Watching::Events(watcher, events) => {
-                tokio::spawn(events.serve(loader, shutdown.clone()));
+                tasks.spawn(events.serve(loader, shutdown.clone()));
                 Some(watcher)
             }
             Watching::Poll(poller) => {
-                tokio::spawn(poller.serve(loader, shutdown.clone()));
+                tasks.spawn(poller.serve(loader, shutdown.clone()));
                 None
             }
         }
     }
 }
 
-/// A shutdown that follows `shutdown` after `delay`.
-fn delayed(shutdown: &Shutdown, delay: Duration) -> Shutdown {
+/// A shutdown that follows `shutdown` after `delay`, counted in a task of `tasks`.
+fn delayed(shutdown: &Shutdown, delay: Duration, tasks: &TaskTracker) -> Shutdown {
     if delay.is_zero() {
         return shutdown.clone();
     }
     let later = Shutdown::new();
     let (first, then) = (shutdown.clone(), later.clone());
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         first.triggered().await;
         tracing::info!(
             delay_ms = delay.as_millis() as u64,

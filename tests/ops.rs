@@ -118,3 +118,29 @@ async fn a_request_on_its_way_when_the_drain_begins_is_answered() {
         stopping.await.unwrap();
     }
 }
+
+/// A gateway dropped without `stop` shuts down as a stopped one does (issue 31: it kept
+/// serving, its tasks unowned, until the process ended): its readiness turns 503 at once,
+/// and its listener stops accepting once drained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_gateway_shuts_down() {
+    let mut gw = TestGateway::start(&[("hello", "hello")], "").await;
+    let (public, admin) = (gw.public, gw.admin);
+    let gateway = gw.gateway.take().unwrap();
+    let shutdown = gateway.shutdown.clone();
+    drop(gateway);
+    assert!(shutdown.is_triggered(), "dropping the gateway triggers its shutdown");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(public).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dropped gateway still accepts on {public}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The admin listener follows the public one down.
+    while TcpStream::connect(admin).await.is_ok() {
+        assert!(tokio::time::Instant::now() < deadline, "admin still accepts");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use tokio::sync::{Mutex, Semaphore};
+use tokio_util::task::TaskTracker;
 
 use super::compile::{Compiler, Needs, Source};
 use super::digest::Digest;
@@ -54,6 +55,8 @@ pub(crate) struct Loader {
     reload_pool: Arc<rayon::ThreadPool>,
     locks: Arc<DashMap<String, Arc<Mutex<()>>>>,
     metrics: Metrics,
+    /// Where its syncs run, so that a stopping gateway can wait for them.
+    tasks: TaskTracker,
 }
 
 impl Loader {
@@ -63,6 +66,7 @@ impl Loader {
         config: Arc<Config>,
         registry: Arc<Registry>,
         metrics: Metrics,
+        tasks: TaskTracker,
     ) -> Result<Self, rayon::ThreadPoolBuildError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(Loader {
@@ -74,6 +78,7 @@ impl Loader {
             reload_pool: Arc::new(reload_pool(cores.saturating_sub(1).max(1))?),
             locks: Arc::new(DashMap::new()),
             metrics,
+            tasks,
         })
     }
 
@@ -98,12 +103,26 @@ impl Loader {
         self.sync_all(names, Phase::Reload).await;
     }
 
+    /// Syncs module `name` in a task of its own, as a change while serving.
+    pub(crate) fn spawn_sync(&self, name: String) {
+        let loader = self.clone();
+        self.tasks
+            .spawn(async move { loader.sync(&name, Phase::Reload).await });
+    }
+
+    /// Rescans the directory in a task of its own.
+    pub(crate) fn spawn_rescan(&self) {
+        let loader = self.clone();
+        self.tasks.spawn(async move { loader.rescan().await });
+    }
+
     async fn sync_all(&self, names: Vec<String>, phase: Phase) {
         let tasks: Vec<_> = names
             .into_iter()
             .map(|name| {
                 let loader = self.clone();
-                tokio::spawn(async move { loader.sync(&name, phase).await })
+                self.tasks
+                    .spawn(async move { loader.sync(&name, phase).await })
             })
             .collect();
         for task in tasks {

@@ -13,7 +13,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use super::loader::{Loader, Phase, module_files};
+use super::loader::{Loader, module_files};
 use super::watch::WRITING_QUIET;
 use crate::metrics::{Metrics, PollResult};
 use crate::shutdown::Shutdown;
@@ -83,8 +83,7 @@ impl DirectoryPoller {
                 None => self.seen.remove(&name),
             };
             synced += 1;
-            let loader = loader.clone();
-            tokio::spawn(async move { loader.sync(&name, Phase::Reload).await });
+            loader.spawn_sync(name);
         }
         let result = match synced {
             0 => PollResult::Unchanged,

@@ -25,7 +25,7 @@ use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::loader::{Loader, Phase};
+use super::loader::Loader;
 use crate::config::name;
 use crate::shutdown::Shutdown;
 
@@ -66,11 +66,11 @@ impl WatchEvents {
             let next = due.values().min().copied();
             tokio::select! {
                 event = self.rx.recv() => match event {
-                    Some(Ok(event)) if event.need_rescan() => rescan(&loader),
+                    Some(Ok(event)) if event.need_rescan() => loader.spawn_rescan(),
                     Some(Ok(event)) => note(&event, &mut due),
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "watcher error; rescanning the modules directory");
-                        rescan(&loader);
+                        loader.spawn_rescan();
                     }
                     None => break,
                 },
@@ -143,17 +143,9 @@ fn start_due(loader: &Loader, due: &mut HashMap<Due, Instant>) {
             return true;
         }
         match what {
-            Due::Module(name) => {
-                let (loader, name) = (loader.clone(), name.clone());
-                tokio::spawn(async move { loader.sync(&name, Phase::Reload).await });
-            }
-            Due::Rescan => rescan(loader),
+            Due::Module(name) => loader.spawn_sync(name.clone()),
+            Due::Rescan => loader.spawn_rescan(),
         }
         false
     });
-}
-
-fn rescan(loader: &Loader) {
-    let loader = loader.clone();
-    tokio::spawn(async move { loader.rescan().await });
 }

@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use tokio_util::task::TaskTracker;
 
 use super::credentials::{Credentials, CredentialsError};
 use super::error::SourceError;
@@ -99,7 +100,7 @@ impl OciSources {
     /// [`FIRST_LOAD_WAIT`] before it serves, so that a slow or silent registry delays
     /// readiness by no more. A source with no answer by then shows as failed ("no answer
     /// yet") until its answer comes, whichever it is.
-    pub(crate) async fn start(self, shutdown: &Shutdown) {
+    pub(crate) async fn start(self, shutdown: &Shutdown, tasks: &TaskTracker) {
         let deadline = tokio::time::Instant::now() + FIRST_LOAD_WAIT;
         let mut waiting = Vec::new();
         for mut follower in self.followers {
@@ -108,7 +109,7 @@ impl OciSources {
             let placeholder = (follower.name.clone(), follower.source.host().to_string());
             let origin = follower.tried_origin();
             let shutdown = shutdown.clone();
-            tokio::spawn(async move {
+            tasks.spawn(async move {
                 if !follower.restore().await {
                     follower.poll().await;
                 }

@@ -14,7 +14,7 @@ use http::{HeaderMap, HeaderValue};
 use http_body_util::Full;
 use wasmgate::testing::{
     AllocatorChoice, ConnInfo, Environment, GuestModule, GuestRuntime, RequestMeta, Stdin,
-    build_env, invoke, load, parse_output, respond,
+    build_env, load, parse_output, respond, run_cgi,
 };
 use wasmgate::{Config, Overrides};
 
@@ -160,7 +160,7 @@ fn bench_requests(
     group.bench_function(label, |b| {
         b.to_async(runtime).iter(|| async {
             let stdin = Stdin::Buffered(Bytes::new());
-            let stdout = invoke(module, env.clone(), stdin).await.unwrap();
+            let stdout = run_cgi(module, env.clone(), stdin).await.unwrap();
             assert_eq!(stdout.len(), 13);
         })
     });

@@ -1,4 +1,4 @@
-//! `wasmgate serve`: puts the pieces together — the guest runtime, registry, loader, and
+//! `wasmgate serve`: puts the pieces together — the guest runtime, module table, loader, and
 //! the two listeners, started in an order that surfaces every error before anything is
 //! served.
 //!
@@ -22,13 +22,13 @@ use crate::catalogue::poll::DirectoryPoller;
 use crate::catalogue::private_dir::{CacheError, PrivateDir};
 use crate::catalogue::watch::{ModuleWatcher, WatchEvents};
 use crate::catalogue::worker::CompileWorkers;
-use crate::catalogue::{ArtifactCache, Registry};
+use crate::catalogue::{ArtifactCache, ModuleTable};
 use crate::config::{Config, WatchMode};
+use crate::front::admin::AdminService;
+use crate::front::listener::{self, ConnInfo, ListenOptions};
+use crate::front::server::PublicService;
+use crate::front::threads;
 use crate::guest::pipeline::Gate;
-use crate::http::admin::AdminService;
-use crate::http::listener::{self, ConnInfo, ListenOptions};
-use crate::http::server::PublicService;
-use crate::http::threads;
 use crate::metrics::{Metrics, UPKEEP_INTERVAL};
 use crate::runtime::{AllocatorChoice, GuestRuntime, RuntimeError};
 use crate::shutdown::Shutdown;
@@ -96,14 +96,14 @@ impl RunningGateway {
             .map(Arc::new),
             None => None,
         };
-        let registry = Arc::new(Registry::new());
+        let table = Arc::new(ModuleTable::new());
         let compiler =
             Compiler::new(&runtime, cache.clone()).in_workers(CompileWorkers::for_config(&config));
         let tasks = TaskTracker::new();
         let loader = Loader::new(
             compiler,
             config.clone(),
-            registry.clone(),
+            table.clone(),
             metrics.clone(),
             tasks.clone(),
         )
@@ -115,7 +115,7 @@ impl RunningGateway {
             &config,
             cache_dir.as_ref(),
             loader.clone(),
-            registry.clone(),
+            table.clone(),
             metrics.clone(),
         )?;
 
@@ -134,7 +134,7 @@ impl RunningGateway {
             slots: slots.clone(),
             max_instances: config.max_instances as usize,
             admin_hosts: config.admin_hosts.clone(),
-            registry: registry.clone(),
+            table: table.clone(),
             shutdown: shutdown.clone(),
             metrics: metrics.clone(),
             cache,
@@ -150,7 +150,7 @@ impl RunningGateway {
             options,
         ));
         let public_service = Arc::new(PublicService {
-            registry: registry.clone(),
+            table: table.clone(),
             gate: Gate::new(
                 slots.clone(),
                 config.queue_timeout,
@@ -160,7 +160,7 @@ impl RunningGateway {
             access_log: config.access_log,
             metrics,
         });
-        let reg = registry.clone();
+        let table = table.clone();
         let down = shutdown.clone();
         let (threads, pin) = (config.serve_threads, config.pin_serve_threads);
         // The public listener stops accepting `shutdown_delay_ms` after readiness turns 503.
@@ -173,8 +173,8 @@ impl RunningGateway {
             }
             sources.start(&down, &tasks).await;
             let _watcher = watching.serve(loader, &down, &tasks);
-            reg.set_ready(true);
-            tracing::info!(modules = reg.serving_count(), %public_addr, threads, "serving");
+            table.set_ready(true);
+            tracing::info!(modules = table.serving_count(), %public_addr, threads, "serving");
             let handle = move |req, conn: ConnInfo| public_service.clone().handle(req, conn);
             match threads {
                 0 => listener::serve(public, handle, public_down, options).await,

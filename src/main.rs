@@ -272,7 +272,7 @@ fn compile(config: &Config) -> Result<()> {
     for name in &names {
         bar.set_message(name.clone());
         let line = match &precompiler.compile(name) {
-            Ok(c) => format!("{:<8} {name} {} {:.1} ms", c.source, c.digest, c.millis),
+            Ok(c) => format!("{:<8} {name} {} {:.1} ms", c.provenance, c.digest, c.millis),
             Err(e) => {
                 failed += 1;
                 format!("failed   {name}: {e}")

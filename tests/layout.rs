@@ -13,7 +13,7 @@ type ModPath = Vec<String>;
 
 /// The crate's folders (and top-level files) as layers, lowest first: a module may import
 /// its own folder and the layers below it, never a layer above nor a peer in its own.
-/// The guest knows nothing of HTTP, the catalogue or the config; the config only of the
+/// The guest knows nothing of the listeners (`front`), the catalogue or the config; the config only of the
 /// settings it gives guests; the runtime (engine, ticker, linkers) sits below the
 /// catalogue, which knows nothing of where a module came from beyond the directory.
 const LAYERS: &[&[&str]] = &[
@@ -24,7 +24,7 @@ const LAYERS: &[&[&str]] = &[
     &["runtime"],
     &["catalogue"],
     &["sources"],
-    &["http"],
+    &["front"],
     &["gateway", "commands"],
 ];
 
@@ -199,24 +199,24 @@ fn no_folder_imports_a_layer_above_it() {
     assert!(violations.is_empty(), "{violations:#?}");
 }
 
-/// The checker finds a guest that reaches up into the HTTP side and a catalogue that
+/// The checker finds a guest that reaches up into the listeners (`front`) and a catalogue that
 /// imports module sources back, while the same imports downward pass.
 #[test]
 fn a_planted_layer_violation_is_found() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path();
-    for folder in ["guest", "http", "catalogue", "sources"] {
+    for folder in ["guest", "front", "catalogue", "sources"] {
         std::fs::create_dir(src.join(folder)).unwrap();
     }
     std::fs::write(
         src.join("lib.rs"),
-        "mod catalogue; mod guest; mod http; mod sources;\n",
+        "mod catalogue; mod guest; mod front; mod sources;\n",
     )
     .unwrap();
     std::fs::write(src.join("guest/mod.rs"), "mod run;\n").unwrap();
-    std::fs::write(src.join("guest/run.rs"), "use crate::http::body::Limit;\n").unwrap();
-    std::fs::write(src.join("http/mod.rs"), "pub mod body;\n").unwrap();
-    std::fs::write(src.join("http/body.rs"), "use crate::guest::run;\n").unwrap();
+    std::fs::write(src.join("guest/run.rs"), "use crate::front::body::Limit;\n").unwrap();
+    std::fs::write(src.join("front/mod.rs"), "pub mod body;\n").unwrap();
+    std::fs::write(src.join("front/body.rs"), "use crate::guest::run;\n").unwrap();
     std::fs::write(
         src.join("catalogue/mod.rs"),
         "use crate::sources::Checks;\n",
@@ -224,14 +224,14 @@ fn a_planted_layer_violation_is_found() {
     .unwrap();
     std::fs::write(
         src.join("sources/mod.rs"),
-        "use crate::catalogue::Registry;\n",
+        "use crate::catalogue::ModuleTable;\n",
     )
     .unwrap();
     let violations = layer_violations(&import_graph(src));
     assert_eq!(
         violations,
-        ["catalogue -> sources", "guest::run -> http::body"],
-        "the downward imports (http -> guest, sources -> catalogue) pass"
+        ["catalogue -> sources", "guest::run -> front::body"],
+        "the downward imports (front -> guest, sources -> catalogue) pass"
     );
 }
 

@@ -129,7 +129,10 @@ async fn a_dropped_gateway_shuts_down() {
     let gateway = gw.gateway.take().unwrap();
     let shutdown = gateway.shutdown.clone();
     drop(gateway);
-    assert!(shutdown.is_triggered(), "dropping the gateway triggers its shutdown");
+    assert!(
+        shutdown.is_triggered(),
+        "dropping the gateway triggers its shutdown"
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(public).await.is_ok() {
         assert!(
@@ -140,7 +143,10 @@ async fn a_dropped_gateway_shuts_down() {
     }
     // The admin listener follows the public one down.
     while TcpStream::connect(admin).await.is_ok() {
-        assert!(tokio::time::Instant::now() < deadline, "admin still accepts");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "admin still accepts"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

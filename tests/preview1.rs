@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use wasmgate::testing::{
-    AllocatorChoice, Environment, GuestModule, GuestRuntime, InvokeError, Outcome, Preview1, Stdin,
-    invoke,
+    AllocatorChoice, Environment, GuestError, GuestModule, GuestRuntime, Outcome, Preview1, Stdin,
+    run_cgi,
 };
 use wasmgate::{Config, Overrides};
 
@@ -62,8 +62,8 @@ fn env() -> Environment {
 }
 
 /// Runs `module` once with no environment and no input.
-async fn run(module: &GuestModule) -> Result<Bytes, InvokeError> {
-    invoke(module, Environment::default(), buffered(b"")).await
+async fn run(module: &GuestModule) -> Result<Bytes, GuestError> {
+    run_cgi(module, Environment::default(), buffered(b"")).await
 }
 
 fn with_poll_import(wat_text: &str) -> String {
@@ -78,8 +78,8 @@ async fn the_gateways_functions_answer_as_wasmtime_wasi_does() {
     assert_eq!(own.preview1(), Some(Preview1::Gateway));
     assert_eq!(wasi.preview1(), Some(Preview1::WasmtimeWasi));
 
-    let own_out = invoke(&own, env(), buffered(STDIN)).await.unwrap();
-    let wasi_out = invoke(&wasi, env(), buffered(STDIN)).await.unwrap();
+    let own_out = run_cgi(&own, env(), buffered(STDIN)).await.unwrap();
+    let wasi_out = run_cgi(&wasi, env(), buffered(STDIN)).await.unwrap();
     assert!(
         own_out.len() > 400,
         "the probe wrote {} bytes",
@@ -221,7 +221,7 @@ async fn reads_fill_every_buffer_and_closed_stdout_refuses_writes() {
         )
     };
     let echo = gateway.load("readv", &readv(""));
-    let out = invoke(&echo, Environment::default(), buffered(b"abcdef"))
+    let out = run_cgi(&echo, Environment::default(), buffered(b"abcdef"))
         .await
         .unwrap();
     assert_eq!(&out[..], b"abcde");
@@ -233,7 +233,7 @@ async fn reads_fill_every_buffer_and_closed_stdout_refuses_writes() {
     (call $exit (call $w (i32.const 1) (i32.const 0) (i32.const 2) (i32.const 16)))",
         ),
     );
-    let error = invoke(
+    let error = run_cgi(
         &close_then_write,
         Environment::default(),
         buffered(b"abcdef"),
@@ -295,13 +295,13 @@ async fn both(
     name: &str,
     wat_text: &str,
     stdin: &'static [u8],
-) -> [Result<Bytes, InvokeError>; 2] {
+) -> [Result<Bytes, GuestError>; 2] {
     let own = gateway.load(name, wat_text);
     let wasi = gateway.load(name, &with_poll_import(wat_text));
     assert_eq!(wasi.preview1(), Some(Preview1::WasmtimeWasi));
     [
-        invoke(&own, Environment::default(), buffered(stdin)).await,
-        invoke(&wasi, Environment::default(), buffered(stdin)).await,
+        run_cgi(&own, Environment::default(), buffered(stdin)).await,
+        run_cgi(&wasi, Environment::default(), buffered(stdin)).await,
     ]
 }
 
@@ -327,7 +327,7 @@ async fn an_empty_stdin_is_read_as_wasmtime_wasi_reads_it() {
         ("iovec array outside memory", read(0xfffc, 16)),
     ] {
         let [own, wasi] = both(&gateway, "emptyread", &text, b"").await;
-        let shown = |r: &Result<Bytes, InvokeError>| match r {
+        let shown = |r: &Result<Bytes, GuestError>| match r {
             Ok(out) => format!("ok {out:?}"),
             Err(e) => format!("{:?}", e.outcome()),
         };

@@ -29,14 +29,14 @@ const WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
 const WASM_LAYER: &str = "application/wasm";
 
 /// A CNCF Distribution registry on a free loopback port, storing in a temporary directory.
-struct Registry {
+struct ModuleTable {
     child: Option<Child>,
     addr: SocketAddr,
     _dir: tempfile::TempDir,
 }
 
-impl Registry {
-    async fn start() -> Registry {
+impl ModuleTable {
+    async fn start() -> ModuleTable {
         assert!(
             Path::new(REGISTRY_BIN).exists(),
             "{REGISTRY_BIN} is missing: ./test.sh installs Debian's docker-registry"
@@ -60,7 +60,7 @@ impl Registry {
             .stderr(Stdio::null())
             .spawn()
             .expect("docker-registry starts");
-        let registry = Registry {
+        let registry = ModuleTable {
             child: Some(child),
             addr,
             _dir: dir,
@@ -166,7 +166,7 @@ impl Registry {
     }
 }
 
-impl Drop for Registry {
+impl Drop for ModuleTable {
     fn drop(&mut self) {
         self.stop();
     }
@@ -214,7 +214,7 @@ async fn says(gw: &TestGateway, path: &str, text: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tag_is_followed_and_its_last_good_version_survives_the_registry() {
-    let mut registry = Registry::start().await;
+    let mut registry = ModuleTable::start().await;
     let first = registry.push(&fixture("hello"), "fns/hello:live").await;
     let pinned = registry.reference(&format!("fns/hello@{first}"));
     let extra = format!(
@@ -312,7 +312,7 @@ async fn a_tag_is_followed_and_its_last_good_version_survives_the_registry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_sources_are_reported_and_never_replace_anything() {
-    let registry = Registry::start().await;
+    let registry = ModuleTable::start().await;
     let wasm = fixture("hello");
     registry
         .put_manifest(

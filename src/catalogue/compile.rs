@@ -31,18 +31,18 @@ use crate::runtime::GuestRuntime;
 /// Where a module's machine code came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Source {
+pub enum Provenance {
     /// Compiled from the `.wasm` file.
     Compiled,
     /// Loaded from the compiled-artifact cache.
     Cache,
 }
 
-impl std::fmt::Display for Source {
+impl std::fmt::Display for Provenance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.pad(match self {
-            Source::Compiled => "compiled",
-            Source::Cache => "cache",
+            Provenance::Compiled => "compiled",
+            Provenance::Cache => "cache",
         })
     }
 }
@@ -76,7 +76,7 @@ impl Needs {
 pub(crate) struct Compiled {
     pub(crate) facts: FileFacts,
     pub(crate) prepared: Prepared,
-    pub(crate) source: Source,
+    pub(crate) provenance: Provenance,
     /// Compiling (or loading from the cache) and linking, together.
     pub(crate) took: Duration,
 }
@@ -127,20 +127,21 @@ impl Compiler {
         let started = Instant::now();
         let abi = facts.abi.ok_or(LoadError::NotWasm)?;
         preflight::check(bytes, abi, self.linkers.cgi_imports(), needs.slot_fit())?;
-        let (prepared, source) = match abi {
+        let (prepared, provenance) = match abi {
             Abi::Cgi => {
-                let (module, source) = self.machine_code::<Module>(&facts.digest, bytes)?;
-                (self.linkers.link(&module, needs.has_volumes)?, source)
+                let (module, provenance) = self.machine_code::<Module>(&facts.digest, bytes)?;
+                (self.linkers.link(&module, needs.has_volumes)?, provenance)
             }
             Abi::WasiHttp => {
-                let (component, source) = self.machine_code::<Component>(&facts.digest, bytes)?;
-                (self.linkers.link_component(&component)?, source)
+                let (component, provenance) =
+                    self.machine_code::<Component>(&facts.digest, bytes)?;
+                (self.linkers.link_component(&component)?, provenance)
             }
         };
         Ok(Compiled {
             facts,
             prepared,
-            source,
+            provenance,
             took: started.elapsed(),
         })
     }
@@ -154,20 +155,20 @@ impl Compiler {
         &self,
         digest: &Digest,
         bytes: &[u8],
-    ) -> Result<(A, Source), LoadError> {
+    ) -> Result<(A, Provenance), LoadError> {
         if let Some(artifact) = self
             .cache
             .as_ref()
             .and_then(|c| c.get::<A>(&self.engine, digest))
         {
-            return Ok((artifact, Source::Cache));
+            return Ok((artifact, Provenance::Cache));
         }
         if let (Some(workers), Some(cache)) = (&self.workers, &self.cache) {
             workers.compile(bytes, cache.dir())?;
             let artifact = cache.get::<A>(&self.engine, digest).ok_or_else(|| {
                 LoadError::Compile("the compile worker left no usable artifact".into())
             })?;
-            return Ok((artifact, Source::Compiled));
+            return Ok((artifact, Provenance::Compiled));
         }
         let artifact = A::from_binary(&self.engine, bytes)
             .map_err(|e| LoadError::Compile(one_line(&format!("{e:#}"))))?;
@@ -176,7 +177,7 @@ impl Compiler {
         {
             tracing::warn!(module_digest = %digest, error = %e, "cannot write the compiled artifact to the cache");
         }
-        Ok((artifact, Source::Compiled))
+        Ok((artifact, Provenance::Compiled))
     }
 }
 

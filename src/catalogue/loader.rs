@@ -1,4 +1,4 @@
-//! Keeps the registry in step with the modules directory: the first scan at start-up, then
+//! Keeps the table in step with the modules directory: the first scan at start-up, then
 //! one module at a time whenever the watcher reports a change.
 //!
 //! [`Loader::sync`] is the single way a module's state changes: it looks at the file as it
@@ -24,12 +24,12 @@ use dashmap::DashMap;
 use tokio::sync::{Mutex, Semaphore};
 use tokio_util::task::TaskTracker;
 
-use super::compile::{Compiler, Needs, Source};
+use super::compile::{Compiler, Needs, Provenance};
 use super::digest::Digest;
 use super::failure::{LoadError, LoadFailure};
 use super::file::{FileFacts, ReadLimits, module_path, read_module_file};
-use super::registry::Registry;
 use super::served::ServedModule;
+use super::table::ModuleTable;
 use crate::config::Config;
 use crate::config::name;
 use crate::guest::module::ModuleShared;
@@ -44,12 +44,12 @@ pub(crate) enum Phase {
     Reload,
 }
 
-/// Loads the module files of one directory into a registry.
+/// Loads the module files of one directory into a table.
 #[derive(Clone)]
 pub(crate) struct Loader {
     compiler: Compiler,
     config: Arc<Config>,
-    registry: Arc<Registry>,
+    table: Arc<ModuleTable>,
     dir: PathBuf,
     startup_compiles: Arc<Semaphore>,
     reload_pool: Arc<rayon::ThreadPool>,
@@ -64,7 +64,7 @@ impl Loader {
     pub(crate) fn new(
         compiler: Compiler,
         config: Arc<Config>,
-        registry: Arc<Registry>,
+        table: Arc<ModuleTable>,
         metrics: Metrics,
         tasks: TaskTracker,
     ) -> Result<Self, rayon::ThreadPoolBuildError> {
@@ -73,7 +73,7 @@ impl Loader {
             compiler,
             dir: config.modules_dir.clone(),
             config,
-            registry,
+            table,
             startup_compiles: Arc::new(Semaphore::new(cores)),
             reload_pool: Arc::new(reload_pool(cores.saturating_sub(1).max(1))?),
             locks: Arc::new(DashMap::new()),
@@ -93,11 +93,11 @@ impl Loader {
         Ok(())
     }
 
-    /// Syncs every module file in the directory and every module in the registry: what a
+    /// Syncs every module file in the directory and every module in the table: what a
     /// watcher does when it may have missed events.
     pub(crate) async fn rescan(&self) {
         let mut names = module_files(&self.dir).unwrap_or_default();
-        names.extend(self.registry.names());
+        names.extend(self.table.names());
         names.sort();
         names.dedup();
         self.sync_all(names, Phase::Reload).await;
@@ -141,7 +141,7 @@ impl Loader {
         let path = self.path_of(name);
         let (dir, max_bytes) = (self.dir.clone(), self.config.max_module_bytes);
         let origin = Origin::file(name);
-        // The outcome is in the registry; a file has nobody else to tell.
+        // The outcome is in the table; a file has nobody else to tell.
         let _ = self
             .load(name, phase, origin, move |compiler, current, needs| {
                 let limits = ReadLimits {
@@ -182,14 +182,14 @@ impl Loader {
     pub(crate) fn source_pending(&self, name: &str, error: LoadError, origin: Origin) {
         let mut failure = LoadFailure::new(None, error);
         failure.origin = Some(origin.0);
-        self.registry
+        self.table
             .record_failure_if_unknown(name, failure, || self.new_shared(name));
     }
 
     /// Forgets module `name`'s recorded failure: its source answers again, and the version
     /// serving is the one it names.
     pub(crate) fn source_recovered(&self, name: &str) {
-        self.registry.clear_failure(name);
+        self.table.clear_failure(name);
     }
 
     /// Runs `job` (which reads and compiles) off the request workers, under module
@@ -206,7 +206,7 @@ impl Loader {
     {
         let lock = self.locks.entry(name.to_string()).or_default().clone();
         let _guard = lock.lock().await;
-        let current = self.registry.current_digest(name);
+        let current = self.table.current_digest(name);
         let compiler = self.compiler.clone();
         let needs = Needs::of(&self.config.module_settings(name));
         let job = move || job(&compiler, current, needs);
@@ -236,34 +236,33 @@ impl Loader {
             _ => Ok(()),
         };
         self.apply(name, step, origin);
-        self.metrics
-            .set_modules_loaded(self.registry.serving_count());
+        self.metrics.set_modules_loaded(self.table.serving_count());
         result
     }
 
     fn apply(&self, name: &str, step: Step, origin: Origin) {
         match step {
             Step::Gone => {
-                if self.registry.remove(name) {
+                if self.table.remove(name) {
                     tracing::info!(module = %name, "module removed");
                     self.metrics.module_load(name, LoadResult::Removed, None);
                 }
             }
             Step::Unchanged => {}
             Step::Compiled(compiled) => {
-                let (result, compile) = match compiled.source {
-                    Source::Compiled => (LoadResult::Compiled, Some(compiled.took)),
-                    Source::Cache => (LoadResult::CacheHit, None),
+                let (result, compile) = match compiled.provenance {
+                    Provenance::Compiled => (LoadResult::Compiled, Some(compiled.took)),
+                    Provenance::Cache => (LoadResult::CacheHit, None),
                 };
                 let settings = self.config.module_settings(name);
                 let shared = self
-                    .registry
+                    .table
                     .shared_of(name)
                     .unwrap_or_else(|| self.new_shared(name));
                 let module = ServedModule::new(name, *compiled, settings, shared);
                 let module = Arc::new(module.with_origin(origin.0));
                 self.metrics.module_load(name, result, compile);
-                let old = self.registry.install(module.clone());
+                let old = self.table.install(module.clone());
                 log_loaded(&module, old.as_deref());
             }
             Step::Failed(mut failure) => {
@@ -274,7 +273,7 @@ impl Loader {
                     digest = %failure.facts.as_ref().map(|f| f.digest.to_string()).unwrap_or_default(),
                     "module failed to load; the last good version, if any, keeps serving"
                 );
-                self.registry
+                self.table
                     .record_failure(name, failure, || self.new_shared(name));
                 self.metrics.module_load(name, LoadResult::Failed, None);
             }
@@ -363,14 +362,14 @@ fn log_loaded(module: &ServedModule, old: Option<&ServedModule>) {
             old = %old.facts.digest,
             new = %new.facts.digest,
             compile_ms = %compile_ms,
-            source = %new.source,
+            source = %new.provenance,
             "module reloaded"
         ),
         None => tracing::info!(
             module = %module.name(),
             digest = %new.facts.digest,
             compile_ms = %compile_ms,
-            source = %new.source,
+            source = %new.provenance,
             "module loaded"
         ),
     }

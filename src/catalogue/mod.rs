@@ -9,7 +9,7 @@
 //! - [`compile`] and [`cache`]: bytes to a prepared module, through the artifact cache,
 //!   kept in a [`private_dir`] opened once;
 //!   [`worker`]: the compile itself, in a process of its own while serving;
-//! - [`served`] and [`registry`]: what requests find, by name;
+//! - [`served`] and [`table`]: what requests find, by name;
 //! - [`failure`]: why a file could not be loaded.
 
 pub(crate) mod cache;
@@ -21,11 +21,11 @@ pub(crate) mod loader;
 pub(crate) mod poll;
 pub(crate) mod preflight;
 pub(crate) mod private_dir;
-pub(crate) mod registry;
 pub(crate) mod served;
+pub(crate) mod table;
 pub(crate) mod watch;
 pub(crate) mod worker;
 
 pub(crate) use cache::ArtifactCache;
-pub(crate) use registry::Registry;
 pub use served::ServedModule;
+pub(crate) use table::ModuleTable;

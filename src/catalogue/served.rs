@@ -1,11 +1,11 @@
-//! A module as requests find it in the registry: the module its guests run, plus where this
+//! A module as requests find it in the table: the module its guests run, plus where this
 //! version came from (its file's facts, whether it was compiled or found in the cache, how
 //! long that took, when and from where it was loaded), as `/modules` shows it.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::compile::{Compiled, Compiler, Needs, Source};
+use super::compile::{Compiled, Compiler, Needs, Provenance};
 use super::failure::LoadFailure;
 use super::file::FileFacts;
 use crate::config::Config;
@@ -19,7 +19,7 @@ pub struct ServedModule {
     /// What its guests run.
     pub(crate) guest: Arc<GuestModule>,
     pub(crate) facts: FileFacts,
-    pub(crate) source: Source,
+    pub(crate) provenance: Provenance,
     /// How long compiling (or loading from the cache) took.
     pub(crate) took: Duration,
     pub(crate) loaded_at: SystemTime,
@@ -37,7 +37,7 @@ impl ServedModule {
         ServedModule {
             guest: Arc::new(GuestModule::new(name, compiled.prepared, settings, shared)),
             facts: compiled.facts,
-            source: compiled.source,
+            provenance: compiled.provenance,
             took: compiled.took,
             loaded_at: SystemTime::now(),
             origin: Arc::from(format!("{name}.wasm")),

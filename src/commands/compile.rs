@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use crate::catalogue::ArtifactCache;
-use crate::catalogue::compile::{Compiler, Needs, Source};
+use crate::catalogue::compile::{Compiler, Needs, Provenance};
 use crate::catalogue::digest::Digest;
 use crate::catalogue::failure::LoadError;
 use crate::catalogue::file::{FileFacts, ReadLimits, module_path, read_module_file};
@@ -34,7 +34,7 @@ pub enum PrecompileError {
 pub struct Precompiled {
     pub digest: Digest,
     /// `Cache` when a sound artifact was already there.
-    pub source: Source,
+    pub provenance: Provenance,
     pub millis: f64,
 }
 
@@ -81,7 +81,7 @@ impl Precompiler {
             .compile(&bytes, FileFacts::of(&bytes), needs)?;
         Ok(Precompiled {
             digest: compiled.facts.digest,
-            source: compiled.source,
+            provenance: compiled.provenance,
             millis: compiled.took.as_secs_f64() * 1000.0,
         })
     }

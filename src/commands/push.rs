@@ -23,7 +23,7 @@ pub enum PushError {
     #[error("the file is not WebAssembly (no `\\0asm` magic at its start)")]
     NotWasm,
     #[error(transparent)]
-    Registry(#[from] SourceError),
+    ModuleTable(#[from] SourceError),
     #[error(transparent)]
     Credentials(#[from] CredentialsError),
 }

@@ -30,7 +30,7 @@ use crate::catalogue::ServedModule;
 use crate::catalogue::failure::LoadError;
 use crate::catalogue::file::{ReadLimits, read_module_file};
 use crate::config::{Config, ConfigError};
-use crate::guest::bounds::InvokeError;
+use crate::guest::bounds::GuestError;
 use crate::guest::conn::ConnInfo;
 use crate::guest::exchange::Failure;
 use crate::guest::module::GuestModule;
@@ -252,19 +252,19 @@ impl RunError {
             _ => return EXIT_CANNOT_RUN,
         };
         match error {
-            InvokeError::Exit { code, .. } => u8::try_from(*code).unwrap_or(EXIT_TRAP),
-            InvokeError::Trap { .. }
-            | InvokeError::NoResponse { .. }
-            | InvokeError::ErrorResponse { .. } => EXIT_TRAP,
-            InvokeError::FuelExhausted { .. }
-            | InvokeError::MemoryExceeded { .. }
-            | InvokeError::HostLimit { .. }
-            | InvokeError::OutputTooLarge { .. }
-            | InvokeError::Timeout { .. } => EXIT_LIMIT,
-            InvokeError::Instantiate { .. }
-            | InvokeError::BodyTooLarge { .. }
-            | InvokeError::BodyIncomplete { .. }
-            | InvokeError::ClientGone { .. } => EXIT_CANNOT_RUN,
+            GuestError::Exit { code, .. } => u8::try_from(*code).unwrap_or(EXIT_TRAP),
+            GuestError::Trap { .. }
+            | GuestError::NoResponse { .. }
+            | GuestError::ErrorResponse { .. } => EXIT_TRAP,
+            GuestError::FuelExhausted { .. }
+            | GuestError::MemoryExceeded { .. }
+            | GuestError::HostLimit { .. }
+            | GuestError::OutputTooLarge { .. }
+            | GuestError::Timeout { .. } => EXIT_LIMIT,
+            GuestError::Instantiate { .. }
+            | GuestError::BodyTooLarge { .. }
+            | GuestError::BodyIncomplete { .. }
+            | GuestError::ClientGone { .. } => EXIT_CANNOT_RUN,
         }
     }
 }

@@ -82,7 +82,7 @@ pub struct Config {
     /// ([`default_serve_threads`]).
     pub serve_threads: usize,
     /// Pin each serving thread to a core of its own when there is one thread per core the
-    /// process may run on (on by default; see `http/cores.rs`).
+    /// process may run on (on by default; see `front/cores.rs`).
     pub pin_serve_threads: bool,
     /// How long a client may take to send a request body.
     pub body_timeout: Duration,

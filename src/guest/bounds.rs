@@ -1,6 +1,6 @@
 //! What every guest runs under, whatever its ABI: a store with its fuel, memory limiter and
-//! deadline set, and the naming of how its run ended ([`InvokeError`]). The CGI path
-//! ([`invoke`](super::invoke)) and the wasi:http path ([`wasi_http`](super::wasi_http))
+//! deadline set, and the naming of how its run ended ([`GuestError`]). The CGI path
+//! ([`cgi::run`](super::cgi::run)) and the wasi:http path ([`wasi_http`](super::wasi_http))
 //! both start from [`Bounds`], so a limit means the same on either.
 
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use crate::outcome::Outcome;
 
 /// Why a guest did not finish well. Messages name the module and the reason.
 #[derive(Debug, thiserror::Error)]
-pub enum InvokeError {
+pub enum GuestError {
     #[error("module '{module}' trapped: {reason}")]
     Trap { module: Arc<str>, reason: String },
     #[error("module '{module}' exited with status {code}")]
@@ -55,37 +55,35 @@ pub enum InvokeError {
     ClientGone { module: Arc<str> },
 }
 
-impl InvokeError {
+impl GuestError {
     pub fn outcome(&self) -> Outcome {
         match self {
-            InvokeError::Trap { .. } => Outcome::Trap,
-            InvokeError::Exit { .. } => Outcome::ExitError,
-            InvokeError::FuelExhausted { .. } => Outcome::FuelExhausted,
-            InvokeError::MemoryExceeded { .. } | InvokeError::HostLimit { .. } => {
+            GuestError::Trap { .. } => Outcome::Trap,
+            GuestError::Exit { .. } => Outcome::ExitError,
+            GuestError::FuelExhausted { .. } => Outcome::FuelExhausted,
+            GuestError::MemoryExceeded { .. } | GuestError::HostLimit { .. } => {
                 Outcome::MemoryExceeded
             }
-            InvokeError::OutputTooLarge { .. } => Outcome::OutputTooLarge,
-            InvokeError::Timeout { .. } => Outcome::Timeout,
-            InvokeError::Instantiate { .. } => Outcome::Unavailable,
-            InvokeError::NoResponse { .. } | InvokeError::ErrorResponse { .. } => {
-                Outcome::BadOutput
-            }
-            InvokeError::BodyTooLarge { .. } => Outcome::BodyTooLarge,
-            InvokeError::BodyIncomplete { .. } => Outcome::BadRequest,
-            InvokeError::ClientGone { .. } => Outcome::ClientGone,
+            GuestError::OutputTooLarge { .. } => Outcome::OutputTooLarge,
+            GuestError::Timeout { .. } => Outcome::Timeout,
+            GuestError::Instantiate { .. } => Outcome::Unavailable,
+            GuestError::NoResponse { .. } | GuestError::ErrorResponse { .. } => Outcome::BadOutput,
+            GuestError::BodyTooLarge { .. } => Outcome::BodyTooLarge,
+            GuestError::BodyIncomplete { .. } => Outcome::BadRequest,
+            GuestError::ClientGone { .. } => Outcome::ClientGone,
         }
     }
 
     /// The answer to a request body that could not be given to `module` whole.
-    pub(crate) fn body(module: &Arc<str>, limit: u64, error: BodyError) -> InvokeError {
+    pub(crate) fn body(module: &Arc<str>, limit: u64, error: BodyError) -> GuestError {
         let module = module.clone();
         match error {
-            BodyError::TooLarge => InvokeError::BodyTooLarge { module, limit },
-            BodyError::Unreadable => InvokeError::BodyIncomplete {
+            BodyError::TooLarge => GuestError::BodyTooLarge { module, limit },
+            BodyError::Unreadable => GuestError::BodyIncomplete {
                 module,
                 reason: "could not be read",
             },
-            BodyError::TimedOut => InvokeError::BodyIncomplete {
+            BodyError::TimedOut => GuestError::BodyIncomplete {
                 module,
                 reason: "was not received in time",
             },
@@ -164,22 +162,22 @@ impl Bounds {
         }
     }
 
-    pub(crate) fn timed_out(&self) -> InvokeError {
-        InvokeError::Timeout {
+    pub(crate) fn timed_out(&self) -> GuestError {
+        GuestError::Timeout {
             module: self.name.clone(),
             ms: self.limits.timeout.as_millis(),
         }
     }
 
-    fn memory_exceeded(&self) -> InvokeError {
-        InvokeError::MemoryExceeded {
+    fn memory_exceeded(&self) -> GuestError {
+        GuestError::MemoryExceeded {
             module: self.name.clone(),
             limit: self.limits.max_memory_bytes,
         }
     }
 
-    pub(crate) fn output_too_large(&self) -> InvokeError {
-        InvokeError::OutputTooLarge {
+    pub(crate) fn output_too_large(&self) -> GuestError {
+        GuestError::OutputTooLarge {
             module: self.name.clone(),
             limit: self.limits.max_output_bytes,
         }
@@ -191,7 +189,7 @@ impl Bounds {
         store: &Store<StoreState<Io>>,
         result: Result<(), Failure>,
         output: OutputFate,
-    ) -> Result<(), InvokeError> {
+    ) -> Result<(), GuestError> {
         match result {
             Ok(()) => Ok(()),
             Err(Failure::Instantiate(e)) => Err(self.instantiate_error(store, e)),
@@ -204,7 +202,7 @@ impl Bounds {
         &self,
         store: &Store<StoreState<Io>>,
         error: wasmtime::Error,
-    ) -> InvokeError {
+    ) -> GuestError {
         if error.is::<DeadlinePassed>() {
             return self.timed_out();
         }
@@ -212,7 +210,7 @@ impl Bounds {
             return self.memory_exceeded();
         }
         tracing::warn!(module = %self.name, error = ?error, "instantiation failed");
-        InvokeError::Instantiate {
+        GuestError::Instantiate {
             module: self.name.clone(),
             reason: error.root_cause().to_string(),
         }
@@ -226,25 +224,25 @@ impl Bounds {
         store: &Store<StoreState<Io>>,
         error: wasmtime::Error,
         output: OutputFate,
-    ) -> Result<(), InvokeError> {
+    ) -> Result<(), GuestError> {
         let name = self.name.clone();
         if error.is::<DeadlinePassed>() {
             return Err(self.timed_out());
         }
         match output {
             OutputFate::Overflowed => return Err(self.output_too_large()),
-            OutputFate::ClientGone => return Err(InvokeError::ClientGone { module: name }),
+            OutputFate::ClientGone => return Err(GuestError::ClientGone { module: name }),
             OutputFate::Kept => {}
         }
         if let Some(exit) = error.downcast_ref::<I32Exit>() {
             return match exit.0 {
                 0 => Ok(()),
-                code => Err(InvokeError::Exit { module: name, code }),
+                code => Err(GuestError::Exit { module: name, code }),
             };
         }
         let trap = error.downcast_ref::<Trap>().copied();
         if trap == Some(Trap::OutOfFuel) {
-            return Err(InvokeError::FuelExhausted {
+            return Err(GuestError::FuelExhausted {
                 module: name,
                 fuel: self.limits.fuel,
             });
@@ -253,14 +251,14 @@ impl Bounds {
             return Err(self.memory_exceeded());
         }
         if let Some(cap) = host_limits::cap_hit(&error) {
-            return Err(InvokeError::HostLimit { module: name, cap });
+            return Err(GuestError::HostLimit { module: name, cap });
         }
         tracing::debug!(module = %name, error = ?error, "guest trapped");
         let reason = match trap {
             Some(trap) => trap.to_string(),
             None => error.root_cause().to_string(),
         };
-        Err(InvokeError::Trap {
+        Err(GuestError::Trap {
             module: name,
             reason,
         })

@@ -12,7 +12,7 @@ use http::{Request, Response};
 use hyper::body::Body;
 
 use super::body::{LimitedBody, RequestBody};
-use super::bounds::InvokeError;
+use super::bounds::GuestError;
 use super::cgi::env::EnvError;
 use super::cgi::response::OutputError;
 use super::conn::ConnInfo;
@@ -36,7 +36,7 @@ pub enum Failure {
     Overloaded(String),
     /// The guest, or the body it was given, did not finish well.
     #[error(transparent)]
-    Guest(#[from] InvokeError),
+    Guest(#[from] GuestError),
     /// A CGI guest's output is not a response.
     #[error("module '{module}': {error}")]
     Output {
@@ -75,7 +75,7 @@ pub(crate) trait Exchange: Sized + Send {
 
     /// The response of a guest that returned before its head was taken: whole, or its
     /// head and what is left of its body.
-    fn ended(self, ended: Result<(), InvokeError>) -> Result<Reply<Self::Body>, Failure>;
+    fn ended(self, ended: Result<(), GuestError>) -> Result<Reply<Self::Body>, Failure>;
 
     /// The guest's run once its head is out, in a task of its own.
     fn detach(&self, guest: GuestRun) -> GuestRun {

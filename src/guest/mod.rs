@@ -13,7 +13,6 @@
 //! - [`linkers`] and [`log`]: what a module is linked against, once, at load;
 //! - [`pipeline`]: one request through a guest, for either ABI, `serve` and `run`, and
 //!   [`exchange`]: what each ABI supplies to it;
-//! - [`invoke`]: one run of a CGI module;
 //! - [`streamed`] and [`reply_body`]: a response body after its head was sent, for
 //!   either ABI, and counting its request once;
 //! - [`cgi`]: the CGI ABI (WASI preview1 command modules);
@@ -28,7 +27,6 @@ pub(crate) mod deadline;
 pub(crate) mod exchange;
 pub(crate) mod headers;
 pub(crate) mod host_limits;
-pub(crate) mod invoke;
 pub(crate) mod lazy_sleep;
 pub(crate) mod linkers;
 pub(crate) mod log;

@@ -22,7 +22,7 @@ use http_body_util::Full;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::body::{BodyError, BodyFault, LimitedBody, RequestBody, refuse_declared_oversize};
-use super::bounds::InvokeError;
+use super::bounds::GuestError;
 use super::cgi::exchange::CgiExchange;
 use super::conn::ConnInfo;
 use super::exchange::{Exchange, Failure, Reply};
@@ -178,7 +178,7 @@ async fn run<X: Exchange, B: RequestBody>(
             let limit = module.settings.limits.max_output_bytes;
             let declared = X::declared(&head);
             if declared.is_some_and(|len| len > limit) {
-                let failure = InvokeError::OutputTooLarge {
+                let failure = GuestError::OutputTooLarge {
                     module: module.name.clone(),
                     limit,
                 };
@@ -219,7 +219,7 @@ async fn head_or_end<X: Exchange>(
     fault: &BodyFault,
 ) -> Result<Reply<X::Body>, Failure> {
     enum Waited<B> {
-        Ended(Result<(), InvokeError>),
+        Ended(Result<(), GuestError>),
         Head(Result<Response<B>, Failure>),
     }
     let waited = std::future::poll_fn(|cx| {
@@ -267,8 +267,8 @@ fn check_host(headers: &HeaderMap) -> Result<(), Failure> {
 }
 
 /// The error for a request body that could not be given to `module` whole.
-fn body_error(module: &GuestModule, error: BodyError) -> InvokeError {
-    InvokeError::body(&module.name, module.settings.limits.max_body_bytes, error)
+fn body_error(module: &GuestModule, error: BodyError) -> GuestError {
+    GuestError::body(&module.name, module.settings.limits.max_body_bytes, error)
 }
 
 fn body_failure(module: &GuestModule, error: BodyError) -> Failure {

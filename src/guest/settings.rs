@@ -17,7 +17,7 @@ pub struct Limits {
     pub max_output_bytes: u64,
     pub max_body_bytes: u64,
     /// Guests of one module running at once; past it that module answers 503. The default
-    /// is half the pool ([`default_concurrency`]), so no one module can take every slot.
+    /// is half the pool (`config/defaults.rs`), so no one module can take every slot.
     pub max_concurrency: u32,
     /// A CGI guest's stdout is buffered until it exits or writes this much (DESIGN.md
     /// "Streaming"); then its response streams.

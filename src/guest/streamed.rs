@@ -22,20 +22,20 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::sync::oneshot;
 
-use crate::guest::bounds::InvokeError;
+use crate::guest::bounds::GuestError;
 use crate::metrics::ModuleMetrics;
 use crate::outcome::Outcome;
 
 /// A guest's run, from instantiation to its return, movable into a task of its own.
-pub(crate) type GuestRun = Pin<Box<dyn Future<Output = Result<(), InvokeError>> + Send>>;
+pub(crate) type GuestRun = Pin<Box<dyn Future<Output = Result<(), GuestError>> + Send>>;
 
 /// How the guest's run ended, or how it will be known once it has.
 pub(crate) enum GuestEnd {
     /// It returned before its head went out (a guest that answers at once).
-    Ended(Result<(), InvokeError>),
+    Ended(Result<(), GuestError>),
     /// It runs on in a task of its own, which sends how it ended.
     Running(
-        oneshot::Receiver<Result<(), InvokeError>>,
+        oneshot::Receiver<Result<(), GuestError>>,
         tokio::task::AbortHandle,
     ),
 }
@@ -43,7 +43,7 @@ pub(crate) enum GuestEnd {
 impl GuestEnd {
     /// Runs the rest of `guest` in a task of its own.
     pub(crate) fn spawn(
-        guest: impl Future<Output = Result<(), InvokeError>> + Send + 'static,
+        guest: impl Future<Output = Result<(), GuestError>> + Send + 'static,
     ) -> GuestEnd {
         let (sent, ended) = oneshot::channel();
         let task = tokio::spawn(async move {
@@ -64,12 +64,12 @@ impl GuestEnd {
         &mut self,
         cx: &mut Context<'_>,
         module: &Arc<str>,
-    ) -> Poll<Result<(), InvokeError>> {
+    ) -> Poll<Result<(), GuestError>> {
         match self {
             GuestEnd::Ended(ended) => Poll::Ready(std::mem::replace(ended, Ok(()))),
             GuestEnd::Running(end, _) => Pin::new(end).poll(cx).map(|ended| {
                 ended.unwrap_or_else(|_| {
-                    Err(InvokeError::Trap {
+                    Err(GuestError::Trap {
                         module: module.clone(),
                         reason: "the guest's task ended without a result".into(),
                     })
@@ -79,12 +79,12 @@ impl GuestEnd {
     }
 
     /// How the guest ended, once it has.
-    async fn wait(mut self, module: Arc<str>) -> Result<(), InvokeError> {
+    async fn wait(mut self, module: Arc<str>) -> Result<(), GuestError> {
         std::future::poll_fn(|cx| self.poll_ended(cx, &module)).await
     }
 
     /// How the guest ended, if it has.
-    fn ended(&mut self) -> Option<Result<(), InvokeError>> {
+    fn ended(&mut self) -> Option<Result<(), GuestError>> {
         match self {
             GuestEnd::Ended(ended) => Some(std::mem::replace(ended, Ok(()))),
             GuestEnd::Running(end, _) => end.try_recv().ok(),
@@ -95,7 +95,7 @@ impl GuestEnd {
 /// Why a response was cut off: how the guest or its output failed.
 #[derive(Debug, thiserror::Error)]
 #[error("the response was cut off: {0}")]
-pub struct CutOff(pub InvokeError);
+pub struct CutOff(pub GuestError);
 
 /// Counts one request exactly once, with its outcome and duration: when told, or when
 /// dropped, as a request whose client went away before it was answered.
@@ -192,7 +192,7 @@ where
     }
 
     /// Ends the body with `failure`: counted, logged, and sent to hyper as an error.
-    fn cut_off(&mut self, failure: InvokeError) -> Poll<Option<Result<Frame<Bytes>, CutOff>>> {
+    fn cut_off(&mut self, failure: GuestError) -> Poll<Option<Result<Frame<Bytes>, CutOff>>> {
         self.done = true;
         self.record.outcome = failure.outcome();
         tracing::warn!(
@@ -223,8 +223,8 @@ where
         self.done = true;
     }
 
-    fn output_too_large(&self) -> InvokeError {
-        InvokeError::OutputTooLarge {
+    fn output_too_large(&self) -> GuestError {
+        GuestError::OutputTooLarge {
             module: self.record.metrics.name.clone(),
             limit: self.limit,
         }
@@ -264,7 +264,7 @@ where
             // own end, if it failed, says more.
             Some(Err(e)) => match this.end.ended() {
                 Some(Err(failure)) => this.cut_off(failure),
-                _ => this.cut_off(InvokeError::ErrorResponse {
+                _ => this.cut_off(GuestError::ErrorResponse {
                     module: this.record.metrics.name.clone(),
                     code: e.to_string(),
                 }),
@@ -318,8 +318,8 @@ impl<B> Drop for StreamedBody<B> {
     }
 }
 
-fn outcome_of(ended: &Result<(), InvokeError>) -> Outcome {
+fn outcome_of(ended: &Result<(), GuestError>) -> Outcome {
     ended
         .as_ref()
-        .map_or_else(InvokeError::outcome, |()| Outcome::Ok)
+        .map_or_else(GuestError::outcome, |()| Outcome::Ok)
 }

@@ -21,7 +21,7 @@ pub(crate) struct ModuleMetrics {
     requests: Vec<Counter>,
     histograms: Arc<RequestHistograms>,
     inflight: Gauge,
-    /// The gateway-wide overshoot histogram, kept here so that invoke, which knows the
+    /// The gateway-wide overshoot histogram, kept here so that a guest's run, which knows the
     /// deadline, records it.
     timeout_overshoot: Histogram,
     concurrency_limited: Counter,

@@ -1,4 +1,4 @@
-//! Registry credentials: `WASMGATE_OCI_USERNAME` and `WASMGATE_OCI_PASSWORD`, or the
+//! ModuleTable credentials: `WASMGATE_OCI_USERNAME` and `WASMGATE_OCI_PASSWORD`, or the
 //! Docker `config.json` (in `DOCKER_CONFIG`, else `~/.docker`), as `docker login` and
 //! `oras login` write it. Anonymous when neither names the host.
 //!

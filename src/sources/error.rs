@@ -14,7 +14,7 @@ pub enum SourceError {
     Unauthorized(String),
     /// Any other failure: the registry's host, then what went wrong.
     #[error("registry {0}")]
-    Registry(String),
+    ModuleTable(String),
     #[error("registry {0}: no answer in time")]
     Timeout(String),
     #[error("registry {0}: no answer yet (still asking; the gateway did not wait to serve)")]
@@ -37,7 +37,7 @@ impl SourceError {
     pub(crate) fn from_request(host: &str, e: &reqwest::Error) -> SourceError {
         match e.is_timeout() {
             true => SourceError::Timeout(host.to_string()),
-            false => SourceError::Registry(format!("{host}: {}", without_url(e))),
+            false => SourceError::ModuleTable(format!("{host}: {}", without_url(e))),
         }
     }
 
@@ -67,7 +67,7 @@ impl SourceError {
                 SourceError::Unauthorized(host)
             }
             E::RequestError(e) if e.is_timeout() => SourceError::Timeout(host),
-            other => SourceError::Registry(format!("{host}: {other}")),
+            other => SourceError::ModuleTable(format!("{host}: {other}")),
         }
     }
 }

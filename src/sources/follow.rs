@@ -19,11 +19,11 @@ use super::credentials::{Credentials, CredentialsError};
 use super::error::SourceError;
 use super::oci::OciClient;
 use super::store::{Pinned, PulledStore};
-use crate::catalogue::Registry;
+use crate::catalogue::ModuleTable;
 use crate::catalogue::failure::LoadError;
 use crate::catalogue::loader::{Loader, Origin, Phase};
 use crate::catalogue::private_dir::PrivateDir;
-use crate::catalogue::registry::SourceChecks;
+use crate::catalogue::table::SourceChecks;
 use crate::config::Config;
 use crate::config::reference::OciReference;
 use crate::metrics::{Metrics, PollResult};
@@ -50,7 +50,7 @@ impl OciSources {
         config: &Config,
         cache_dir: Option<&PrivateDir>,
         loader: Loader,
-        registry: Arc<Registry>,
+        table: Arc<ModuleTable>,
         metrics: Metrics,
     ) -> Result<OciSources, CredentialsError> {
         let sources: Vec<(String, OciReference)> = config
@@ -84,7 +84,7 @@ impl OciSources {
             client,
             store,
             loader,
-            registry,
+            table,
             metrics,
             interval: config.oci_poll,
         });
@@ -133,7 +133,7 @@ struct Shared {
     client: OciClient,
     store: Option<PulledStore>,
     loader: Loader,
-    registry: Arc<Registry>,
+    table: Arc<ModuleTable>,
     metrics: Metrics,
     interval: Duration,
 }
@@ -242,7 +242,7 @@ impl Follower {
                 self.unreachable = true;
             }
         }
-        self.shared.registry.record_check(&self.name, self.checks);
+        self.shared.table.record_check(&self.name, self.checks);
     }
 
     /// Resolves the tag and, if it moved, pulls and loads the new version; whether it moved.

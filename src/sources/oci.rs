@@ -136,7 +136,7 @@ impl OciClient {
         let digest = Digest::parse(digest).ok_or_else(|| invalid_digest(host))?;
         let body = self.manifest(source, &digest.to_string()).await?;
         if !wire::matches(&body, &digest) {
-            return Err(SourceError::Registry(format!(
+            return Err(SourceError::ModuleTable(format!(
                 "{host}: the manifest does not match its digest"
             )));
         }
@@ -150,7 +150,7 @@ impl OciClient {
         }
         let bytes = self.layer(source, &layer_digest).await?;
         if !wire::matches(&bytes, &layer_digest) {
-            return Err(SourceError::Registry(format!(
+            return Err(SourceError::ModuleTable(format!(
                 "{host}: the layer does not match its digest"
             )));
         }
@@ -177,7 +177,7 @@ impl OciClient {
         read_capped(response, MAX_MANIFEST_BYTES)
             .await
             .map_err(|e| match e {
-                ReadError::TooLarge => SourceError::Registry(format!(
+                ReadError::TooLarge => SourceError::ModuleTable(format!(
                     "{host}: a manifest larger than {MAX_MANIFEST_BYTES} bytes"
                 )),
                 ReadError::Broken(e) => SourceError::from_request(host, &e),
@@ -232,7 +232,7 @@ impl OciClient {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 Err(SourceError::Unauthorized(host.to_string()))
             }
-            s => Err(SourceError::Registry(format!("{host}: {s}"))),
+            s => Err(SourceError::ModuleTable(format!("{host}: {s}"))),
         }
     }
 
@@ -352,7 +352,7 @@ fn scope(source: &OciReference, operation: Operation) -> String {
 }
 
 fn invalid_digest(host: &str) -> SourceError {
-    SourceError::Registry(format!(
+    SourceError::ModuleTable(format!(
         "{host}: a digest that is not sha256:<64 hex digits>"
     ))
 }

@@ -3,7 +3,7 @@
 //! property test and the fuzz target alike.
 
 use bytes::Bytes;
-use wasmgate::testing::{AllocatorChoice, Environment, GuestRuntime, InvokeError, Stdin, invoke};
+use wasmgate::testing::{AllocatorChoice, Environment, GuestError, GuestRuntime, Stdin, run_cgi};
 use wasmgate::{Config, Overrides};
 
 use crate::preview1_cases::{Case, masked_stdout};
@@ -20,10 +20,10 @@ enum Ending {
 }
 
 impl Ending {
-    fn of(result: &Result<Bytes, InvokeError>, case: &Case) -> Ending {
+    fn of(result: &Result<Bytes, GuestError>, case: &Case) -> Ending {
         match result {
             Ok(stdout) => Ending::Stdout(masked_stdout(stdout, &case.masked)),
-            Err(InvokeError::Exit { code, .. }) => Ending::Exit(*code),
+            Err(GuestError::Exit { code, .. }) => Ending::Exit(*code),
             Err(e) => Ending::Failed(format!("{:?}", e.outcome())),
         }
     }
@@ -93,7 +93,7 @@ impl Both {
                     .unwrap();
             let stdin = Stdin::Buffered(Bytes::from(case.stdin.clone()));
             endings.push(Ending::of(
-                &invoke(&module, Environment::default(), stdin).await,
+                &run_cgi(&module, Environment::default(), stdin).await,
                 case,
             ));
         }

@@ -21,10 +21,10 @@ use super::response::{HeadScan, parse_output, scan_head};
 use super::stdin::{BodyStream, Stdin};
 use super::stdout::{Stdout, StdoutBody};
 use crate::guest::body::{LimitedBody, RequestBody, declared_length};
-use crate::guest::bounds::InvokeError;
+use crate::guest::bounds::GuestError;
+use crate::guest::cgi::run::run_guest;
 use crate::guest::conn::ConnInfo;
 use crate::guest::exchange::{Exchange, Failure, Reply, split_path};
-use crate::guest::invoke::run_guest;
 use crate::guest::lazy_sleep::LazySleep;
 use crate::guest::module::GuestModule;
 use crate::guest::reply_body::ReplyBody;
@@ -114,7 +114,7 @@ impl Exchange for CgiExchange {
         }
     }
 
-    fn ended(self, ended: Result<(), InvokeError>) -> Result<Reply<StdoutBody>, Failure> {
+    fn ended(self, ended: Result<(), GuestError>) -> Result<Reply<StdoutBody>, Failure> {
         ended?;
         let output = parse_output(self.stdout.take()).map_err(|e| self.output_error(e))?;
         let mut response = Response::new(output.body);
@@ -157,13 +157,13 @@ async fn until_client_gone(
     mut guest: GuestRun,
     stdout: Stdout,
     module: Arc<str>,
-) -> Result<(), InvokeError> {
+) -> Result<(), GuestError> {
     std::future::poll_fn(|cx| {
         if let Poll::Ready(ended) = guest.as_mut().poll(cx) {
             return Poll::Ready(ended);
         }
         stdout.poll_client_gone(cx).map(|()| {
-            Err(InvokeError::ClientGone {
+            Err(GuestError::ClientGone {
                 module: module.clone(),
             })
         })

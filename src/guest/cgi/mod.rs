@@ -1,7 +1,8 @@
 //! The CGI ABI: a WASI preview1 command module that reads the request from its
 //! environment and stdin and writes the response to stdout (RFC 3875, over WASI).
 //!
-//! - [`exchange`]: one request end to end, shared by `serve` and `run`;
+//! - [`exchange`]: the ABI's two conversions for the pipeline; [`run`]: one run of a
+//!   guest, under its bounds;
 //! - [`env`] and [`reserved`]: the request as environment variables;
 //! - [`stdin`], [`stdout`], [`stderr`]: the body in, the response and the log out;
 //! - [`response`]: stdout as an HTTP response;
@@ -12,6 +13,7 @@ pub(crate) mod exchange;
 pub(crate) mod preview1;
 pub(crate) mod reserved;
 pub(crate) mod response;
+pub(crate) mod run;
 pub(crate) mod stderr;
 pub(crate) mod stdin;
 pub(crate) mod stdout;

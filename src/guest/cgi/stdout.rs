@@ -108,7 +108,7 @@ impl Stdout {
         }
     }
 
-    /// A stdout that keeps everything up to `cap` and never streams (`invoke`'s).
+    /// A stdout that keeps everything up to `cap` and never streams (`run_cgi`'s).
     pub(crate) fn collecting(cap: u64) -> Stdout {
         Stdout::new(cap, cap)
     }

@@ -5,7 +5,7 @@
 //!
 //! The guest's deadline covers the whole run, host calls included (a guest blocked on a
 //! pollable or an outgoing request is stopped as surely as a spinning one): a guest past
-//! it before its head is a [`InvokeError::Timeout`] (504), after it a cut-off response.
+//! it before its head is a [`GuestError::Timeout`] (504), after it a cut-off response.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use super::io::{ComponentIo, ComponentStore};
 use super::outbound::OutboundPolicy;
 use super::request::{ComponentBody, guest_request};
 use crate::guest::body::{LimitedBody, RequestBody, declared_length};
-use crate::guest::bounds::{Bounds, Failure as RunFailure, InvokeError};
+use crate::guest::bounds::{Bounds, Failure as RunFailure, GuestError};
 use crate::guest::cgi::stdout::OutputFate;
 use crate::guest::conn::ConnInfo;
 use crate::guest::deadline::DeadlinePassed;
@@ -56,7 +56,7 @@ impl Exchange for ComponentExchange {
         started: Instant,
     ) -> Result<(GuestRun, Self), Failure> {
         let Prepared::Http(pre) = &module.prepared else {
-            return Err(InvokeError::Instantiate {
+            return Err(GuestError::Instantiate {
                 module: module.name.clone(),
                 reason: "it is a CGI module, not a wasi:http component".into(),
             }
@@ -95,16 +95,13 @@ impl Exchange for ComponentExchange {
         }
     }
 
-    fn ended(
-        mut self,
-        ended: Result<(), InvokeError>,
-    ) -> Result<Reply<HyperOutgoingBody>, Failure> {
+    fn ended(mut self, ended: Result<(), GuestError>) -> Result<Reply<HyperOutgoingBody>, Failure> {
         match self.head.try_recv() {
             Ok(Ok(head)) => Ok(Reply::Head(head, GuestEnd::Ended(ended))),
             Ok(Err(code)) => Err(self.error_response(code)),
             Err(_) => Err(ended
                 .err()
-                .unwrap_or(InvokeError::NoResponse {
+                .unwrap_or(GuestError::NoResponse {
                     module: self.module.clone(),
                 })
                 .into()),
@@ -122,7 +119,7 @@ impl Exchange for ComponentExchange {
 
 impl ComponentExchange {
     fn error_response(&self, code: ErrorCode) -> Failure {
-        InvokeError::ErrorResponse {
+        GuestError::ErrorResponse {
             module: self.module.clone(),
             code: format!("{code:?}"),
         }
@@ -137,7 +134,7 @@ async fn run<B: RequestBody>(
     request: hyper::Request<ComponentBody<B>>,
     head: oneshot::Sender<Head>,
     started: Instant,
-) -> Result<(), InvokeError> {
+) -> Result<(), GuestError> {
     let bounds = Bounds::new(module, started);
     let mut store = bounds.store(pre.engine(), component_io(module), Footprint::COMPONENT);
     let budget = Bounds::budget(&store);
@@ -166,7 +163,7 @@ async fn run<B: RequestBody>(
         .unwrap_or_else(|| Err(RunFailure::Run(DeadlinePassed.into())));
     bounds.record_fuel(&store, budget, module.metrics());
     let ended = bounds.name(&store, result, OutputFate::Kept);
-    if let Err(InvokeError::Timeout { .. }) = &ended {
+    if let Err(GuestError::Timeout { .. }) = &ended {
         module
             .metrics()
             .timeout_overshoot(started.elapsed().saturating_sub(bounds.limits.timeout));

@@ -3,8 +3,8 @@
 //! and its response back; every failure becomes an error response here, and the access
 //! log line is written here.
 //!
-//! The module name is validated as received (no percent-decoding) before the registry is
-//! consulted, and the registry is the only thing consulted: a request never touches the
+//! The module name is validated as received (no percent-decoding) before the table is
+//! consulted, and the table is the only thing consulted: a request never touches the
 //! filesystem.
 
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use hyper::Response;
 use hyper::body::Incoming;
 
 use super::reply::error_response;
-use crate::catalogue::registry::{Lookup, Registry};
+use crate::catalogue::table::{Lookup, ModuleTable};
 use crate::config::name::ModuleName;
 use crate::guest::conn::ConnInfo;
 use crate::guest::exchange::split_path;
@@ -28,7 +28,7 @@ use crate::outcome::Outcome;
 
 /// Everything the public handler needs, shared by all connections.
 pub(crate) struct PublicService {
-    pub(crate) registry: Arc<Registry>,
+    pub(crate) table: Arc<ModuleTable>,
     /// What admits a request to a guest.
     pub(crate) gate: Gate,
     pub(crate) metrics: Metrics,
@@ -110,7 +110,7 @@ impl PublicService {
             "" => Early(Outcome::NotFound, "no module named in the path".into()),
             _ => Early(Outcome::BadRequest, format!("invalid module name: {e}")),
         })?;
-        match self.registry.lookup(name.as_str()) {
+        match self.table.lookup(name.as_str()) {
             Lookup::Ready(module) => Ok(Found::Ready(module.guest.clone())),
             Lookup::NotFound => Err(Early(
                 Outcome::NotFound,

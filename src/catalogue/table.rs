@@ -1,4 +1,4 @@
-//! The registry: which modules exist and which version of each is being served.
+//! The module table: which modules exist and which version of each is being served.
 //!
 //! A `DashMap` keyed by module name, read on every request and written only when a module
 //! file is loaded, replaced or removed. A request takes an `Arc` of the version it found, so
@@ -7,7 +7,7 @@
 //! Each entry keeps its module's metric series, so that a request for a module that failed
 //! to load is counted without registering anything.
 //!
-//! Names are hashed with foldhash rather than SipHash: the registry is looked up on every
+//! Names are hashed with foldhash rather than SipHash: the table is looked up on every
 //! request, and HashDoS does not apply, since requests only read it and its keys are the
 //! operator's module names.
 
@@ -18,7 +18,7 @@ use std::time::SystemTime;
 use dashmap::DashMap;
 use serde::Serialize;
 
-use super::compile::Source;
+use super::compile::Provenance;
 use super::digest::Digest;
 use super::failure::LoadFailure;
 use super::served::ServedModule;
@@ -59,7 +59,7 @@ type ByName<V> = DashMap<String, V, foldhash::fast::RandomState>;
 
 /// All modules, by name.
 #[derive(Default)]
-pub(crate) struct Registry {
+pub(crate) struct ModuleTable {
     modules: ByName<Entry>,
     /// When each module with a source of its own was last checked.
     checks: ByName<SourceChecks>,
@@ -74,7 +74,7 @@ pub(crate) struct ModuleStatus {
     pub(crate) size_bytes: Option<u64>,
     pub(crate) state: &'static str,
     pub(crate) error: Option<String>,
-    pub(crate) source: Option<Source>,
+    pub(crate) source: Option<Provenance>,
     pub(crate) compile_ms: Option<f64>,
     pub(crate) loaded_at: Option<u64>,
     /// Which WASI implementation serves it: `cgi` (the gateway's own stdio functions) or
@@ -91,7 +91,7 @@ pub(crate) struct ModuleStatus {
     pub(crate) checks: Option<SourceChecks>,
 }
 
-impl Registry {
+impl ModuleTable {
     pub(crate) fn new() -> Self {
         Self::default()
     }
@@ -183,7 +183,7 @@ impl Registry {
         self.modules.remove(name).is_some()
     }
 
-    /// The digest of the file the registry last saw for `name` (served or failed), so that
+    /// The digest of the file the table last saw for `name` (served or failed), so that
     /// an unchanged file is not compiled again.
     pub(crate) fn current_digest(&self, name: &str) -> Option<Digest> {
         let entry = self.modules.get(name)?;
@@ -242,7 +242,7 @@ fn status(name: &str, entry: &Entry) -> ModuleStatus {
         size_bytes: facts.map(|f| f.size_bytes),
         state: if serving.is_some() { "ready" } else { "failed" },
         error: failure.map(|f| f.error.to_string()),
-        source: serving.map(|m| m.source),
+        source: serving.map(|m| m.provenance),
         compile_ms: serving.map(|m| m.took.as_secs_f64() * 1000.0),
         loaded_at: serving.map(|m| unix_seconds(m.loaded_at)),
         wasi: serving

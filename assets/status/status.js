@@ -19,8 +19,7 @@ const MOSTLY = 0.5; // a module answering more than this share of 5xx needs atte
 const MIN_REQUESTS_FOR_SHARE = 5; // ... once it has answered this many
 const POOL_NEAR_FULL = 0.9;
 const STALE_SOURCE_S = 300;
-const SERVER_ERRORS = new Set(["trap", "exit_error", "fuel_exhausted", "memory_exceeded",
-  "unavailable", "output_too_large", "bad_output", "overloaded", "timeout"]);
+// SERVER_ERRORS (the outcomes answered 5xx) comes from the gateway itself: /outcomes.js.
 const MIN_SPAN_S = 60; // a chart's time axis spans at least this, even with one point
 const COLORS = ["#1f6fb5", "#d9480f", "#2b8a3e", "#862e9c", "#c2255c", "#e67700", "#0b7285",
   "#5c940d", "#364fc7", "#a61e4d", "#495057", "#087f5b", "#9c36b5"];

@@ -2,7 +2,7 @@
 //! own store, fuel, deadline, memory limit, stdin and stdout, dropped afterwards.
 //!
 //! Guests run as async calls on the tokio runtime, not on a separate thread pool. The
-//! store's epoch deadline ([`deadline`](super::deadline)) makes a guest yield back to the
+//! store's epoch deadline ([`deadline`](crate::guest::deadline)) makes a guest yield back to the
 //! scheduler every tick, so a spinning guest shares its worker with other requests instead
 //! of stalling them, and a guest sleeping in `poll_oneoff` is just a parked future (forty
 //! of them cost forty futures, not forty threads). The wall-clock deadline is checked at
@@ -18,26 +18,26 @@ use wasmtime::{Extern, Instance, InstancePre, ModuleExport, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder, WasiView};
 
-use super::bounds::{Bounds, Failure, InvokeError};
-use super::cgi::env::Environment;
-use super::cgi::preview1::{RequestIo, RequestIoParts};
-use super::cgi::stderr::{GuestLog, LogStream};
-use super::cgi::stdin::Stdin;
-use super::cgi::stdout::Stdout;
-use super::deadline::DeadlinePassed;
-use super::host_limits::MAX_RESOURCES;
-use super::lazy_sleep::unless_past;
-use super::linkers::{CgiModule, GatewayStore, Prepared, WasiStore};
-use super::store::{Footprint, StoreState};
+use super::env::Environment;
+use super::preview1::{RequestIo, RequestIoParts};
+use super::stderr::{GuestLog, LogStream};
+use super::stdin::Stdin;
+use super::stdout::Stdout;
+use crate::guest::bounds::{Bounds, Failure, GuestError};
+use crate::guest::deadline::DeadlinePassed;
+use crate::guest::host_limits::MAX_RESOURCES;
+use crate::guest::lazy_sleep::unless_past;
+use crate::guest::linkers::{CgiModule, GatewayStore, Prepared, WasiStore};
 use crate::guest::module::GuestModule;
+use crate::guest::store::{Footprint, StoreState};
 
 /// Runs `module` once with environment `env` and `stdin` as its standard input; returns
 /// all it wrote to stdout, kept whole (as the tests, benches and fuzzers look at it).
-pub async fn invoke(
+pub async fn run_cgi(
     module: &GuestModule,
     env: Environment,
     stdin: Stdin,
-) -> Result<Bytes, InvokeError> {
+) -> Result<Bytes, GuestError> {
     let stdout = Stdout::collecting(module.settings.limits.max_output_bytes);
     run_guest(module, env, stdin, stdout.clone(), Instant::now()).await?;
     Ok(stdout.take())
@@ -51,7 +51,7 @@ pub(crate) async fn run_guest(
     stdin: Stdin,
     stdout: Stdout,
     started: Instant,
-) -> Result<(), InvokeError> {
+) -> Result<(), GuestError> {
     let bounds = Bounds::new(module, started);
     let run = Run {
         module,
@@ -61,7 +61,7 @@ pub(crate) async fn run_guest(
     let cgi = match &module.prepared {
         Prepared::Cgi(cgi) => cgi,
         Prepared::Http(_) => {
-            return Err(InvokeError::Instantiate {
+            return Err(GuestError::Instantiate {
                 module: module.name.clone(),
                 reason: "it is a wasi:http component, not a CGI module".into(),
             });
@@ -98,7 +98,7 @@ pub(crate) async fn run_guest(
                 .await
         }
     };
-    if let Err(InvokeError::Timeout { .. }) = &result {
+    if let Err(GuestError::Timeout { .. }) = &result {
         module
             .metrics()
             .timeout_overshoot(started.elapsed().saturating_sub(run.bounds.limits.timeout));
@@ -131,7 +131,7 @@ impl Run<'_> {
         io: Io,
         attach: impl FnOnce(&mut Store<StoreState<Io>>, Instance) + Send,
         waits: HostWaits,
-    ) -> Result<(), InvokeError> {
+    ) -> Result<(), GuestError> {
         let bounds = &self.bounds;
         let mut store = bounds.store(pre.module().engine(), io, Footprint::CORE_MODULE);
         let budget = Bounds::budget(&store);
@@ -173,7 +173,7 @@ impl Run<'_> {
     }
 
     /// The request as a wasmtime-wasi context, with the module's volumes opened read-only.
-    fn wasi_ctx(&self, env: &Environment, stdin: Stdin) -> Result<WasiP1Ctx, InvokeError> {
+    fn wasi_ctx(&self, env: &Environment, stdin: Stdin) -> Result<WasiP1Ctx, GuestError> {
         let module = self.module;
         let mut wasi = WasiCtxBuilder::new();
         for (key, value) in env.iter() {
@@ -188,7 +188,7 @@ impl Run<'_> {
         for (guest, host) in &module.settings.volumes {
             if let Err(e) = wasi.preopened_dir(host, guest, FsPerms::ReadOnly) {
                 tracing::warn!(module = %module.name, volume = %guest, error = %e, "cannot open a volume");
-                return Err(InvokeError::Instantiate {
+                return Err(GuestError::Instantiate {
                     module: module.name.clone(),
                     reason: format!("volume {guest} cannot be opened"),
                 });

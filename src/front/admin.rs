@@ -18,7 +18,7 @@ use super::admin_host;
 use super::listener::ConnInfo;
 use super::reply::text_response;
 use super::status_page;
-use crate::catalogue::{ArtifactCache, Registry};
+use crate::catalogue::{ArtifactCache, ModuleTable};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 
@@ -27,7 +27,7 @@ const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8"
 
 /// What the admin handler reads.
 pub(crate) struct AdminService {
-    pub(crate) registry: Arc<Registry>,
+    pub(crate) table: Arc<ModuleTable>,
     pub(crate) shutdown: Shutdown,
     pub(crate) metrics: Metrics,
     pub(crate) cache: Option<Arc<ArtifactCache>>,
@@ -69,7 +69,7 @@ impl AdminService {
     fn readyz(&self) -> Response<Full<Bytes>> {
         if self.shutdown.is_triggered() {
             text_response(StatusCode::SERVICE_UNAVAILABLE, "draining")
-        } else if self.registry.is_ready() {
+        } else if self.table.is_ready() {
             text_response(StatusCode::OK, "ready")
         } else {
             text_response(StatusCode::SERVICE_UNAVAILABLE, "loading modules")
@@ -100,7 +100,7 @@ impl AdminService {
     }
 
     fn modules(&self) -> Response<Full<Bytes>> {
-        match serde_json::to_vec(&self.registry.statuses()) {
+        match serde_json::to_vec(&self.table.statuses()) {
             Ok(json) => {
                 let mut response = Response::new(Full::new(Bytes::from(json)));
                 response

@@ -1,6 +1,6 @@
 //! Fuzzes the gateway's own WASI preview1 functions against wasmtime-wasi: the input
 //! chooses a function, its arguments, the guest's memory and its stdin
-//! (`tests/common/preview1_cases.rs`); the call runs linked against both, and any
+//! (`tests/it/common/preview1_cases.rs`); the call runs linked against both, and any
 //! difference in how it ended (trap, exit, errno, out-parameters, memory written) fails.
 //! `tests/preview1_props.rs` runs the same comparison on a fixed seed in CI.
 #![no_main]
@@ -9,9 +9,9 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../tests/common/preview1_cases.rs"]
+#[path = "../../tests/it/common/preview1_cases.rs"]
 mod preview1_cases;
-#[path = "../../tests/common/preview1_diff.rs"]
+#[path = "../../tests/it/common/preview1_diff.rs"]
 mod preview1_diff;
 
 use preview1_cases::{Entropy, FUNCTIONS, InputBytes, case};

@@ -10,7 +10,7 @@
 //! These tests need root (`swapon`, and `process_madvise` on the gateway). CI runs as root;
 //! elsewhere they fail, saying so, rather than pass without having run.
 
-mod common;
+use crate::common;
 
 use std::ffi::c_void;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //! refused at start. Against the real binary, whose compile workers inherit the cache's
 //! handle rather than its path.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! timing claim is checked as an order of events (the first line arrived before the last
 //! was written, a reply came before the next piece was sent), never by sleeping.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

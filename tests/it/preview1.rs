@@ -17,7 +17,7 @@ use wasmgate::testing::{
 };
 use wasmgate::{Config, Overrides};
 
-const PROBE: &str = include_str!("fixtures/wasiprobe.wat");
+const PROBE: &str = include_str!("../fixtures/wasiprobe.wat");
 /// An import the gateway leaves to wasmtime-wasi: adding it switches the implementation.
 const POLL_IMPORT: &str = r#"(import "wasi_snapshot_preview1" "poll_oneoff" (func (param i32 i32 i32 i32) (result i32)))"#;
 const STDIN: &[u8] = b"hello, stdin: more than five bytes";
@@ -101,7 +101,7 @@ async fn modules_that_need_more_than_stdio_get_wasmtime_wasi() {
         "[modules.withvolume]\nvolumes = {{ \"/data\" = {:?} }}\n",
         dir.path()
     ));
-    let hello = include_str!("fixtures/hello.wat");
+    let hello = include_str!("../fixtures/hello.wat");
     assert_eq!(
         gateway.load("hello", hello).preview1(),
         Some(Preview1::Gateway)

@@ -1,7 +1,7 @@
 //! The `wasmgate` binary as users run it: `serve` in a child process (its log, its
 //! environment, its signals, its start-up errors) and `run` for one invocation.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::Path;

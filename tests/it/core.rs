@@ -1,7 +1,7 @@
 //! The core gateway end to end: routing, the guest's environment, stdin and stdout, CGI
 //! headers, every request outcome, and the admin listener.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

@@ -4,7 +4,7 @@
 //! Each failed on the commit before the fix (the redirect test on its message only: the
 //! layer's digest check and the dropped credentials held then, and it keeps them).
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -1,7 +1,7 @@
 //! Hot reload and the compiled-module cache: deploying is a file copy, nothing half-written
 //! or broken is ever served, restarts load from the cache, and a tampered cache is caught.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! compiles run in worker processes under the `[compile]` bounds, and compile bombs, small
 //! modules that Cranelift needs seconds and hundreds of megabytes for.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -8,10 +8,7 @@
 //! `PREVIEW1_PROPS_CASES` explore further. The cargo-fuzz target `preview1_diff` runs the
 //! same comparison on a fuzzer's inputs.
 
-#[path = "common/preview1_cases.rs"]
-mod preview1_cases;
-#[path = "common/preview1_diff.rs"]
-mod preview1_diff;
+use crate::{preview1_cases, preview1_diff};
 
 use preview1_cases::{Entropy, FUNCTIONS, XorShift, case};
 use preview1_diff::Both;

@@ -1,7 +1,7 @@
 //! The admin listener's `/metrics`: every series of DESIGN.md, counted right, with the
 //! `module` label limited to module files that exist.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! What a newcomer touches first: the example config parses, and every example module in
 //! `modules/` serves its expected response through the gateway.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! Hostile guests and hostile requests: every limit is enforced, answered with its status
 //! and reason, and the gateway keeps serving afterwards.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Operations: draining for load balancers on shutdown, without losing a connection that
 //! reached the gateway.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! good version across a restart with the registry down, every kind of bad source, a
 //! polled directory and a Kubernetes-style `..data` symlink swap.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,6 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use wasmgate::{Config, Overrides};
 
+use common::served::Served;
 use common::{TestGateway, build, eventually, eventually_within, fixture, hello_saying};
 
 const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
@@ -475,52 +476,61 @@ fn misbehave(head: &str) -> Option<Vec<u8>> {
     })
 }
 
+/// The credentials go to the gateway process alone (an environment variable set in this
+/// test process would reach every gateway the other tests start).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_that_refuses_lies_or_hangs_is_reported_and_credentials_stay_secret() {
     const PASSWORD: &str = "hunter2-very-secret";
-    // SAFETY: set before any gateway in this test binary reads it; the other tests use a
-    // registry without authentication, which ignores credentials.
-    unsafe {
-        std::env::set_var("WASMGATE_OCI_USERNAME", "alice");
-        std::env::set_var("WASMGATE_OCI_PASSWORD", PASSWORD);
-    }
     let bad = Misbehaving::start().await;
     let host = bad.addr;
-    let extra = format!(
+    let config = format!(
         "oci_poll_ms = 200\n{}{}{}",
         source("denied", &format!("oci://{host}/denied/fn:v1")),
         source("liar", &format!("oci://{host}/liar/fn:v1")),
         source("hang", &format!("oci://{host}/hang/fn:v1")),
     );
     // The hanging source holds up neither readiness (past a few seconds) nor the others.
-    let gw = TestGateway::start(&[("local", "hello")], &extra).await;
-    for (name, reason) in [
-        ("denied", "credentials were refused"),
-        ("liar", "igest"),
-        ("hang", "no answer yet"),
-    ] {
-        assert_failed_because(&gw, name, reason).await;
-    }
-    eventually_within(
-        Duration::from_secs(20),
-        "the hanging source times out",
-        async || {
-            let entry = module_entry(&gw, "hang").await;
-            entry["error"]
-                .as_str()
-                .is_some_and(|e| e.contains("no answer in time"))
-        },
-    )
-    .await;
-    assert_eq!(gw.get("/local").await.text(), "hello, world\n");
-    assert!(
-        bad.saw_basic_auth.load(Ordering::Relaxed),
-        "credentials were offered"
-    );
-    let modules = gw.modules().await.to_string();
-    let metrics = gw.metrics().await;
-    assert!(!modules.contains(PASSWORD) && !metrics.contains(PASSWORD));
-    assert!(!modules.contains("alice") && !metrics.contains("alice"));
+    tokio::task::block_in_place(|| {
+        let env = [
+            ("WASMGATE_OCI_USERNAME", "alice"),
+            ("WASMGATE_OCI_PASSWORD", PASSWORD),
+        ];
+        let modules = [("local".to_string(), fixture("hello"))];
+        let gw = Served::start_bytes(&modules, &env, &config, &[]);
+        for (name, reason) in [
+            ("denied", "credentials were refused"),
+            ("liar", "igest"),
+            ("hang", "no answer yet"),
+        ] {
+            let entry = gw.module(name);
+            assert_eq!(entry["state"], "failed", "{name}: {entry}");
+            let error = entry["error"].as_str().unwrap_or_default();
+            assert!(
+                error.contains(reason),
+                "{name}: {error:?} should say {reason:?}"
+            );
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !gw.module("hang")["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no answer in time"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the hanging source never timed out"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(gw.get("/local"), (200, "hello, world\n".to_string()));
+        assert!(
+            bad.saw_basic_auth.load(Ordering::Relaxed),
+            "credentials were offered"
+        );
+        let (_, modules) = gw.admin_get("/modules");
+        let (_, metrics) = gw.admin_get("/metrics");
+        assert!(!modules.contains(PASSWORD) && !metrics.contains(PASSWORD));
+        assert!(!modules.contains("alice") && !metrics.contains("alice"));
+    });
 }
 
 /// Publishes `files` (module name → bytes) the way the kubelet updates a ConfigMap volume.

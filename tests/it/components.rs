@@ -3,7 +3,7 @@
 //! over real HTTP. Every outcome a component can end with is driven here, and after each
 //! the gateway keeps serving.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

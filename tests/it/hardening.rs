@@ -2,7 +2,7 @@
 //! found, attacked the way the review did, against a real gateway over real HTTP. Every
 //! test here failed on the commit before the fixes.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

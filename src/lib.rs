@@ -4,32 +4,34 @@
 //! A request to `/NAME/...` runs `NAME.wasm` in a fresh instance. A WASI preview1 command
 //! module gets the request through environment variables and stdin, and its stdout comes
 //! back as the response; a wasi:http component is handed the request as a wasi:http
-//! request and streams its response back. The folders follow a request through the
-//! pipeline:
+//! request and streams its response back. The folders are layers, lowest first, and a
+//! request meets them from the top (`tests/it/layout.rs` holds every import to this
+//! order):
 //!
 //! ```text
-//! config ─> runtime ─────────────> (engine + epoch ticker + linkers, made once)
-//!              │
-//! catalogue:   watch ─> loader ─> file ─> compile (cache) ─> served ─> registry
-//!                                                                         │
-//! http:        listener ─> server (body) ──── registry.lookup ────────────┘
-//!                              │
-//! guest:                       ├─> cgi::exchange ─> invoke (store, bounds, linkers)
-//!                              │    env · stdin · preview1 · stdout · response
-//!                              └─> wasi_http::exchange (store, bounds, linkers)
-//!                                   request · io · outbound · response
-//! metrics:     every step above records into its module's series; http::admin serves them
+//! gateway, commands   serve ─ run ─ compile ─ push             (what the binary starts)
+//! front               listener ─> server (route) ──┐           admin, status page
+//! sources             OCI tags ─> loader            │
+//! catalogue           watch ─> loader ─> compile ─> served ─> table ─> lookup
+//! runtime             engine · epoch ticker · linkers                  │
+//! config              schema · defaults · module settings              │
+//! guest               pipeline::respond <──────────────────────────────┘
+//!                       admit ─> body (limit, timeout) ─> Exchange ─> head or end ─> count
+//!                       cgi::exchange (env · stdin · run · preview1 · stdout · response)
+//!                       wasi_http::exchange (request · io · outbound)
+//! metrics             every step records into its module's series; front::admin serves them
+//! outcome, logging, shutdown
 //! ```
 //!
+//! - `guest`: one request through a guest, for either ABI and for `serve` and `run` alike;
 //! - `config`: the TOML file and flags, checked once;
 //! - `runtime`: the one engine, its epoch ticker and the linkers, built in one place;
 //! - `catalogue`: which version of each module is served, kept in step with the directory;
 //! - `sources`: modules from OCI registries, followed by tag, into the same catalogue;
-//! - `http`: the listeners, the public handler, request bodies, the admin endpoints;
-//! - `guest`: one request's instance, with one folder per guest ABI (`cgi`, `wasi_http`);
+//! - `front`: the listeners, the public handler, the admin endpoints;
 //! - `metrics`: the Prometheus series and the gateway's own histograms;
 //! - `logging`: the log's writer, which escapes every control character of every event;
-//! - `gateway` (`serve`) and `commands` (`run`, `compile`): what the binary starts.
+//! - `gateway` (`serve`) and `commands` (`run`, `compile`, `push`): what the binary starts.
 //!
 //! The public API is what the binary needs; [`testing`] opens the inside to the crate's
 //! own tests, benches and fuzz targets, and is no API at all. Everything else is private.
@@ -63,7 +65,7 @@ pub use shutdown::signal;
 /// API: it changes whenever the inside does.
 #[doc(hidden)]
 pub mod testing {
-    use std::sync::Arc;
+    use std::sync::{Arc, LazyLock};
 
     pub use crate::catalogue::compile::Provenance;
     pub use crate::catalogue::failure::{LoadError, LoadFailure};
@@ -112,9 +114,9 @@ pub mod testing {
         request: http::Request<B>,
         conn: ConnInfo,
     ) -> Result<http::Response<Bytes>, Failure> {
+        static GATE: LazyLock<Gate> = LazyLock::new(Gate::unbounded);
         let count = Count::new(module.shared.metrics.clone(), std::time::Instant::now());
-        let gate = Gate::unbounded();
-        let response = crate::guest::pipeline::respond(module, request, conn, &gate, count)
+        let response = crate::guest::pipeline::respond(module, request, conn, &GATE, count)
             .await
             .map_err(|(failure, _)| failure)?;
         let (head, body) = response.into_parts();

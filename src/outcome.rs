@@ -1,5 +1,5 @@
 //! How a request ended: the `outcome` label of the metrics and the HTTP status it maps to
-//! (the table in DESIGN.md).
+//! (the table in ../shared/DESIGN.md).
 
 use http::StatusCode;
 

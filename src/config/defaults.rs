@@ -1,5 +1,5 @@
 //! Every default of the configuration in one table, with the bounds values are checked
-//! against. DESIGN.md's tables list the same numbers; `defaults_match_the_design` in
+//! against. ../shared/DESIGN.md's tables list the same numbers; `defaults_match_the_design` in
 //! `config/mod.rs` holds them to it.
 
 use std::time::Duration;

@@ -19,7 +19,7 @@ pub struct Limits {
     /// Guests of one module running at once; past it that module answers 503. The default
     /// is half the pool (`config/defaults.rs`), so no one module can take every slot.
     pub max_concurrency: u32,
-    /// A CGI guest's stdout is buffered until it exits or writes this much (DESIGN.md
+    /// A CGI guest's stdout is buffered until it exits or writes this much (../shared/DESIGN.md
     /// "Streaming"); then its response streams.
     pub stream_after_bytes: u64,
     /// ... or until it has run this long.

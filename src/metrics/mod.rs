@@ -1,4 +1,4 @@
-//! Prometheus metrics: the names of DESIGN.md and the handles that record them.
+//! Prometheus metrics: the names of ../shared/DESIGN.md and the handles that record them.
 //!
 //! Each gateway has a recorder of its own (not the process-global one), so that two
 //! gateways in one process — as in the tests — never mix their counts. Every series a

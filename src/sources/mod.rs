@@ -1,4 +1,4 @@
-//! Module sources beyond a local directory (DESIGN.md "Module sources beyond a local
+//! Module sources beyond a local directory (../shared/DESIGN.md "Module sources beyond a local
 //! directory"): OCI registries, followed tag by tag.
 //!
 //! - [`credentials`]: who the gateway is to each registry;

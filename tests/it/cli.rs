@@ -220,6 +220,46 @@ fn run_refuses_a_declared_length_over_the_output_cap_as_serve_does() {
     assert!(out.stdout.is_empty(), "{} bytes went out", out.stdout.len());
 }
 
+/// `run` and `serve` go through one pipeline (issue 31): a body over `max_body_bytes` is
+/// refused alike by both, for a CGI module and for a component, naming the module.
+#[test]
+fn run_and_serve_refuse_a_body_over_the_limit_alike_on_both_abis() {
+    let config = "[limits]\nmax_body_bytes = 16\n";
+    let modules = [
+        ("echo".to_string(), fixture("echo")),
+        ("echo_http".to_string(), component("echo_http")),
+    ];
+    let gw = Served::start_bytes(&modules, &[], config, &[]);
+    let body = "x".repeat(100);
+    for (name, wasm) in &modules {
+        let says = format!("module '{name}': request body larger than 16 bytes");
+        let (status, text) = gw.request("POST", &format!("/{name}"), &body);
+        assert_eq!(status, 413, "serve {name}: {text}");
+        assert!(text.contains(&says), "serve {name}: {text}");
+        let dir = tempfile::tempdir().unwrap();
+        let (file, config_file, stdin) = (
+            dir.path().join(format!("{name}.wasm")),
+            dir.path().join("wasmgate.toml"),
+            dir.path().join("body"),
+        );
+        std::fs::write(&file, wasm).unwrap();
+        std::fs::write(&config_file, config).unwrap();
+        std::fs::write(&stdin, &body).unwrap();
+        let out = Command::new(BIN)
+            .arg("run")
+            .arg(&file)
+            .arg("--config")
+            .arg(&config_file)
+            .args(["--method", "POST"])
+            .stdin(std::fs::File::open(&stdin).unwrap())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(126), "run {name}: {stderr}");
+        assert!(stderr.contains(&says), "run {name}: {stderr}");
+    }
+}
+
 /// `wasmgate run FILE`, no stdin, its stdout and stderr piped.
 fn spawn_run(file: &Path) -> std::process::Child {
     Command::new(BIN)

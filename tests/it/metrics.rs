@@ -1,4 +1,4 @@
-//! The admin listener's `/metrics`: every series of DESIGN.md, counted right, with the
+//! The admin listener's `/metrics`: every series of ../shared/DESIGN.md, counted right, with the
 //! `module` label limited to module files that exist.
 
 use crate::common;

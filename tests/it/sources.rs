@@ -521,7 +521,13 @@ async fn a_registry_that_refuses_lies_or_hangs_is_reported_and_credentials_stay_
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        assert_eq!(gw.get("/local"), (200, "hello, world\n".to_string()));
+        let local = gw.get("/local");
+        assert_eq!(
+            local,
+            (200, "hello, world\n".to_string()),
+            "{}",
+            gw.log.lock().unwrap()
+        );
         assert!(
             bad.saw_basic_auth.load(Ordering::Relaxed),
             "credentials were offered"

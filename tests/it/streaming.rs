@@ -1,4 +1,4 @@
-//! Streaming CGI (DESIGN.md "Streaming"), over real sockets: output reaches the client while
+//! Streaming CGI (../shared/DESIGN.md "Streaming"), over real sockets: output reaches the client while
 //! the guest runs, the body reaches the guest as it arrives, failures after the head cut
 //! the response off, and a slow or vanished client holds back or ends its guest. Every
 //! timing claim is checked as an order of events (the first line arrived before the last
@@ -332,7 +332,7 @@ async fn stdin_is_fed_as_the_body_arrives() {
 
 /// A header block that never ends is a 502 once it passes the header limit, never a
 /// partial head, even while the guest is still writing; so is a first line that never
-/// ends, since it may still turn out to be a header (DESIGN.md "Streaming").
+/// ends, since it may still turn out to be a header (../shared/DESIGN.md "Streaming").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_header_block_that_never_ends_is_a_502() {
     let mut gw = gateway().await;

@@ -13,7 +13,7 @@ use crate::guest::exchange::Failure;
 use crate::guest::reply_body::ReplyBody;
 use crate::runtime::RuntimeError;
 
-/// Exit statuses of `wasmgate run` beside the guest's own (DESIGN.md).
+/// Exit statuses of `wasmgate run` beside the guest's own (../shared/DESIGN.md).
 const EXIT_CANNOT_RUN: u8 = 126;
 const EXIT_TRAP: u8 = 134;
 const EXIT_LIMIT: u8 = 137;

@@ -175,7 +175,7 @@ fn find_header_block(out: &[u8], complete: bool) -> Result<Block<'_>, OutputErro
             }
             // Cut off by the limit after header lines, inside one, or (while the guest is
             // still writing) inside a line that may yet become one: the block never ended
-            // where it may (DESIGN.md: an incomplete header block past the limit is a 502).
+            // where it may (../shared/DESIGN.md: an incomplete header block past the limit is a 502).
             let open =
                 pos > 0 || split_header(rest).is_some() || (!complete && could_be_header(rest));
             return match cut_short && open {

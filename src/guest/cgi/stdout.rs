@@ -4,7 +4,7 @@
 //! writes is kept, so a guest that exits early is answered whole, exactly as it always
 //! was (status from the outcome, `Content-Length`). The buffer takes writes up to
 //! `stream_after_bytes`; a write past that waits, which hands control back to the
-//! exchange so it can decide (DESIGN.md "Streaming"). Once committed, the buffer is a pipe
+//! exchange so it can decide (../shared/DESIGN.md "Streaming"). Once committed, the buffer is a pipe
 //! of [`PIPE_BYTES`] that the client's [`StdoutBody`] drains: a guest whose client reads
 //! slowly waits in its writes (asynchronously, within its deadline), and the gateway never
 //! holds more than `stream_after_bytes` plus [`PIPE_BYTES`] for it.

@@ -1,7 +1,8 @@
 //! The integration tests, as one test binary: real gateways on ephemeral ports (in this
 //! process, or as processes of the release binary), real HTTP, real modules. One binary
 //! links wasmtime once instead of once per file; each file is a module, named as before
-//! (`cargo test --release --test it core::` runs one file's tests).
+//! (`cargo test --release --test it core::` runs one file's tests). The swap tests are a
+//! binary of their own (`tests/swap.rs` says why).
 
 mod common;
 #[path = "common/preview1_cases.rs"]
@@ -27,4 +28,3 @@ mod preview1_props;
 mod reload;
 mod sources;
 mod streaming;
-mod swap;

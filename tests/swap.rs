@@ -9,8 +9,14 @@
 //!
 //! These tests need root (`swapon`, and `process_madvise` on the gateway). CI runs as root;
 //! elsewhere they fail, saying so, rather than pass without having run.
+//!
+//! They are a test binary of their own, the only one beside `tests/it`: a swap area is the
+//! whole machine's, and a gateway that resets slots by page scanning stops when one is
+//! turned on after its start (by design, see SECURITY.md), so no other test's gateway may
+//! run while these do; cargo runs test binaries one after another.
 
-use crate::common;
+#[path = "it/common/mod.rs"]
+mod common;
 
 use std::ffi::c_void;
 use std::path::{Path, PathBuf};

@@ -21,7 +21,8 @@ use http::HeaderMap;
 use http::header::{CONTENT_LENGTH, EXPECT};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
-use tokio::time::Sleep;
+
+use super::lazy_sleep::LazySleep;
 
 /// The most of a refused body that is read and discarded before the 413 goes out.
 pub(crate) const MAX_DRAIN_BYTES: u64 = 32 << 20;
@@ -121,7 +122,8 @@ pub(crate) struct LimitedBody<B> {
     inner: B,
     limit: u64,
     received: u64,
-    deadline: Option<Pin<Box<Sleep>>>,
+    /// Made only once the body has had to wait: most bodies are whole at once.
+    deadline: Option<LazySleep>,
     fault: BodyFault,
 }
 
@@ -133,7 +135,7 @@ impl<B> LimitedBody<B> {
             inner,
             limit,
             received: 0,
-            deadline: deadline.map(|at| Box::pin(tokio::time::sleep_until(at.into()))),
+            deadline: deadline.map(LazySleep::until),
             fault: fault.clone(),
         };
         (body, fault)
@@ -164,7 +166,7 @@ impl<B: RequestBody> Body for LimitedBody<B> {
                 let Some(deadline) = this.deadline.as_mut() else {
                     return Poll::Pending;
                 };
-                if deadline.as_mut().poll(cx).is_pending() {
+                if deadline.poll_elapsed(cx).is_pending() {
                     return Poll::Pending;
                 }
                 return Poll::Ready(Some(Err(this.fault.set(BodyError::TimedOut))));

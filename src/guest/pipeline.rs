@@ -152,7 +152,7 @@ async fn run<X: Exchange, B: RequestBody>(
         let limit = module.settings.limits.max_body_bytes;
         refuse_declared_oversize(&parts.headers, &mut body, limit)
             .await
-            .map_err(|e| body_failure(&module, e))?;
+            .map_err(|e| body_error(&module, e))?;
         gate.admit(&module, &mut admitted).await?;
         let deadline = gate.body_timeout.map(|timeout| started + timeout);
         let (body, fault) = LimitedBody::new(body, limit, deadline);
@@ -269,8 +269,4 @@ fn check_host(headers: &HeaderMap) -> Result<(), Failure> {
 /// The error for a request body that could not be given to `module` whole.
 fn body_error(module: &GuestModule, error: BodyError) -> GuestError {
     GuestError::body(&module.name, module.settings.limits.max_body_bytes, error)
-}
-
-fn body_failure(module: &GuestModule, error: BodyError) -> Failure {
-    body_error(module, error).into()
 }

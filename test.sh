@@ -10,7 +10,8 @@ cd "$(dirname "$0")"
 # What the tests drive besides the gateway itself, from Debian's packages when missing:
 # Prometheus (and promtool), Chromium for the status page, wat2wasm for fixtures, HAProxy
 # and wrk for the load-balancer and fleet tests, systemd-analyze for the unit file, and the
-# CNCF Distribution registry (docker-registry) for the OCI sources.
+# CNCF Distribution registry (docker-registry) for the OCI sources, and redis-server for the
+# Redis key-value backend.
 missing=()
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v chromium >/dev/null || missing+=(chromium)
@@ -19,6 +20,7 @@ command -v haproxy >/dev/null || missing+=(haproxy)
 command -v wrk >/dev/null || missing+=(wrk)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 [[ -x /usr/bin/docker-registry ]] || missing+=(docker-registry)
+command -v redis-server >/dev/null || missing+=(redis-server)
 if ((${#missing[@]})); then
   sudo=""; [[ $(id -u) == 0 ]] || sudo=sudo
   $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -48,7 +50,7 @@ if [[ -f $contract ]]; then
   # Every check must pass: contract.py exits non-zero on any failure, or on a group that
   # did not run to its end.
   WASMGATE_BIN="$PWD/target/release/wasmgate" python3 "$contract" \
-    core reload limits metrics ops run http stream sources
+    core reload limits metrics ops run http stream sources kv
 elif [[ -n ${CI:-} ]]; then
   # CI always has ../shared beside the clone: its absence there is a failure, not a pass.
   echo "error: $contract not found under CI; the acceptance checks cannot run" >&2

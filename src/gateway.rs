@@ -29,6 +29,7 @@ use crate::front::listener::{self, ConnInfo, ListenOptions};
 use crate::front::server::PublicService;
 use crate::front::threads;
 use crate::guest::pipeline::Gate;
+use crate::kv::{KvOpenError, KvStores};
 use crate::metrics::{Metrics, UPKEEP_INTERVAL};
 use crate::runtime::{AllocatorChoice, GuestRuntime, RuntimeError};
 use crate::shutdown::Shutdown;
@@ -56,6 +57,8 @@ pub enum StartError {
     Cache(CacheError),
     #[error(transparent)]
     Credentials(#[from] CredentialsError),
+    #[error(transparent)]
+    Kv(#[from] KvOpenError),
 }
 
 /// How long a stopping gateway waits for its background tasks (module syncs, source
@@ -79,12 +82,14 @@ impl RunningGateway {
     /// (the first scan of the modules directory goes on in the background).
     pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         let config = Arc::new(config);
-        let runtime = GuestRuntime::new(&config, AllocatorChoice::PoolingWithFallback)?;
         let metrics = if config.metrics {
             Metrics::new()
         } else {
             Metrics::disabled()
         };
+        let kv = open_kv(&config, &metrics)?;
+        let runtime =
+            GuestRuntime::new(&config, AllocatorChoice::PoolingWithFallback)?.with_kv(kv.clone());
         metrics.set_pool_slots(config.max_instances);
         let cache_dir = usable(PrivateDir::open(&config.cache_dir))?;
         let cache = match &cache_dir {
@@ -106,6 +111,7 @@ impl RunningGateway {
             table.clone(),
             metrics.clone(),
             tasks.clone(),
+            kv,
         )
         .map_err(|e| StartError::Threads(e.to_string()))?;
         // Fail now, not in the background, if the directory cannot be listed.
@@ -299,6 +305,16 @@ async fn upkeep(metrics: Metrics, shutdown: Shutdown) {
             () = shutdown.triggered() => break,
         }
     }
+}
+
+/// The key-value stores, when the config uses them.
+fn open_kv(config: &Config, metrics: &Metrics) -> Result<Option<Arc<KvStores>>, StartError> {
+    let Some(settings) = &config.kv else {
+        return Ok(None);
+    };
+    let stores = KvStores::open_counted(settings, metrics.clone())?;
+    tracing::info!(backend = %settings.backend.redacted(), "key-value stores open");
+    Ok(Some(Arc::new(stores)))
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {

@@ -31,7 +31,9 @@
 //! - `front`: the listeners, the public handler, the admin endpoints;
 //! - `metrics`: the Prometheus series and the gateway's own histograms;
 //! - `logging`: the log's writer, which escapes every control character of every event;
-//! - `gateway` (`serve`) and `commands` (`run`, `compile`, `push`): what the binary starts.
+//! - `kv`: the key-value stores, embedded or Redis, that guests of both ABIs call;
+//! - `gateway` (`serve`) and `commands` (`run`, `compile`, `push`, `kv`): what the binary
+//!   starts.
 //!
 //! The public API is what the binary needs; [`testing`] opens the inside to the crate's
 //! own tests, benches and fuzz targets, and is no API at all. Everything else is private.
@@ -42,6 +44,7 @@ mod config;
 mod front;
 mod gateway;
 mod guest;
+mod kv;
 pub mod logging;
 mod metrics;
 mod outcome;
@@ -51,6 +54,7 @@ mod sources;
 
 pub use commands::compile::{PrecompileError, Precompiled, Precompiler};
 pub use commands::compile_worker::compile_worker;
+pub use commands::kv::{StoreAdmin, StoreAdminError};
 pub use commands::push::{PushError, push};
 pub use commands::run::{RunBody, RunError, RunRequest, RunResponse, run_once};
 pub use config::{
@@ -58,6 +62,7 @@ pub use config::{
     WatchMode,
 };
 pub use gateway::{RunningGateway, StartError};
+pub use kv::{KvError, KvOpenError, KvSettings};
 pub use shutdown::signal;
 
 /// The crate's inside, for its own tests, benches and fuzz targets: each piece of the

@@ -1,6 +1,6 @@
 //! The `wasmgate` command: argument parsing and start-up over the library.
 
-use std::io::{IsTerminal, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use wasmgate::logging::EscapedStderr;
 use wasmgate::{
-    Config, Overrides, Precompiler, RunBody, RunRequest, RunResponse, RunningGateway,
+    Config, Overrides, Precompiler, RunBody, RunRequest, RunResponse, RunningGateway, StoreAdmin,
     compile_worker, run_once,
 };
 
@@ -77,6 +77,15 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Read, seed or clean a key-value store (the config's [kv], or the default embedded
+    /// store; an embedded store is refused while a gateway holds it).
+    Kv {
+        /// Config file whose [kv] table names the backend.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        op: KvOp,
+    },
     /// Compile the module on stdin into the cache (what `serve` starts to compile each
     /// module in a process of its own, under the `[compile]` bounds).
     #[command(hide = true)]
@@ -103,6 +112,33 @@ enum Command {
         #[arg(long)]
         insecure: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum KvOp {
+    /// Print the value at KEY (exit status 1 when there is none).
+    Get { store: String, key: String },
+    /// Set KEY to VALUE, or to stdin when VALUE is absent.
+    Set {
+        store: String,
+        key: String,
+        value: Option<String>,
+    },
+    /// Delete KEY, whether or not it exists.
+    Delete { store: String, key: String },
+    /// Print every key, one per line.
+    List { store: String },
+}
+
+impl KvOp {
+    fn store(&self) -> &str {
+        match self {
+            KvOp::Get { store, .. }
+            | KvOp::Set { store, .. }
+            | KvOp::Delete { store, .. }
+            | KvOp::List { store } => store,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -134,8 +170,19 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("'{s}' is not K=V"))
 }
 
-fn main() -> Result<ExitCode> {
-    let cli = Cli::parse();
+/// Errors end the process with their chain on one line, `Error: what: why`, and never a
+/// backtrace (`RUST_BACKTRACE` is for panics).
+fn main() -> ExitCode {
+    match start(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn start(cli: Cli) -> Result<ExitCode> {
     // A compile worker needs no log (its stderr goes nowhere) and no async runtime.
     if !matches!(cli.command, Command::CompileWorker { .. }) {
         init_logging(cli.log_format);
@@ -219,6 +266,10 @@ fn main() -> Result<ExitCode> {
             println!("{digest}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Kv { config, op } => {
+            let config = Config::load(config.as_deref(), Overrides::default())?;
+            runtime()?.block_on(kv(&config, op))
+        }
         Command::CompileWorker {
             cache_fd,
             cache_max_bytes,
@@ -251,6 +302,44 @@ async fn serve(config: Config) -> Result<()> {
     gateway.stop().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// One `wasmgate kv` command: values and keys go to stdout as they are stored.
+async fn kv(config: &Config, op: KvOp) -> Result<ExitCode> {
+    let name = op.store().to_string();
+    let store = StoreAdmin::open(config, &name)?;
+    let mut out = std::io::stdout().lock();
+    match op {
+        KvOp::Get { key, .. } => match store.get(key.as_bytes()).await? {
+            Some(value) => out.write_all(&value)?,
+            None => {
+                eprintln!("no key {key:?} in store '{name}'");
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        KvOp::Set { key, value, .. } => {
+            let value = match value {
+                Some(v) => v.into_bytes(),
+                None => {
+                    let mut v = Vec::new();
+                    std::io::stdin()
+                        .read_to_end(&mut v)
+                        .context("cannot read stdin")?;
+                    v
+                }
+            };
+            store.set(key.as_bytes(), &value).await?;
+        }
+        KvOp::Delete { key, .. } => store.delete(key.as_bytes()).await?,
+        KvOp::List { .. } => {
+            for key in store.keys().await? {
+                out.write_all(&key)?;
+                out.write_all(b"\n")?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Compiles every module into the cache: a progress bar on a terminal, one line per module

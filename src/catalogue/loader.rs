@@ -33,6 +33,7 @@ use super::table::ModuleTable;
 use crate::config::Config;
 use crate::config::name;
 use crate::guest::module::ModuleShared;
+use crate::kv::KvStores;
 use crate::metrics::{LoadResult, Metrics};
 
 /// When a sync happens: it decides how many compiles may run at once.
@@ -57,6 +58,8 @@ pub(crate) struct Loader {
     metrics: Metrics,
     /// Where its syncs run, so that a stopping gateway can wait for them.
     tasks: TaskTracker,
+    /// The key-value stores, when the config uses them.
+    kv: Option<Arc<KvStores>>,
 }
 
 impl Loader {
@@ -67,6 +70,7 @@ impl Loader {
         table: Arc<ModuleTable>,
         metrics: Metrics,
         tasks: TaskTracker,
+        kv: Option<Arc<KvStores>>,
     ) -> Result<Self, rayon::ThreadPoolBuildError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(Loader {
@@ -79,6 +83,7 @@ impl Loader {
             locks: Arc::new(DashMap::new()),
             metrics,
             tasks,
+            kv,
         })
     }
 
@@ -282,8 +287,8 @@ impl Loader {
 
     /// The series and permits of a module seen for the first time.
     fn new_shared(&self, name: &str) -> ModuleShared {
-        let limits = self.config.module_settings(name).limits;
-        ModuleShared::new(self.metrics.module(name), limits.max_concurrency)
+        let settings = self.config.module_settings(name);
+        ModuleShared::new(self.metrics.module(name), &settings, self.kv.as_ref())
     }
 
     fn path_of(&self, name: &str) -> PathBuf {

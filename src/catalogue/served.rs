@@ -58,10 +58,7 @@ impl ServedModule {
         let compiled = Compiler::new(runtime, None)
             .compile(bytes, facts.clone(), Needs::of(&settings))
             .map_err(|error| LoadFailure::new(Some(facts), error))?;
-        let shared = ModuleShared::new(
-            Metrics::disabled().module(name),
-            settings.limits.max_concurrency,
-        );
+        let shared = ModuleShared::new(Metrics::disabled().module(name), &settings, runtime.kv());
         Ok(ServedModule::new(name, compiled, settings, shared))
     }
 

@@ -1,9 +1,11 @@
 //! The one-shot commands beside `serve`: `run` (one request through a module file, as the
 //! gateway would serve it), `compile` (fill the artifact cache and exit) and `push`
-//! (publish a module to an OCI registry); and `compile-worker`, which the gateway starts to
+//! (publish a module to an OCI registry), `kv` (an operator's reads and writes of a
+//! store); and `compile-worker`, which the gateway starts to
 //! compile one module in a process of its own.
 
 pub(crate) mod compile;
 pub(crate) mod compile_worker;
+pub(crate) mod kv;
 pub(crate) mod push;
 pub(crate) mod run;

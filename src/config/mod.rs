@@ -9,6 +9,7 @@
 //!   parses again (a module's name, an OCI source).
 
 pub(crate) mod defaults;
+mod kv;
 mod module;
 pub(crate) mod name;
 pub(crate) mod reference;
@@ -27,6 +28,8 @@ pub use defaults::default_serve_threads;
 use defaults::*;
 use module::{check_env, merge_limits, module_settings};
 use reference::OciReference;
+
+use crate::kv::KvSettings;
 use schema::{FileCompile, FileConfig};
 
 /// A configuration that cannot be used; the message names the key (and the value), and
@@ -113,6 +116,9 @@ pub struct Config {
     pub slot_reset: SlotResetChoice,
     /// How modules are compiled while serving (`[compile]`).
     pub compile: CompileSettings,
+    /// The key-value stores (`[kv]`), when the config has the table or a module lists
+    /// `kv_stores`.
+    pub kv: Option<KvSettings>,
 }
 
 /// How modules are compiled while serving (`[compile]`): each in a worker process of its
@@ -286,6 +292,7 @@ fn build(file: FileConfig, overrides: Overrides) -> Result<Config, ConfigError> 
         modules.insert(name.clone(), settings);
         sources.extend(source.map(|source| (name.clone(), source)));
     }
+    let any_lists_stores = modules.values().any(|m| !m.kv_stores.is_empty());
     let config = Config {
         listen: pick_addr(
             overrides.listen,
@@ -337,6 +344,7 @@ fn build(file: FileConfig, overrides: Overrides) -> Result<Config, ConfigError> 
         oci_insecure: file.oci_insecure,
         slot_reset: file.slot_reset,
         compile: file.compile.settings()?,
+        kv: kv::kv_settings(file.kv.as_ref(), any_lists_stores)?,
     };
     if config.max_instances == 0 {
         return Err(ConfigError::value("max_instances", 0, "must be at least 1"));

@@ -92,6 +92,7 @@ pub(super) fn module_settings(
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         pass_authorization: module.pass_authorization,
+        kv_stores: super::kv::module_stores(&section, &module.kv_stores)?,
     };
     Ok((settings, source))
 }

@@ -48,6 +48,17 @@ pub(super) struct FileConfig {
     pub(super) slot_reset: SlotResetChoice,
     #[serde(default)]
     pub(super) compile: FileCompile,
+    pub(super) kv: Option<FileKv>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileKv {
+    pub(super) backend: Option<String>,
+    pub(super) path: Option<PathBuf>,
+    pub(super) max_key_bytes: Option<u64>,
+    pub(super) max_value_bytes: Option<u64>,
+    pub(super) max_store_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -88,4 +99,6 @@ pub(super) struct FileModule {
     #[serde(default)]
     pub(super) allowed_outbound_hosts: Vec<String>,
     pub(super) source: Option<String>,
+    #[serde(default)]
+    pub(super) kv_stores: Vec<String>,
 }

@@ -17,6 +17,7 @@ use super::swap::SlotResetCheck;
 use crate::guest::body::BodyError;
 use crate::guest::module::GuestModule;
 use crate::guest::settings::Limits;
+use crate::kv::{KvAccess, KvSession};
 use crate::metrics::ModuleMetrics;
 use crate::outcome::Outcome;
 
@@ -102,6 +103,8 @@ pub(crate) struct Bounds {
     pub name: Arc<str>,
     pub limits: Limits,
     pub deadline: Instant,
+    /// The stores its guest may open.
+    pub kv: Option<Arc<KvAccess>>,
 }
 
 impl Bounds {
@@ -112,6 +115,7 @@ impl Bounds {
             name: module.name.clone(),
             limits,
             deadline: started + limits.timeout,
+            kv: module.shared.kv.clone(),
         }
     }
 
@@ -127,6 +131,7 @@ impl Bounds {
             io,
             limiter: GuestLimiter::new(self.limits.max_memory_bytes as usize, footprint),
             module: self.name.clone(),
+            kv: KvSession::new(self.kv.clone(), self.name.clone(), self.deadline),
             _reset_check: SlotResetCheck,
         };
         let mut store = Store::new(engine, state);

@@ -12,12 +12,14 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
+use super::cgi::kv;
 use super::cgi::preview1::{self, Preview1, RequestIo};
 use super::log;
 use super::store::{Footprint, GuestLimiter, StoreState};
 use super::swap::SlotResetCheck;
 use super::wasi_http::io::ComponentStore;
 use crate::guest::abi::Abi;
+use crate::kv::KvSession;
 
 /// The entry point of a WASI command module.
 const START_EXPORT: &str = "_start";
@@ -97,9 +99,11 @@ impl Linkers {
         let mut gateway = Linker::new(engine);
         preview1::add_to_linker(&mut gateway, |state: &mut GatewayStore| &mut state.io)?;
         log::add_to_linker(&mut gateway)?;
+        kv::add_to_linker(&mut gateway)?;
         let mut wasi = Linker::new(engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut wasi, |state: &mut WasiStore| &mut state.io)?;
         log::add_to_linker(&mut wasi)?;
+        kv::add_to_linker(&mut wasi)?;
         let mut component = wasmtime::component::Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut component)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut component)?;
@@ -157,6 +161,7 @@ fn defined_functions(engine: &Engine, linker: &Linker<WasiStore>) -> HashSet<(St
         io: WasiCtxBuilder::new().build_p1(),
         limiter: GuestLimiter::new(0, Footprint::CORE_MODULE),
         module: "".into(),
+        kv: KvSession::new(None, "".into(), std::time::Instant::now()),
         _reset_check: SlotResetCheck,
     };
     let mut store = Store::new(engine, state);

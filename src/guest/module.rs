@@ -15,6 +15,7 @@ use super::cgi::string_block::StringBlock;
 use super::linkers::Prepared;
 use super::settings::ModuleSettings;
 use super::wasi_http::allowed::AllowedHost;
+use crate::kv::{KvAccess, KvStores};
 use crate::metrics::ModuleMetrics;
 
 /// A module ready to run.
@@ -36,13 +37,25 @@ pub(crate) struct ModuleShared {
     pub metrics: Arc<ModuleMetrics>,
     /// One permit per guest of this module that may run at once (`max_concurrency`).
     pub guests: Arc<Semaphore>,
+    /// The key-value stores its section lists, when it lists any and the gateway has them.
+    pub kv: Option<Arc<KvAccess>>,
 }
 
 impl ModuleShared {
-    pub(crate) fn new(metrics: Arc<ModuleMetrics>, max_concurrency: u32) -> ModuleShared {
+    /// What the versions of a module with `settings` share, recording into `metrics`,
+    /// and opening `kv`'s stores when its settings list any.
+    pub(crate) fn new(
+        metrics: Arc<ModuleMetrics>,
+        settings: &ModuleSettings,
+        kv: Option<&Arc<KvStores>>,
+    ) -> ModuleShared {
+        let kv = kv
+            .filter(|_| !settings.kv_stores.is_empty())
+            .map(|stores| Arc::new(KvAccess::new(stores.clone(), settings.kv_stores.clone())));
         ModuleShared {
             metrics,
-            guests: Arc::new(Semaphore::new(max_concurrency as usize)),
+            guests: Arc::new(Semaphore::new(settings.limits.max_concurrency as usize)),
+            kv,
         }
     }
 }

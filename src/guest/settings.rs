@@ -40,6 +40,8 @@ pub struct ModuleSettings {
     pub volumes: Vec<(String, PathBuf)>,
     /// Where a component's outgoing HTTP requests may go; empty denies them all.
     pub allowed_outbound_hosts: Vec<AllowedHost>,
+    /// The key-value stores its guests may open, sorted.
+    pub kv_stores: Vec<String>,
 }
 
 impl ModuleSettings {
@@ -53,6 +55,7 @@ impl ModuleSettings {
             args: Vec::new(),
             volumes: Vec::new(),
             allowed_outbound_hosts: Vec::new(),
+            kv_stores: Vec::new(),
         }
     }
 }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use wasmtime::ResourceLimiter;
 
 use super::swap::SlotResetCheck;
+use crate::kv::KvSession;
 
 /// Tables per core module (WASI command modules use one); the pool reserves as many.
 pub(crate) const MAX_TABLES: usize = 4;
@@ -55,6 +56,8 @@ pub(crate) struct StoreState<Io> {
     pub limiter: GuestLimiter,
     /// The module's name, for the log lines its guest writes.
     pub module: Arc<str>,
+    /// The key-value stores this request has opened, and may open.
+    pub kv: KvSession,
     /// Dropped with the state, before wasmtime resets the store's pool slot.
     pub _reset_check: SlotResetCheck,
 }

@@ -37,7 +37,7 @@ impl Metrics {
     /// A recorder for one gateway.
     pub(crate) fn new() -> Metrics {
         let builder = PrometheusBuilder::new();
-        let builder = [COMPILE_DURATION, TIMEOUT_OVERSHOOT]
+        let builder = [COMPILE_DURATION, TIMEOUT_OVERSHOOT, KV_OPERATION_DURATION]
             .into_iter()
             .try_fold(builder, |b, name| {
                 b.set_buckets_for_metric(Matcher::Full(name.into()), DURATION_BUCKETS)
@@ -143,6 +143,34 @@ impl Metrics {
             let key = Key::from_parts(SOURCE_LAST_SUCCESS, vec![label("source", source)]);
             inner.recorder.register_gauge(&key, &META).set(now);
         }
+    }
+
+    /// Counts one key-value call of `module` on `store`, and how long it took.
+    pub(crate) fn kv_operation(
+        &self,
+        module: &str,
+        store: &str,
+        op: &'static str,
+        result: &'static str,
+        took: Duration,
+    ) {
+        let Some(inner) = &self.inner else { return };
+        let labels = vec![
+            label("module", module),
+            label("store", store),
+            Label::from_static_parts("op", op),
+            Label::from_static_parts("result", result),
+        ];
+        let key = Key::from_parts(KV_OPERATIONS, labels);
+        inner.recorder.register_counter(&key, &META).increment(1);
+        let key = Key::from_parts(
+            KV_OPERATION_DURATION,
+            vec![Label::from_static_parts("op", op)],
+        );
+        inner
+            .recorder
+            .register_histogram(&key, &META)
+            .record(took.as_secs_f64());
     }
 
     pub(crate) fn set_modules_loaded(&self, count: usize) {

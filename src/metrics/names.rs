@@ -25,6 +25,8 @@ pub(crate) const CONCURRENCY_LIMITED: &str = "wasmgate_concurrency_limited_total
 pub(crate) const OUTBOUND_REQUESTS: &str = "wasmgate_outbound_requests_total";
 pub(crate) const SOURCE_POLLS: &str = "wasmgate_source_polls_total";
 pub(crate) const SOURCE_LAST_SUCCESS: &str = "wasmgate_source_last_success_timestamp_seconds";
+pub(crate) const KV_OPERATIONS: &str = "wasmgate_kv_operations_total";
+pub(crate) const KV_OPERATION_DURATION: &str = "wasmgate_kv_operation_duration_seconds";
 
 /// What each of the exporter's series means: the `# HELP` lines of `/metrics`.
 pub(super) const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
@@ -90,6 +92,16 @@ pub(super) const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         SOURCE_LAST_SUCCESS,
         Kind::Gauge,
         "When each module source last answered a poll (Unix time): a stale source keeps its last good version.",
+    ),
+    (
+        KV_OPERATIONS,
+        Kind::Counter,
+        "Key-value calls of guests, by module, store, op (open, get, set, delete, increment, list) and result (ok, or the error).",
+    ),
+    (
+        KV_OPERATION_DURATION,
+        Kind::Histogram,
+        "How long key-value calls took, by op, waiting for the backend included.",
     ),
 ];
 

@@ -19,6 +19,7 @@ type ModPath = Vec<String>;
 const LAYERS: &[&[&str]] = &[
     &["outcome", "logging", "shutdown"],
     &["metrics"],
+    &["kv"],
     &["guest"],
     &["config"],
     &["runtime"],

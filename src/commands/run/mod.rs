@@ -2,7 +2,7 @@
 //! for module authors to try a function before deploying it.
 //!
 //! It is the gateway's twin: the module's own `[modules.NAME]` settings and limits from
-//! `--config`, and the same request pipeline as `serve` (`guest/pipeline.rs`): the same
+//! `--config`, the same key-value stores, and the same request pipeline as `serve` (`guest/pipeline.rs`): the same
 //! CGI or wasi:http exchange by the file's header, the same body and output limits, the
 //! same streaming. Only the pool is missing: `run` runs one guest. The process's stdin is
 //! the request body, read only as the guest reads it, so a guest that never reads stdin
@@ -19,6 +19,7 @@ mod stdin;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{CONTENT_LENGTH, HOST};
@@ -35,6 +36,7 @@ use crate::guest::conn::ConnInfo;
 use crate::guest::module::GuestModule;
 use crate::guest::pipeline::{Gate, respond};
 use crate::guest::streamed::Count;
+use crate::kv::KvStores;
 use crate::runtime::{AllocatorChoice, GuestRuntime};
 
 /// The addresses a one-shot run pretends the request came from and went to.
@@ -67,7 +69,8 @@ pub async fn run_once(
         module: name.clone(),
         error,
     };
-    let runtime = GuestRuntime::new(&config, AllocatorChoice::OnDemand)?;
+    let kv = config.kv.as_ref().map(KvStores::open).transpose()?;
+    let runtime = GuestRuntime::new(&config, AllocatorChoice::OnDemand)?.with_kv(kv.map(Arc::new));
     let limits = ReadLimits {
         within: None,
         max_bytes: config.max_module_bytes,

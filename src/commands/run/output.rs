@@ -11,6 +11,7 @@ use crate::config::ConfigError;
 use crate::guest::bounds::GuestError;
 use crate::guest::exchange::Failure;
 use crate::guest::reply_body::ReplyBody;
+use crate::kv::KvOpenError;
 use crate::runtime::RuntimeError;
 
 /// Exit statuses of `wasmgate run` beside the guest's own (../shared/DESIGN.md).
@@ -31,6 +32,8 @@ pub enum RunError {
     Request { module: String, reason: String },
     #[error(transparent)]
     Failed(#[from] Failure),
+    #[error(transparent)]
+    Kv(#[from] KvOpenError),
     #[error("cannot write the response: {0}")]
     Write(std::io::Error),
 }

@@ -7,9 +7,11 @@
 //! - [`stdin`], [`stdout`], [`stderr`]: the body in, the response and the log out;
 //! - [`response`]: stdout as an HTTP response;
 //! - [`preview1`] and [`string_block`]: the gateway's own WASI functions for these guests.
+//! - [`kv`]: the `wasmgate` key-value functions.
 
 pub(crate) mod env;
 pub(crate) mod exchange;
+pub(crate) mod kv;
 pub(crate) mod preview1;
 pub(crate) mod reserved;
 pub(crate) mod response;

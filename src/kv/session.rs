@@ -1,0 +1,216 @@
+//! One request's view of the stores: which it may open (its module's `kv_stores`), the
+//! handles it has opened, and its deadline. Every call of either ABI goes through a
+//! [`KvCall`], which checks the limits before the backend is asked, bounds the wait by
+//! the request's deadline (and [`CALL_TIMEOUT`]), and counts the call.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::KvStores;
+use super::error::{KvError, OK_LABEL};
+use super::settings::is_store_name;
+use super::write::{KeyPage, Write, Written};
+
+/// The longest one call may wait for its backend, within the request's deadline.
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// The most keys one list call returns.
+pub(crate) const MAX_LIST_KEYS: usize = 1000;
+/// The most keys one batch call names.
+pub(crate) const MAX_BATCH_KEYS: usize = 1000;
+/// The `store` label of an open refused for a name the module does not list: names a
+/// guest makes up never become series of their own.
+const UNLISTED_STORE: &str = "_unlisted";
+
+/// A module's access to the stores, made when it is loaded: the stores, and the names
+/// its section lists.
+pub(crate) struct KvAccess {
+    stores: Arc<KvStores>,
+    allowed: Box<[Arc<str>]>,
+}
+
+impl KvAccess {
+    pub(crate) fn new(
+        stores: Arc<KvStores>,
+        allowed: impl IntoIterator<Item = String>,
+    ) -> KvAccess {
+        KvAccess {
+            stores,
+            allowed: allowed.into_iter().map(Arc::from).collect(),
+        }
+    }
+}
+
+/// One request's open stores; handle `i` is the `i`-th store it opened.
+pub(crate) struct KvSession {
+    access: Option<Arc<KvAccess>>,
+    open: Vec<Arc<str>>,
+    module: Arc<str>,
+    deadline: Instant,
+}
+
+impl KvSession {
+    /// The session of a request of `module` (with `access`, if it lists any stores) that
+    /// must end by `deadline`.
+    pub(crate) fn new(access: Option<Arc<KvAccess>>, module: Arc<str>, deadline: Instant) -> Self {
+        KvSession {
+            access,
+            open: Vec::new(),
+            module,
+            deadline,
+        }
+    }
+
+    /// Opens store `name`: its handle (the same one each time it is opened), or
+    /// [`KvError::Invalid`] for a name that cannot be a store's, or [`KvError::Denied`].
+    pub(crate) fn open(&mut self, name: &str) -> Result<u32, KvError> {
+        if !is_store_name(name) {
+            return Err(KvError::Invalid);
+        }
+        if let Some(handle) = self.open.iter().position(|open| &**open == name) {
+            return Ok(handle as u32);
+        }
+        let Some(access) = &self.access else {
+            return Err(KvError::Denied);
+        };
+        let Some(allowed) = access.allowed.iter().find(|a| &***a == name) else {
+            access.stores.record(
+                &self.module,
+                UNLISTED_STORE,
+                "open",
+                KvError::Denied.label(),
+                Duration::ZERO,
+            );
+            return Err(KvError::Denied);
+        };
+        self.open.push(allowed.clone());
+        Ok(self.open.len() as u32 - 1)
+    }
+
+    /// A call on the store opened as `handle`, or [`KvError::Invalid`] for a bad handle.
+    pub(crate) fn call(&self, handle: u32) -> Result<KvCall, KvError> {
+        let store = self.open.get(handle as usize).ok_or(KvError::Invalid)?;
+        let access = self.access.as_ref().ok_or(KvError::Invalid)?;
+        Ok(KvCall {
+            stores: access.stores.clone(),
+            store: store.clone(),
+            module: self.module.clone(),
+            deadline: self.deadline,
+        })
+    }
+}
+
+/// One call on one store, owning what it needs, so that a host function can hold it
+/// across its wait without borrowing the guest's store.
+pub(crate) struct KvCall {
+    stores: Arc<KvStores>,
+    store: Arc<str>,
+    module: Arc<str>,
+    deadline: Instant,
+}
+
+impl KvCall {
+    pub(crate) async fn get(&self, key: Vec<u8>) -> Result<Option<Vec<u8>>, KvError> {
+        let mut values = self.get_many(vec![key]).await?;
+        Ok(values.pop().flatten())
+    }
+
+    pub(crate) async fn get_many(
+        &self,
+        keys: Vec<Vec<u8>>,
+    ) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        self.timed("get", async {
+            self.check_keys(&keys)?;
+            self.stores.get_many(self.store.clone(), keys).await
+        })
+        .await
+    }
+
+    /// Sets every pair; a key named twice keeps its last value.
+    pub(crate) async fn set_many(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), KvError> {
+        self.timed("set", async {
+            let limits = self.stores.limits();
+            if pairs.len() > MAX_BATCH_KEYS
+                || pairs
+                    .iter()
+                    .any(|(_, v)| v.len() as u64 > limits.max_value_bytes)
+            {
+                return Err(KvError::TooLarge);
+            }
+            let keys: Vec<&Vec<u8>> = pairs.iter().map(|(k, _)| k).collect();
+            if keys.iter().any(|k| k.len() as u64 > limits.max_key_bytes) {
+                return Err(KvError::TooLarge);
+            }
+            let last: BTreeMap<Vec<u8>, Vec<u8>> = pairs.into_iter().collect();
+            self.write(Write::Set(last.into_iter().collect()))
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
+    pub(crate) async fn delete_many(&self, keys: Vec<Vec<u8>>) -> Result<(), KvError> {
+        self.timed("delete", async {
+            self.check_keys(&keys)?;
+            let mut keys = keys;
+            keys.sort();
+            keys.dedup();
+            self.write(Write::Delete(keys)).await.map(|_| ())
+        })
+        .await
+    }
+
+    /// Adds `delta` to the counter at `key`; its new value.
+    pub(crate) async fn increment(&self, key: Vec<u8>, delta: i64) -> Result<i64, KvError> {
+        self.timed("increment", async {
+            self.check_keys(std::slice::from_ref(&key))?;
+            match self.write(Write::Increment(key, delta)).await? {
+                Written::Counter(value) => Ok(value),
+                Written::Done => Err(KvError::Unavailable),
+            }
+        })
+        .await
+    }
+
+    /// Up to `limit` (at most [`MAX_LIST_KEYS`]) keys from the `cursor`-th, in the
+    /// store's order.
+    pub(crate) async fn list(&self, cursor: u64, limit: usize) -> Result<KeyPage, KvError> {
+        self.timed("list", async {
+            let limit = limit.clamp(1, MAX_LIST_KEYS);
+            self.stores.list(self.store.clone(), cursor, limit).await
+        })
+        .await
+    }
+
+    async fn write(&self, write: Write) -> Result<Written, KvError> {
+        self.stores.write(self.store.clone(), write).await
+    }
+
+    fn check_keys(&self, keys: &[Vec<u8>]) -> Result<(), KvError> {
+        let max = self.stores.limits().max_key_bytes;
+        if keys.len() > MAX_BATCH_KEYS || keys.iter().any(|k| k.len() as u64 > max) {
+            return Err(KvError::TooLarge);
+        }
+        Ok(())
+    }
+
+    /// Runs `call` within the request's deadline and [`CALL_TIMEOUT`], and counts it.
+    async fn timed<T>(
+        &self,
+        op: &'static str,
+        call: impl Future<Output = Result<T, KvError>>,
+    ) -> Result<T, KvError> {
+        let started = Instant::now();
+        let until = self.deadline.min(started + CALL_TIMEOUT);
+        let result = tokio::time::timeout_at(until.into(), call)
+            .await
+            .unwrap_or(Err(KvError::Unavailable));
+        let label = match &result {
+            Ok(_) | Err(KvError::NotFound) => OK_LABEL,
+            Err(e) => e.label(),
+        };
+        self.stores
+            .record(&self.module, &self.store, op, label, started.elapsed());
+        result
+    }
+}

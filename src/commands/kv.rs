@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::kv::{KvAccess, KvError, KvOpenError, KvSession, KvStores, MAX_LIST_KEYS};
+use crate::kv::{KvAccess, KvCall, KvError, KvOpenError, KvSession, KvStores, MAX_LIST_KEYS, Op};
 
 /// How long one `wasmgate kv` command may take, all its calls together.
 const OPERATOR_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,19 +54,19 @@ impl StoreAdmin {
 
     /// The value at `key`, if there is one.
     pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreAdminError> {
-        let call = self.session.call(0).map_err(|e| self.failed(e))?;
+        let call = self.call(Op::Get)?;
         call.get(key.to_vec()).await.map_err(|e| self.failed(e))
     }
 
     pub async fn set(&self, key: &[u8], value: &[u8]) -> Result<(), StoreAdminError> {
-        let call = self.session.call(0).map_err(|e| self.failed(e))?;
+        let call = self.call(Op::Set)?;
         let pair = vec![(key.to_vec(), value.to_vec())];
         call.set_many(pair).await.map_err(|e| self.failed(e))
     }
 
     /// Deletes `key`, whether or not it exists.
     pub async fn delete(&self, key: &[u8]) -> Result<(), StoreAdminError> {
-        let call = self.session.call(0).map_err(|e| self.failed(e))?;
+        let call = self.call(Op::Delete)?;
         call.delete_many(vec![key.to_vec()])
             .await
             .map_err(|e| self.failed(e))
@@ -77,7 +77,7 @@ impl StoreAdmin {
         let mut all = Vec::new();
         let mut cursor = Some(0);
         while let Some(from) = cursor {
-            let call = self.session.call(0).map_err(|e| self.failed(e))?;
+            let call = self.call(Op::List)?;
             let page = call
                 .list(from, MAX_LIST_KEYS)
                 .await
@@ -86,6 +86,11 @@ impl StoreAdmin {
             cursor = page.next;
         }
         Ok(all)
+    }
+
+    /// A call (`op`) on the store.
+    fn call(&self, op: Op) -> Result<KvCall, StoreAdminError> {
+        self.session.call(0, op).map_err(|e| self.failed(e))
     }
 
     fn failed(&self, error: KvError) -> StoreAdminError {

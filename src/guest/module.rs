@@ -49,9 +49,8 @@ impl ModuleShared {
         settings: &ModuleSettings,
         kv: Option<&Arc<KvStores>>,
     ) -> ModuleShared {
-        let kv = kv
-            .filter(|_| !settings.kv_stores.is_empty())
-            .map(|stores| Arc::new(KvAccess::new(stores.clone(), settings.kv_stores.clone())));
+        let kv =
+            kv.map(|stores| Arc::new(KvAccess::new(stores.clone(), settings.kv_stores.clone())));
         ModuleShared {
             metrics,
             guests: Arc::new(Semaphore::new(settings.limits.max_concurrency as usize)),

@@ -21,6 +21,32 @@ pub(crate) const MAX_BATCH_KEYS: usize = 1000;
 /// The `store` label of an open refused for a name the module does not list: names a
 /// guest makes up never become series of their own.
 const UNLISTED_STORE: &str = "_unlisted";
+/// The `store` label of a call that names no store at all: a bad store name or handle.
+const INVALID_STORE: &str = "_invalid";
+
+/// What a call does, as the `op` label of the operations counter names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Open,
+    Get,
+    Set,
+    Delete,
+    Increment,
+    List,
+}
+
+impl Op {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Op::Open => "open",
+            Op::Get => "get",
+            Op::Set => "set",
+            Op::Delete => "delete",
+            Op::Increment => "increment",
+            Op::List => "list",
+        }
+    }
+}
 
 /// A module's access to the stores, made when it is loaded: the stores, and the names
 /// its section lists.
@@ -65,38 +91,48 @@ impl KvSession {
     /// [`KvError::Invalid`] for a name that cannot be a store's, or [`KvError::Denied`].
     pub(crate) fn open(&mut self, name: &str) -> Result<u32, KvError> {
         if !is_store_name(name) {
-            return Err(KvError::Invalid);
+            return Err(self.refused(INVALID_STORE, Op::Open, KvError::Invalid));
         }
         if let Some(handle) = self.open.iter().position(|open| &**open == name) {
             return Ok(handle as u32);
         }
-        let Some(access) = &self.access else {
-            return Err(KvError::Denied);
+        let allowed = self
+            .access
+            .as_ref()
+            .and_then(|access| access.allowed.iter().find(|a| &***a == name).cloned());
+        let Some(allowed) = allowed else {
+            return Err(self.refused(UNLISTED_STORE, Op::Open, KvError::Denied));
         };
-        let Some(allowed) = access.allowed.iter().find(|a| &***a == name) else {
-            access.stores.record(
-                &self.module,
-                UNLISTED_STORE,
-                "open",
-                KvError::Denied.label(),
-                Duration::ZERO,
-            );
-            return Err(KvError::Denied);
-        };
-        self.open.push(allowed.clone());
+        self.open.push(allowed);
         Ok(self.open.len() as u32 - 1)
     }
 
-    /// A call on the store opened as `handle`, or [`KvError::Invalid`] for a bad handle.
-    pub(crate) fn call(&self, handle: u32) -> Result<KvCall, KvError> {
-        let store = self.open.get(handle as usize).ok_or(KvError::Invalid)?;
-        let access = self.access.as_ref().ok_or(KvError::Invalid)?;
+    /// A call (`op`) on the store opened as `handle`, or [`KvError::Invalid`] for a bad
+    /// handle.
+    pub(crate) fn call(&self, handle: u32, op: Op) -> Result<KvCall, KvError> {
+        let bad = || self.refused(INVALID_STORE, op, KvError::Invalid);
+        let store = self.open.get(handle as usize).ok_or_else(bad)?;
+        let access = self.access.as_ref().ok_or_else(bad)?;
         Ok(KvCall {
             stores: access.stores.clone(),
             store: store.clone(),
             module: self.module.clone(),
             deadline: self.deadline,
         })
+    }
+
+    /// `error`, counted as a refused `op` on `store` (when there are stores to count in).
+    fn refused(&self, store: &str, op: Op, error: KvError) -> KvError {
+        if let Some(access) = &self.access {
+            access.stores.record(
+                &self.module,
+                store,
+                op.label(),
+                error.label(),
+                Duration::ZERO,
+            );
+        }
+        error
     }
 }
 
@@ -119,7 +155,7 @@ impl KvCall {
         &self,
         keys: Vec<Vec<u8>>,
     ) -> Result<Vec<Option<Vec<u8>>>, KvError> {
-        self.timed("get", async {
+        self.timed(Op::Get, async {
             self.check_keys(&keys)?;
             self.stores.get_many(self.store.clone(), keys).await
         })
@@ -128,7 +164,7 @@ impl KvCall {
 
     /// Sets every pair; a key named twice keeps its last value.
     pub(crate) async fn set_many(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), KvError> {
-        self.timed("set", async {
+        self.timed(Op::Set, async {
             let limits = self.stores.limits();
             if pairs.len() > MAX_BATCH_KEYS
                 || pairs
@@ -150,7 +186,7 @@ impl KvCall {
     }
 
     pub(crate) async fn delete_many(&self, keys: Vec<Vec<u8>>) -> Result<(), KvError> {
-        self.timed("delete", async {
+        self.timed(Op::Delete, async {
             self.check_keys(&keys)?;
             let mut keys = keys;
             keys.sort();
@@ -162,7 +198,7 @@ impl KvCall {
 
     /// Adds `delta` to the counter at `key`; its new value.
     pub(crate) async fn increment(&self, key: Vec<u8>, delta: i64) -> Result<i64, KvError> {
-        self.timed("increment", async {
+        self.timed(Op::Increment, async {
             self.check_keys(std::slice::from_ref(&key))?;
             match self.write(Write::Increment(key, delta)).await? {
                 Written::Counter(value) => Ok(value),
@@ -175,11 +211,23 @@ impl KvCall {
     /// Up to `limit` (at most [`MAX_LIST_KEYS`]) keys from the `cursor`-th, in the
     /// store's order.
     pub(crate) async fn list(&self, cursor: u64, limit: usize) -> Result<KeyPage, KvError> {
-        self.timed("list", async {
+        self.timed(Op::List, async {
             let limit = limit.clamp(1, MAX_LIST_KEYS);
             self.stores.list(self.store.clone(), cursor, limit).await
         })
         .await
+    }
+
+    /// `error` for an `op` whose arguments were malformed, counted as any other result.
+    pub(crate) fn refuse(&self, op: Op, error: KvError) -> KvError {
+        self.stores.record(
+            &self.module,
+            &self.store,
+            op.label(),
+            error.label(),
+            Duration::ZERO,
+        );
+        error
     }
 
     async fn write(&self, write: Write) -> Result<Written, KvError> {
@@ -197,7 +245,7 @@ impl KvCall {
     /// Runs `call` within the request's deadline and [`CALL_TIMEOUT`], and counts it.
     async fn timed<T>(
         &self,
-        op: &'static str,
+        op: Op,
         call: impl Future<Output = Result<T, KvError>>,
     ) -> Result<T, KvError> {
         let started = Instant::now();
@@ -209,8 +257,13 @@ impl KvCall {
             Ok(_) | Err(KvError::NotFound) => OK_LABEL,
             Err(e) => e.label(),
         };
-        self.stores
-            .record(&self.module, &self.store, op, label, started.elapsed());
+        self.stores.record(
+            &self.module,
+            &self.store,
+            op.label(),
+            label,
+            started.elapsed(),
+        );
         result
     }
 }

@@ -19,6 +19,8 @@ mod examples;
 mod hardening;
 mod host_memory;
 mod hostile_registries;
+mod kv;
+mod kv_redis;
 mod layout;
 mod limits;
 mod metrics;

@@ -14,7 +14,7 @@ use wasmtime::{Caller, Extern, Linker, Memory};
 
 use crate::guest::store::StoreState;
 use crate::kv::KvError;
-use crate::kv::session::{KvCall, MAX_LIST_KEYS};
+use crate::kv::session::{KvCall, MAX_LIST_KEYS, Op};
 
 /// The import module of these functions.
 const MODULE: &str = "wasmgate";
@@ -90,10 +90,9 @@ fn kv_get<Io: Send>(
     Box::new(async move {
         let key = read(&mut caller, key)?;
         check(&mut caller, buf)?;
-        match on(
-            call(&caller, store),
-            |call| async move { call.get(key).await },
-        )
+        match on(call(&caller, store, Op::Get), |call| async move {
+            call.get(key).await
+        })
         .await
         {
             Ok(Some(value)) => {
@@ -117,7 +116,7 @@ fn kv_set<Io: Send>(
         let key = read(&mut caller, key)?;
         let value = read(&mut caller, value)?;
         Ok(status(
-            on(call(&caller, store), |call| async move {
+            on(call(&caller, store, Op::Set), |call| async move {
                 call.set_many(vec![(key, value)]).await
             })
             .await,
@@ -134,7 +133,7 @@ fn kv_delete<Io: Send>(
     Box::new(async move {
         let key = read(&mut caller, key)?;
         Ok(status(
-            on(call(&caller, store), |call| async move {
+            on(call(&caller, store, Op::Delete), |call| async move {
                 call.delete_many(vec![key]).await
             })
             .await,
@@ -155,7 +154,7 @@ fn kv_increment<Io: Send>(
         let key = read(&mut caller, key)?;
         let out = (result_ptr, size_of::<i64>() as i32);
         check(&mut caller, out)?;
-        match on(call(&caller, store), |call| async move {
+        match on(call(&caller, store, Op::Increment), |call| async move {
             call.increment(key, delta).await
         })
         .await
@@ -185,11 +184,11 @@ fn kv_list<Io: Send>(
         check(&mut caller, buf)?;
         check(&mut caller, next_span)?;
         let Ok(cursor) = u64::try_from(cursor) else {
-            return Ok(KvError::Invalid.code());
+            return Ok(malformed(&caller, store, Op::List));
         };
         let room = buf.1 as u32 as usize;
         let limit = (room / LEN_BYTES).clamp(1, MAX_LIST_KEYS);
-        let page = match on(call(&caller, store), |call| async move {
+        let page = match on(call(&caller, store, Op::List), |call| async move {
             call.list(cursor, limit).await
         })
         .await
@@ -225,9 +224,9 @@ fn kv_get_many<Io: Send>(
         let raw = read(&mut caller, keys)?;
         check(&mut caller, buf)?;
         let Some(keys) = decode(&raw) else {
-            return Ok(KvError::Invalid.code().into());
+            return Ok(malformed(&caller, store, Op::Get).into());
         };
-        match on(call(&caller, store), |call| async move {
+        match on(call(&caller, store, Op::Get), |call| async move {
             call.get_many(keys).await
         })
         .await
@@ -252,7 +251,7 @@ fn kv_set_many<Io: Send>(
     Box::new(async move {
         let raw = read(&mut caller, entries)?;
         let Some(strings) = decode(&raw).filter(|s| s.len() % 2 == 0) else {
-            return Ok(KvError::Invalid.code());
+            return Ok(malformed(&caller, store, Op::Set));
         };
         let mut strings = strings.into_iter();
         let mut pairs = Vec::new();
@@ -260,7 +259,7 @@ fn kv_set_many<Io: Send>(
             pairs.push((key, value));
         }
         Ok(status(
-            on(call(&caller, store), |call| async move {
+            on(call(&caller, store, Op::Set), |call| async move {
                 call.set_many(pairs).await
             })
             .await,
@@ -277,10 +276,10 @@ fn kv_delete_many<Io: Send>(
     Box::new(async move {
         let raw = read(&mut caller, keys)?;
         let Some(keys) = decode(&raw) else {
-            return Ok(KvError::Invalid.code());
+            return Ok(malformed(&caller, store, Op::Delete));
         };
         Ok(status(
-            on(call(&caller, store), |call| async move {
+            on(call(&caller, store, Op::Delete), |call| async move {
                 call.delete_many(keys).await
             })
             .await,
@@ -288,10 +287,20 @@ fn kv_delete_many<Io: Send>(
     })
 }
 
-/// The call on handle `store` of this request, owning what it needs.
-fn call<Io>(caller: &Caller<'_, StoreState<Io>>, store: i32) -> Result<KvCall, KvError> {
-    let handle = u32::try_from(store).map_err(|_| KvError::Invalid)?;
-    caller.data().kv.call(handle)
+/// The call (`op`) on handle `store` of this request, owning what it needs.
+fn call<Io>(caller: &Caller<'_, StoreState<Io>>, store: i32, op: Op) -> Result<KvCall, KvError> {
+    // A negative handle is as bad as any other unopened one.
+    let handle = u32::try_from(store).unwrap_or(u32::MAX);
+    caller.data().kv.call(handle, op)
+}
+
+/// The code of an `op` on handle `store` whose other arguments are malformed, counted.
+fn malformed<Io>(caller: &Caller<'_, StoreState<Io>>, store: i32, op: Op) -> i32 {
+    match call(caller, store, op) {
+        Ok(call) => call.refuse(op, KvError::Invalid),
+        Err(e) => e,
+    }
+    .code()
 }
 
 /// Runs `op` on `call`, or fails as its handle did. The call owns all it needs, so the

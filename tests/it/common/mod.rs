@@ -15,6 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wasmgate::{Config, Overrides, RunningGateway};
 
+pub mod kv;
 pub mod served;
 
 /// Pool slots for test gateways: enough for the concurrency tests, small enough that

@@ -1,6 +1,7 @@
 //! The linkers a guest can be linked against, one per store type: for a CGI module the
 //! gateway's own preview1 functions, or wasmtime-wasi's, both with the `env.log_*`
-//! functions; for a wasi:http component, wasmtime-wasi's WASIp2 and wasmtime-wasi-http.
+//! functions; for a wasi:http component, wasmtime-wasi's WASIp2, wasmtime-wasi-http and
+//! the gateway's `wasi:keyvalue`.
 //! Linking happens once per module, at load, into a [`Prepared`] guest that every request
 //! instantiates.
 
@@ -18,6 +19,7 @@ use super::log;
 use super::store::{Footprint, GuestLimiter, StoreState};
 use super::swap::SlotResetCheck;
 use super::wasi_http::io::ComponentStore;
+use super::wasi_http::keyvalue;
 use crate::guest::abi::Abi;
 use crate::kv::KvSession;
 
@@ -107,6 +109,7 @@ impl Linkers {
         let mut component = wasmtime::component::Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut component)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut component)?;
+        keyvalue::add_to_linker(&mut component, ComponentStore::keyvalue)?;
         let cgi_imports = defined_functions(engine, &wasi);
         Ok(Linkers {
             gateway,

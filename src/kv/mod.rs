@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::KvError;
-pub(crate) use session::{KvAccess, KvCall, KvSession, MAX_LIST_KEYS, Op};
+pub(crate) use session::{KvAccess, KvCall, KvSession, MAX_LIST_KEYS, Op, on};
 pub use settings::{Backend, KvLimits, KvSettings};
 
 use crate::metrics::Metrics;

@@ -267,3 +267,13 @@ impl KvCall {
         result
     }
 }
+
+/// Runs `op` on `call`, or fails as its handle did. The call owns all it needs, so the
+/// guest's store is not borrowed while it waits.
+pub(crate) async fn on<T, F, Fut>(call: Result<KvCall, KvError>, op: F) -> Result<T, KvError>
+where
+    F: FnOnce(KvCall) -> Fut,
+    Fut: Future<Output = Result<T, KvError>>,
+{
+    op(call?).await
+}

@@ -373,3 +373,51 @@ fn run_and_the_kv_command_use_the_configured_store() {
     assert!(bad.contains("store 'no/pe': not a store name"), "{bad}");
     assert_eq!(run(b""), "3\n");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_uses_wasi_keyvalue_on_the_store_cgi_modules_use() {
+    let mut reader = Script::default();
+    let key = reader.span(b"visits");
+    reader.open("sessions").p64(&format!(
+        "(call $get (local.get $h) {key} (i32.const {BUF}) (i32.const 8))"
+    ));
+    reader.buf(1);
+    let gw = serve(
+        &[
+            ("kv_http", common::component("kv_http")),
+            ("reader", reader.wasm()),
+        ],
+        |path| {
+            let kv = format!("{path}\nmax_value_bytes = 1024");
+            kv_config(
+                &kv,
+                &[("kv_http", &["sessions"]), ("reader", &["sessions"])],
+            )
+        },
+    )
+    .await;
+    let want = |visits: u32| {
+        format!(
+            "visits={visits}\nlast=hi-there\nmany=a:1,zz:-,b:2\nexists=false\n\
+             keys=a,b,last,visits\nbig=other:too_large: the key or value is over its limit\n\
+             denied=access-denied\nbad=no-such-store\n"
+        )
+    };
+    for visits in 1..=2 {
+        let reply = gw.get("/kv_http?hi-there").await;
+        assert_eq!((reply.status.as_u16(), reply.text()), (200, want(visits)));
+    }
+    assert_eq!(lines(&gw, "/reader").await, ["0", "1", "2"]);
+    let metrics = gw.metrics().await;
+    for series in [
+        ops("kv_http", "sessions", "increment", "ok", 2),
+        ops("kv_http", "sessions", "set", "too_large", 2),
+        ops("kv_http", "_unlisted", "open", "denied", 2),
+        ops("kv_http", "_invalid", "open", "invalid", 2),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == series),
+            "{series} in\n{metrics}"
+        );
+    }
+}

@@ -14,7 +14,7 @@ use wasmtime::{Caller, Extern, Linker, Memory};
 
 use crate::guest::store::StoreState;
 use crate::kv::KvError;
-use crate::kv::session::{KvCall, MAX_LIST_KEYS, Op};
+use crate::kv::session::{KvCall, MAX_LIST_KEYS, Op, on};
 
 /// The import module of these functions.
 const MODULE: &str = "wasmgate";
@@ -301,16 +301,6 @@ fn malformed<Io>(caller: &Caller<'_, StoreState<Io>>, store: i32, op: Op) -> i32
         Err(e) => e,
     }
     .code()
-}
-
-/// Runs `op` on `call`, or fails as its handle did. The call owns all it needs, so the
-/// guest's store is not borrowed while it waits.
-async fn on<T, F, Fut>(call: Result<KvCall, KvError>, op: F) -> Result<T, KvError>
-where
-    F: FnOnce(KvCall) -> Fut,
-    Fut: Future<Output = Result<T, KvError>>,
-{
-    op(call?).await
 }
 
 fn status(result: Result<(), KvError>) -> i32 {

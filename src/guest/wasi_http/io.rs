@@ -12,6 +12,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use super::keyvalue::KeyValue;
 use super::outbound::OutboundPolicy;
 use crate::guest::cgi::stderr::{GuestLog, LogStream};
 use crate::guest::cgi::string_block::StringBlock;
@@ -59,6 +60,16 @@ impl ComponentIo {
             http,
             table,
             outbound,
+        }
+    }
+}
+
+impl ComponentStore {
+    /// What the `wasi:keyvalue` functions reach.
+    pub(crate) fn keyvalue(&mut self) -> KeyValue<'_> {
+        KeyValue {
+            kv: &mut self.kv,
+            table: &mut self.io.table,
         }
     }
 }

@@ -5,11 +5,13 @@
 //! - [`allowed`]: `allowed_outbound_hosts` entries, parsed and matched;
 //! - [`outbound`]: the hook that denies, sends and counts outgoing requests;
 //! - [`io`]: the store's WASI and HTTP contexts;
+//! - [`keyvalue`]: `wasi:keyvalue` over the gateway's key-value stores;
 //! - [`request`]: the request as the guest sees it (headers filtered, body capped);
 //! - [`exchange`]: one request, in a task of its own once its head is set.
 
 pub(crate) mod allowed;
 pub(crate) mod exchange;
 pub(crate) mod io;
+pub(crate) mod keyvalue;
 pub(crate) mod outbound;
 pub(crate) mod request;

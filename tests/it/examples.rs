@@ -333,6 +333,66 @@ const CASES: &[Case] = &[
         contains: &["give ?url="],
         excludes: &[],
     },
+    // Served without its store listed (`cargo run --release -- serve`), it says how.
+    Case {
+        module: "counter",
+        method: "GET",
+        path: "",
+        headers: &[],
+        body: "",
+        status: 503,
+        content_type: "application/json",
+        contains: &["kv_stores"],
+        excludes: &[],
+    },
+    // Served without its store listed (`cargo run --release -- serve`), it says how.
+    Case {
+        module: "cvisits",
+        method: "GET",
+        path: "",
+        headers: &[],
+        body: "",
+        status: 503,
+        content_type: "text/plain",
+        contains: &["kv_stores"],
+        excludes: &[],
+    },
+    // Served without its store listed (`cargo run --release -- serve`), it says how.
+    Case {
+        module: "asvisits",
+        method: "GET",
+        path: "",
+        headers: &[],
+        body: "",
+        status: 503,
+        content_type: "text/plain",
+        contains: &["kv_stores"],
+        excludes: &[],
+    },
+    // Served without its store listed (`cargo run --release -- serve`), it says how.
+    Case {
+        module: "shorten",
+        method: "GET",
+        path: "",
+        headers: &[],
+        body: "",
+        status: 503,
+        content_type: "application/json",
+        contains: &["kv_stores"],
+        excludes: &[],
+    },
+    // Served without its store listed (`cargo run --release -- serve`), it says how.
+    Case {
+        module: "sessions",
+        method: "GET",
+        path: "",
+        headers: &[],
+        body: "",
+        status: 503,
+        content_type: "application/json",
+        contains: &["kv_stores"],
+        excludes: &[],
+    },
 ];
 
 /// An HTTP server on a thread of its own that answers every request with `body`.
@@ -448,4 +508,118 @@ async fn every_example_module_serves_its_response() {
     }
     assert!(served.len() >= 10, "{served:?}");
     gw.stop().await;
+}
+
+/// The `[modules.NAME] kv_stores` sections of the example config, with `kv` as its `[kv]`.
+fn example_stores(kv: &str) -> String {
+    let config = std::fs::read_to_string(repo("config/wasmgate.toml")).unwrap();
+    let sections: Vec<&str> = config
+        .split("\n[")
+        .filter(|s| s.starts_with("modules.") && s.contains("kv_stores"))
+        .collect();
+    assert!(sections.len() >= 5, "{sections:?}");
+    format!("[kv]\n{kv}\n[{}\n", sections.join("\n["))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_examples_that_keep_state_keep_it_in_the_configured_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let modules = dir.path().join("modules");
+    std::fs::create_dir(&modules).unwrap();
+    for name in ["counter", "cvisits", "asvisits", "shorten", "sessions"] {
+        let file = format!("{name}.wasm");
+        std::fs::copy(repo(&format!("modules/{file}")), modules.join(file)).unwrap();
+    }
+    let kv = format!("path = {:?}", dir.path().join("kv"));
+    let gw = TestGateway::start_in(dir, &example_stores(&kv)).await;
+    let text = async |path: &str| {
+        let r = common::get(gw.public, path).await.unwrap();
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        r.text()
+    };
+
+    assert!(text("/counter/home").await.contains(r#""visits":1"#));
+    assert!(text("/counter/home").await.contains(r#""visits":2"#));
+    assert!(text("/counter/about").await.contains(r#""visits":1"#));
+    assert_eq!(text("/cvisits?ada").await, "visit 1; before you: nobody\n");
+    assert_eq!(text("/cvisits?grace").await, "visit 2; before you: ada\n");
+    assert_eq!(text("/asvisits?ada").await, "visit 1; before you: nobody\n");
+    assert_eq!(text("/asvisits?linus").await, "visit 2; before you: ada\n");
+
+    let made = common::request(
+        gw.public,
+        common::build(
+            "POST",
+            "/shorten",
+            &[],
+            r#"{"url": "https://example.com/a/b"}"#.into(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(made.status, 201, "{}", made.text());
+    assert_eq!(made.headers["location"], "/shorten/1");
+    let bad = common::request(
+        gw.public,
+        common::build(
+            "POST",
+            "/shorten",
+            &[],
+            r#"{"url": "javascript:alert(1)"}"#.into(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    let followed = common::get(gw.public, "/shorten/1").await.unwrap();
+    assert_eq!(followed.status, 302);
+    assert_eq!(followed.headers["location"], "https://example.com/a/b");
+    assert!(
+        text("/shorten")
+            .await
+            .contains(r#"{"code":"1","url":"https://example.com/a/b"}"#)
+    );
+    assert_eq!(
+        common::get(gw.public, "/shorten/zz").await.unwrap().status,
+        404
+    );
+
+    let first = common::get(gw.public, "/sessions").await.unwrap();
+    assert_eq!(first.status, 200, "{}", first.text());
+    let cookie = first.headers["set-cookie"].to_str().unwrap().to_string();
+    let sid = cookie.split(';').next().unwrap().to_string();
+    assert!(sid.starts_with("sid=") && sid.len() == 36, "{cookie}");
+    let with_cookie = [("cookie", sid.as_str())];
+    let named = common::request(
+        gw.public,
+        common::build(
+            "POST",
+            "/sessions",
+            &with_cookie,
+            r#"{"name": "Ada"}"#.into(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(named.text().contains(r#""name":"Ada""#), "{}", named.text());
+    assert!(named.text().contains(r#""visits":2"#), "{}", named.text());
+    assert!(!named.headers.contains_key("set-cookie"));
+    let other = common::get(gw.public, "/sessions").await.unwrap();
+    assert!(other.text().contains(r#""visits":1"#) && other.text().contains(r#""name":null"#));
+    let ended = common::request(
+        gw.public,
+        common::build("DELETE", "/sessions", &with_cookie, "".into()),
+    )
+    .await
+    .unwrap();
+    assert!(ended.text().contains(r#""ended":true"#), "{}", ended.text());
+    let metrics = gw.metrics().await;
+    for module in ["counter", "cvisits", "asvisits", "shorten", "sessions"] {
+        assert!(
+            metrics.contains(&format!(
+                "wasmgate_kv_operations_total{{module=\"{module}\""
+            )),
+            "{module} in {metrics}"
+        );
+    }
 }

@@ -1,0 +1,3 @@
+module wasmgate.example/kv
+
+go 1.21

@@ -112,20 +112,27 @@ impl Embedded {
         &self,
         store: Arc<str>,
         keys: Vec<Vec<u8>>,
+        max_bytes: u64,
     ) -> Result<Vec<Option<Vec<u8>>>, KvError> {
         let db = self.db.clone();
         blocking(move || {
             let txn = db.begin_read()?;
             let table = txn.open_table(ENTRIES)?;
-            keys.iter()
-                .map(|key| {
-                    Ok(table
-                        .get((&*store, key.as_slice()))?
-                        .map(|v| v.value().to_vec()))
-                })
-                .collect()
+            let mut total = 0u64;
+            let mut values = Vec::with_capacity(keys.len());
+            for key in &keys {
+                let value = table.get((&*store, key.as_slice()))?;
+                if let Some(value) = &value {
+                    total += value.value().len() as u64;
+                    if total > max_bytes {
+                        return Ok(Err(KvError::TooLarge));
+                    }
+                }
+                values.push(value.map(|v| v.value().to_vec()));
+            }
+            Ok(Ok(values))
         })
-        .await
+        .await?
     }
 
     /// Applies `write` to `store`, once it is on disk.

@@ -28,6 +28,10 @@ use embedded::Embedded;
 use redis::RedisStores;
 use write::{KeyPage, Write, Written};
 
+/// The most value bytes one read call answers with (a batch of 1000 keys of 1 MiB values
+/// would otherwise be 1 GB in the gateway's heap).
+pub(crate) const MAX_READ_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Why the stores cannot be opened at start.
 #[derive(Debug, thiserror::Error)]
 pub enum KvOpenError {
@@ -76,14 +80,18 @@ impl KvStores {
         &self.limits
     }
 
+    /// The values at `keys`; [`KvError::TooLarge`] when together they are over
+    /// [`MAX_READ_BYTES`] (or one `max_value_bytes`, if that is more), so that no call
+    /// makes the gateway hold more.
     pub(crate) async fn get_many(
         &self,
         store: Arc<str>,
         keys: Vec<Vec<u8>>,
     ) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        let max_bytes = MAX_READ_BYTES.max(self.limits.max_value_bytes);
         match &self.stores {
-            Stores::Embedded(s) => s.get_many(store, keys).await,
-            Stores::Redis(s) => s.get_many(store, keys).await,
+            Stores::Embedded(s) => s.get_many(store, keys, max_bytes).await,
+            Stores::Redis(s) => s.get_many(store, keys, max_bytes).await,
         }
     }
 

@@ -26,10 +26,24 @@ use super::write::{KeyPage, Write, Written, parse_counter};
 const CALL_TIMEOUT: Duration = Duration::from_secs(1);
 /// The longest wait between reconnection attempts.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_millis(500);
+/// What the read script returns when the values are over the bytes one call may read.
+const TOO_LARGE_REPLY: i64 = -3;
 /// What the scripts return when a write would take its store over its quota.
 const QUOTA_REPLY: i64 = -6;
 /// The error the increment script raises for a value that is not a counter.
 const NOT_A_NUMBER_REPLY: &str = "NOTNUM";
+
+/// The values at KEYS, unless together they are over ARGV[1] bytes.
+static GET_MANY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local total = 0
+for i = 1, #KEYS do total = total + redis.call('STRLEN', KEYS[i]) end
+if total > tonumber(ARGV[1]) then return -3 end
+return redis.call('MGET', unpack(KEYS))
+",
+    )
+});
 
 /// Sets KEYS[3..] to ARGV[3+n..] (raw keys ARGV[3..3+n]), if the store's bytes stay
 /// within ARGV[1]; keeps KEYS[1] (bytes) and KEYS[2] (index) in step.
@@ -124,13 +138,17 @@ impl RedisStores {
         &self,
         store: Arc<str>,
         keys: Vec<Vec<u8>>,
+        max_bytes: u64,
     ) -> Result<Vec<Option<Vec<u8>>>, KvError> {
-        let names: Vec<Vec<u8>> = keys.iter().map(|k| value_key(&store, k)).collect();
-        let mut cmd = redis::cmd("MGET");
-        cmd.arg(names);
-        cmd.query_async(&mut self.connection.clone())
-            .await
-            .map_err(failed)
+        let mut call = GET_MANY.prepare_invoke();
+        call.arg(max_bytes);
+        for key in &keys {
+            call.key(value_key(&store, key));
+        }
+        match invoke(&call, &mut self.connection.clone()).await? {
+            redis::Value::Int(TOO_LARGE_REPLY) => Err(KvError::TooLarge),
+            values => redis::from_redis_value(values).map_err(|e| failed(e.into())),
+        }
     }
 
     pub(crate) async fn write(

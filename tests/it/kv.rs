@@ -7,7 +7,7 @@ use crate::common;
 
 use std::process::Command;
 
-use common::kv::{BUF, RESULT, Script, counter, kv_config, lines, prefixed, serve};
+use common::kv::{BUF, RESULT, Script, big_batch, counter, kv_config, lines, prefixed, serve};
 use common::served::{BIN, Served};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -420,4 +420,18 @@ async fn a_component_uses_wasi_keyvalue_on_the_store_cgi_modules_use() {
             "{series} in\n{metrics}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_read_is_bounded_by_the_bytes_one_call_may_hold() {
+    let gw = serve(&[("small", big_batch(15)), ("big", big_batch(17))], |path| {
+        kv_config(path, &[("small", &["s"]), ("big", &["s"])])
+    })
+    .await;
+    // 15 values of 1 MiB (and their lengths) are answered; 17 are over 16 MiB.
+    let small = lines(&gw, "/small").await;
+    assert_eq!(small.last().unwrap(), &(15 * (4 + 1024 * 1024)).to_string());
+    let big = lines(&gw, "/big").await;
+    assert!(big[1..18].iter().all(|l| l == "0"), "{big:?}");
+    assert_eq!(big.last().unwrap(), "-3");
 }

@@ -6,7 +6,7 @@ use crate::common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::kv::{Redis, counter, kv_config, serve};
+use common::kv::{Redis, big_batch, counter, kv_config, lines, serve};
 use common::served::Served;
 use common::{TestGateway, hello_saying};
 
@@ -159,4 +159,18 @@ fn a_password_in_the_url_never_shows() {
     assert_eq!(gw.get("/counter"), (200, "-4\n".to_string()));
     let log = gw.log.lock().unwrap().clone();
     assert!(!log.contains(password), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_read_is_bounded_on_redis_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path(), None);
+    let url = redis.url();
+    let gw = serve(&[("big", big_batch(17))], |_| {
+        kv_config(&format!("backend = {url:?}"), &[("big", &["s"])])
+    })
+    .await;
+    let big = lines(&gw, "/big").await;
+    assert!(big[1..18].iter().all(|l| l == "0"), "{big:?}");
+    assert_eq!(big.last().unwrap(), "-3");
 }

@@ -21,6 +21,7 @@ pub struct Script {
     data: Vec<(u32, Vec<u8>)>,
     next: u32,
     body: String,
+    pages: u32,
 }
 
 impl Default for Script {
@@ -29,11 +30,20 @@ impl Default for Script {
             data: Vec::new(),
             next: DATA,
             body: String::new(),
+            pages: 1,
         }
     }
 }
 
 impl Script {
+    /// A script whose module has `pages` of 64 KiB of memory (one by default).
+    pub fn with_pages(pages: u32) -> Script {
+        Script {
+            pages,
+            ..Script::default()
+        }
+    }
+
     /// `bytes` placed in the module's memory, as the `(i32.const PTR) (i32.const LEN)` of
     /// a call's argument.
     pub fn span(&mut self, bytes: &[u8]) -> String {
@@ -97,7 +107,7 @@ impl Script {
   (import "wasmgate" "kv_set_many" (func $set_many (param i32 i32 i32) (result i32)))
   (import "wasmgate" "kv_delete_many" (func $delete_many (param i32 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
+  (memory (export "memory") {pages})
   (func $out (param $ptr i32) (param $len i32)
     (i32.store (i32.const 0) (local.get $ptr))
     (i32.store (i32.const 4) (local.get $len))
@@ -125,6 +135,7 @@ impl Script {
   (func (export "_start") (local $h i32)
     {body}))"#,
             body = self.body,
+            pages = self.pages,
         );
         wat::parse_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
     }
@@ -143,6 +154,22 @@ pub fn prefixed(strings: &[&[u8]]) -> Vec<u8> {
         out.extend_from_slice(s);
     }
     out
+}
+
+/// A module that sets `count` values of 1 MiB (keys `0`, `1`, ...) in store `s`, then
+/// asks for all of them in one `kv_get_many`, and prints each result.
+pub fn big_batch(count: u32) -> Vec<u8> {
+    const MIB: u32 = 1024 * 1024;
+    let mut s = Script::with_pages(2 * MIB / 65536 + 1);
+    let keys: Vec<Vec<u8>> = (0..count).map(|i| i.to_string().into_bytes()).collect();
+    let spans: Vec<String> = keys.iter().map(|k| s.span(k)).collect();
+    let all = s.span(&prefixed(&keys.iter().map(Vec::as_slice).collect::<Vec<_>>()));
+    s.open("s");
+    for key in &spans {
+        s.p32(&format!("(call $set (local.get $h) {key} (i32.const {MIB}) (i32.const {MIB}))"));
+    }
+    s.p64(&format!("(call $get_many (local.get $h) {all} (i32.const {BUF}) (i32.const 16))"));
+    s.wasm()
 }
 
 /// The counter module: increments `hits` of store `counts` and prints the new value (or

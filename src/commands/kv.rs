@@ -1,6 +1,6 @@
 //! `wasmgate kv`: an operator reads, seeds and cleans a store from the shell. Each call is
 //! a guest's call (the same limits, errors and metrics path), made as the pseudo-module
-//! [`OPERATOR`] under [`OPERATOR_TIMEOUT`] instead of a request's deadline. The stores are
+//! [`OPERATOR`], each under [`OPERATOR_TIMEOUT`] instead of a request's deadline. The stores are
 //! the config's `[kv]` (the default embedded store without one); an embedded store that a
 //! running gateway holds is refused with its lock, as a second gateway would be.
 
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::kv::{KvAccess, KvCall, KvError, KvOpenError, KvSession, KvStores, MAX_LIST_KEYS, Op};
 
-/// How long one `wasmgate kv` command may take, all its calls together.
+/// How long one call of a `wasmgate kv` command may take.
 const OPERATOR_TIMEOUT: Duration = Duration::from_secs(10);
 /// The module label of the operator's calls.
 const OPERATOR: &str = "_operator";
@@ -37,6 +37,7 @@ impl StoreAdmin {
         let settings = config.kv.clone().unwrap_or_default();
         let stores = Arc::new(KvStores::open(&settings)?);
         let access = KvAccess::new(stores, [name.to_string()]);
+        // Each call gets its own deadline (`call`); this one bounds only the open.
         let mut session = KvSession::new(
             Some(Arc::new(access)),
             Arc::from(OPERATOR),
@@ -90,7 +91,10 @@ impl StoreAdmin {
 
     /// A call (`op`) on the store.
     fn call(&self, op: Op) -> Result<KvCall, StoreAdminError> {
-        self.session.call(0, op).map_err(|e| self.failed(e))
+        self.session
+            .call(0, op)
+            .map(|call| call.within(OPERATOR_TIMEOUT))
+            .map_err(|e| self.failed(e))
     }
 
     fn failed(&self, error: KvError) -> StoreAdminError {

@@ -146,6 +146,14 @@ pub(crate) struct KvCall {
 }
 
 impl KvCall {
+    /// This call with a deadline `timeout` from now instead of its request's.
+    pub(crate) fn within(self, timeout: Duration) -> KvCall {
+        KvCall {
+            deadline: Instant::now() + timeout,
+            ..self
+        }
+    }
+
     pub(crate) async fn get(&self, key: Vec<u8>) -> Result<Option<Vec<u8>>, KvError> {
         let mut values = self.get_many(vec![key]).await?;
         Ok(values.pop().flatten())

@@ -424,9 +424,10 @@ async fn a_component_uses_wasi_keyvalue_on_the_store_cgi_modules_use() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_read_is_bounded_by_the_bytes_one_call_may_hold() {
-    let gw = serve(&[("small", big_batch(15)), ("big", big_batch(17))], |path| {
-        kv_config(path, &[("small", &["s"]), ("big", &["s"])])
-    })
+    let gw = serve(
+        &[("small", big_batch(15)), ("big", big_batch(17))],
+        |path| kv_config(path, &[("small", &["s"]), ("big", &["s"])]),
+    )
     .await;
     // 15 values of 1 MiB (and their lengths) are answered; 17 are over 16 MiB.
     let small = lines(&gw, "/small").await;

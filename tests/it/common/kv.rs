@@ -163,12 +163,18 @@ pub fn big_batch(count: u32) -> Vec<u8> {
     let mut s = Script::with_pages(2 * MIB / 65536 + 1);
     let keys: Vec<Vec<u8>> = (0..count).map(|i| i.to_string().into_bytes()).collect();
     let spans: Vec<String> = keys.iter().map(|k| s.span(k)).collect();
-    let all = s.span(&prefixed(&keys.iter().map(Vec::as_slice).collect::<Vec<_>>()));
+    let all = s.span(&prefixed(
+        &keys.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+    ));
     s.open("s");
     for key in &spans {
-        s.p32(&format!("(call $set (local.get $h) {key} (i32.const {MIB}) (i32.const {MIB}))"));
+        s.p32(&format!(
+            "(call $set (local.get $h) {key} (i32.const {MIB}) (i32.const {MIB}))"
+        ));
     }
-    s.p64(&format!("(call $get_many (local.get $h) {all} (i32.const {BUF}) (i32.const 16))"));
+    s.p64(&format!(
+        "(call $get_many (local.get $h) {all} (i32.const {BUF}) (i32.const 16))"
+    ));
     s.wasm()
 }
 

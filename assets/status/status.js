@@ -9,7 +9,10 @@
 //   memory to draw the charts (uPlot, served by the gateway itself).
 // - What needs attention is listed above everything and highlighted in the table: failed
 //   modules with their error, modules answering mostly 5xx, a pool near full, and a module
-//   source whose last successful poll is old.
+//   source whose last successful poll is old, and a key-value store whose calls failed as
+//   unavailable since the last poll.
+// - The key-value stores, from wasmgate_kv_operations_total: each store's calls and
+//   errors by result.
 "use strict";
 
 const POLL_MS = 2000;
@@ -46,7 +49,7 @@ function emptyModule() {
 /// One read of /metrics, per module and for the gateway.
 function scrape(text) {
   const modules = new Map();
-  const gateway = { slots: 0, inUse: 0, waiting: 0, sources: [] };
+  const gateway = { slots: 0, inUse: 0, waiting: 0, sources: [], stores: new Map() };
   const mod = (name) => modules.get(name) || modules.set(name, emptyModule()).get(name);
   for (const s of parseMetrics(text)) {
     const l = s.labels;
@@ -63,6 +66,11 @@ function scrape(text) {
       case "wasmgate_pool_slots_in_use": gateway.inUse = s.value; break;
       case "wasmgate_requests_waiting_for_slot": gateway.waiting = s.value; break;
       case "wasmgate_source_last_success_timestamp_seconds": gateway.sources.push({ source: l.source, last: s.value }); break;
+      case "wasmgate_kv_operations_total": {
+        const st = gateway.stores.get(l.store) || gateway.stores.set(l.store, {}).get(l.store);
+        st[l.result] = (st[l.result] || 0) + s.value;
+        break;
+      }
     }
   }
   return { modules, gateway };
@@ -138,6 +146,7 @@ const state = {
   sort: { key: null, ascending: true },
   filter: "",
   rows: [],
+  stores: [], // one row per key-value store (storeRows)
 };
 
 function push(list, value) {
@@ -276,6 +285,35 @@ function renderTable() {
     rows.length === state.rows.length ? `${rows.length} modules` : `showing ${rows.length} of ${state.rows.length}`;
 }
 
+// ---- key-value stores ----
+
+/// Each store's calls, errors and errors by result since start, and its errors per second
+/// since the previous poll.
+function storeRows(now) {
+  const before = state.previous ? state.previous.scrape.gateway.stores : new Map();
+  const secs = state.previous ? Math.max(Date.now() / 1000 - state.previous.at, 1e-3) : null;
+  return [...now.gateway.stores].map(([store, results]) => {
+    const recent = minus(results, before.get(store));
+    return {
+      store, calls: Object.values(results).reduce((a, b) => a + b, 0), errors: errors(results),
+      byResult: Object.entries(results).filter(([r, n]) => r !== "ok" && n > 0),
+      errorRate: secs === null ? null : errors(recent) / secs,
+      unavailable: secs === null ? 0 : recent.unavailable || 0,
+    };
+  }).sort((a, b) => (b.errors - a.errors) || a.store.localeCompare(b.store));
+}
+
+function renderStores(rows) {
+  document.getElementById("stores").hidden = rows.length === 0;
+  document.getElementById("store-rows").innerHTML = rows.map((r) => {
+    const results = r.byResult.map(([result, n]) => `${result} ${fmtCount(n)}`).join(", ") || "–";
+    return `<tr data-store="${esc(r.store)}"${r.unavailable > 0 ? ' class="attention"' : ""}>` +
+      `<td>${esc(r.store)}</td><td class="num">${esc(fmtCount(r.calls))}</td>` +
+      `<td class="num">${esc(fmtCount(r.errors))}</td><td class="error">${esc(results)}</td>` +
+      `<td class="num">${esc(fmtRate(r.errorRate))}</td></tr>`;
+  }).join("");
+}
+
 // ---- what needs attention ----
 
 function renderAttention(now) {
@@ -296,6 +334,9 @@ function renderAttention(now) {
     if (nowS - s.last > STALE_SOURCE_S) {
       items.push(["warn", `source ${s.source} last polled successfully ${Math.round((nowS - s.last) / 60)} min ago`]);
     }
+  }
+  for (const r of state.stores.filter((st) => st.unavailable > 0)) {
+    items.push(["", `store ${r.store}: ${fmtCount(r.unavailable)} calls unavailable since the last poll (is its backend up?)`]);
   }
   const list = document.getElementById("attention");
   list.hidden = items.length === 0;
@@ -432,7 +473,9 @@ async function poll() {
     const delta = interval(now, at);
     record(at, now, delta);
     state.rows = buildRows(modules, now, delta);
+    state.stores = storeRows(now);
     renderTable();
+    renderStores(state.stores);
     renderAttention(now);
     drawCharts(now);
     drawSparklines();

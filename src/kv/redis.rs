@@ -24,8 +24,13 @@ use super::write::{KeyPage, Write, Written, parse_counter};
 
 /// The most a connection attempt or one command may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(1);
-/// The longest wait between reconnection attempts.
+/// The first wait before reconnecting, and the longest: a refused connection (a server that
+/// is down) fails a call in tens of milliseconds, not the second redis-rs' defaults take,
+/// and the next call tries again, so a server that is back is used at once.
+const MIN_RECONNECT_DELAY: Duration = Duration::from_millis(10);
 const MAX_RECONNECT_DELAY: Duration = Duration::from_millis(500);
+/// Reconnection attempts one call waits for before it fails.
+const RECONNECT_RETRIES: usize = 1;
 /// What the read script returns when the values are over the bytes one call may read.
 const TOO_LARGE_REPLY: i64 = -3;
 /// What the scripts return when a write would take its store over its quota.
@@ -127,8 +132,9 @@ impl RedisStores {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CALL_TIMEOUT))
             .set_response_timeout(Some(CALL_TIMEOUT))
+            .set_min_delay(MIN_RECONNECT_DELAY)
             .set_max_delay(MAX_RECONNECT_DELAY)
-            .set_number_of_retries(2);
+            .set_number_of_retries(RECONNECT_RETRIES);
         let connection = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|e| BadUrl(format!("{:?}", e.kind())))?;
         Ok(RedisStores { connection })

@@ -13,6 +13,7 @@ Ends with "N passed, M failed"; exits 1 on any failure.
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -63,10 +64,15 @@ def main():
     ensure_apt("promtool", "prometheus")
     build_release()
     tmp = tempfile.mkdtemp(prefix="wasmgate-prometheus-")
-    mods = modules_dir_with_examples(tmp, ("hello", "watenv"))
+    mods = modules_dir_with_examples(tmp, ("hello", "watenv", "counter"))
+    # The counter keeps its count in an embedded store; `sneaky`, the same module under a
+    # name whose section lists no store, is refused it: the key-value panels get both.
+    shutil.copy(os.path.join(mods, "counter.wasm"), os.path.join(mods, "sneaky.wasm"))
+    stores = f'[kv]\npath = "{tmp}/kv"\n[modules.counter]\nkv_stores = ["counts"]\n'
+
     wat_to_wasm(open(os.path.join(ROOT, "tests", "fixtures", "trap.wat")).read(), os.path.join(mods, "crash.wasm"))
     # A polled modules directory, so the module-source panels have a source to show.
-    gw = Gateway(mods, os.path.join(tmp, "cache"), 'watch = "poll"\npoll_interval_ms = 500\n')
+    gw = Gateway(mods, os.path.join(tmp, "cache"), 'watch = "poll"\npoll_interval_ms = 500\n' + stores)
     gw.start(os.path.join(tmp, "gateway.log"))
 
     prom_port = free_port()
@@ -89,7 +95,7 @@ def main():
                     pass
                 time.sleep(0.005)
 
-        threads = [threading.Thread(target=traffic, args=(p,)) for p in ("/hello", "/watenv/x", "/crash")]
+        threads = [threading.Thread(target=traffic, args=(p,)) for p in ("/hello", "/watenv/x", "/crash", "/counter/x", "/sneaky")]
         for t in threads:
             t.start()
         # Wait for Prometheus to have scraped a good number of times.

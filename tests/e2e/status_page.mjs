@@ -1,11 +1,11 @@
 // Opens wasmgate's status page in headless Chromium (Debian's, driven by playwright-core)
 // and checks what an operator would look for, saving a screenshot of each state.
 //
-//   node status_page.mjs main ADMIN_URL PUBLIC_URL SCREENSHOT_DIR HELLO_REQUESTS
+//   node status_page.mjs main ADMIN_URL PUBLIC_URL SCREENSHOT_DIR HELLO_REQUESTS COUNTER_REQUESTS
 //   node status_page.mjs thousand ADMIN_URL PUBLIC_URL SCREENSHOT_DIR MODULES
 import { chromium } from "playwright-core";
 
-const [mode, url, publicUrl, shots, count] = process.argv.slice(2);
+const [mode, url, publicUrl, shots, count, counterCalls] = process.argv.slice(2);
 const browser = await chromium.launch({
   executablePath: "/usr/bin/chromium",
   args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -76,6 +76,20 @@ async function main(page) {
   check("the module answering only 5xx is highlighted",
         await page.locator('tr[data-module="crashy"].attention').count() === 1 &&
         /crashy answers mostly 5xx/.test(await page.locator("#attention").textContent()));
+  const store = (column) => page.evaluate((c) => {
+    const row = document.querySelector('#store-rows tr[data-store="counts"]');
+    return row ? row.children[c].textContent : null;
+  }, column);
+  check(`the store 'counts' shows its ${counterCalls} failed calls, by result`,
+        (await store(2)) === counterCalls && (await store(3)) === `unavailable ${counterCalls}`,
+        `${await store(2)} errors: ${await store(3)}`);
+  const stopCounter = traffic("/counter/x");
+  const unavailable = await page.waitForFunction(
+    () => /store counts: .* unavailable since the last poll/.test(document.getElementById("attention").textContent),
+    null, { timeout: 20000 }).then(() => true, () => false);
+  check("a store whose calls are failing as unavailable is called out", unavailable,
+        await page.locator("#attention").textContent());
+  await stopCounter();
   check("each module shows its ABI",
         (await cell(page, "hello", "abi")) === "cgi" && (await cell(page, "rsapi", "abi")) === "wasi-http");
   await page.screenshot({ path: `${shots}/live.png`, fullPage: true });

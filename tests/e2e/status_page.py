@@ -24,12 +24,13 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "loadtest"))
-from common import Gateway, build_release, ensure_apt, modules_dir_with_examples, wat_to_wasm  # noqa: E402
+from common import Gateway, build_release, ensure_apt, free_port, modules_dir_with_examples, wat_to_wasm  # noqa: E402
 
 SCREENSHOTS = os.path.join(ROOT, "target", "status-page")
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 HELLO_REQUESTS = 60
 TRAP_REQUESTS = 10
+COUNTER_REQUESTS = 3
 MANY_MODULES = 1000
 
 
@@ -61,17 +62,20 @@ def main():
     failures = 0
     tmp = tempfile.mkdtemp(prefix="wasmgate-status-")
     try:
-        mods = modules_dir_with_examples(os.path.join(tmp, "a"), ("hello", "watenv", "rsapi"))
+        mods = modules_dir_with_examples(os.path.join(tmp, "a"), ("hello", "watenv", "rsapi", "counter"))
         fixture("trap", mods, "crashy")
         fixture("sleepy", mods, "slow")
         open(os.path.join(mods, "broken.wasm"), "wb").write(b"not a module")
+        # The counter's store is on a Redis that is not there: every call is unavailable.
+        down = f'[kv]\nbackend = "redis://127.0.0.1:{free_port()}"\n[modules.counter]\nkv_stores = ["counts"]\n'
         gw = Gateway(mods, os.path.join(tmp, "a", "cache"),
-                     "max_instances = 4\nqueue_timeout_ms = 5000\n[limits]\nmax_concurrency = 4\n")
+                     "max_instances = 4\nqueue_timeout_ms = 5000\n[limits]\nmax_concurrency = 4\n" + down)
         gw.start()
         try:
             send(gw.port, "/hello", HELLO_REQUESTS)
             send(gw.port, "/crashy", TRAP_REQUESTS)
-            failures += browse("main", gw, (HELLO_REQUESTS,)) != 0
+            send(gw.port, "/counter/x", COUNTER_REQUESTS)
+            failures += browse("main", gw, (HELLO_REQUESTS, COUNTER_REQUESTS)) != 0
         finally:
             gw.stop()
 

@@ -39,10 +39,11 @@ python3 tests/e2e/prometheus.py
 python3 tests/e2e/status_page.py
 
 # Deployment: three replicas behind HAProxy through a deploy and a rolling restart; a
-# fleet of three following an OCI tag in a real registry; and the Kubernetes, systemd and
-# Docker files.
+# fleet of three following an OCI tag in a real registry; a fleet of three sharing a
+# counter through one Redis; and the Kubernetes, systemd and Docker files.
 python3 deploy/test_lb.py
 python3 deploy/test_fleet.py
+python3 deploy/test_kv_fleet.py
 python3 deploy/check_manifests.py
 
 contract=../shared/acceptance/contract.py

@@ -4,7 +4,8 @@ unknown fields are errors), the PodMonitor and the Kustomization for the fields 
 controllers require, the references between them (ports, names, selectors), and the
 ConfigMap's wasmgate.toml by wasmgate itself. The overlays (deploy/k8s/registry: modules from
 an OCI registry, the HPA on requests in flight through prometheus-adapter;
-deploy/k8s/configmap-modules: modules from a ConfigMap volume) are rendered by applying
+deploy/k8s/configmap-modules: modules from a ConfigMap volume; deploy/k8s/redis: the
+key-value stores on an in-cluster Valkey) are rendered by applying
 their JSON 6902 patches to the base, as kustomize does, and the results are checked the same
 way, plus what each mode needs. deploy/systemd: `systemd-analyze verify`
 with the unit pointed at the built binary. Dockerfile: its stages, the precompile step and
@@ -136,6 +137,46 @@ def check_configmap_mode(base):
           list(data))
 
 
+def check_redis_mode(base):
+    objects = render("redis", base)
+    for (kind, name), doc in sorted(objects.items()):
+        if kind != "PodMonitor":
+            validate_strict(f"Redis mode: {kind} {name}", doc)
+    toml_text = objects[("ConfigMap", "wasmgate-config")]["data"]["wasmgate.toml"]
+    conf = tomllib.loads(toml_text)
+    wasmgate_accepts("Redis mode", toml_text)
+    backend = conf.get("kv", {}).get("backend", "")
+    check("Redis mode: the stores are the in-cluster Valkey, and the config holds no password",
+          backend.startswith("redis://wasmgate-kv:6379") and "@" not in backend, backend)
+    service = objects[("Service", "wasmgate-kv")]
+    valkey = objects[("StatefulSet", "wasmgate-kv")]["spec"]
+    pod = valkey["template"]
+    check("Redis mode: the Service selects the Valkey pods",
+          service["spec"]["selector"].items() <= pod["metadata"]["labels"].items(), service["spec"]["selector"])
+    args = pod["spec"]["containers"][0]["args"]
+    check("Redis mode: Valkey keeps an append-only file on a persistent volume",
+          "--appendonly" in args and args[args.index("--appendonly") + 1] == "yes"
+          and any(m["mountPath"] == "/data" for m in pod["spec"]["containers"][0]["volumeMounts"])
+          and valkey["volumeClaimTemplates"], args)
+
+    def secret_of(env, name):
+        return next((e["valueFrom"]["secretKeyRef"] for e in env if e["name"] == name), None)
+
+    gateway_env = objects[("Deployment", "wasmgate")]["spec"]["template"]["spec"]["containers"][0]["env"]
+    gateway_secret = secret_of(gateway_env, "WASMGATE_KV_PASSWORD")
+    valkey_secret = secret_of(pod["spec"]["containers"][0]["env"], "VALKEY_PASSWORD")
+    check("Redis mode: wasmgate and Valkey take the password from the same Secret key",
+          gateway_secret is not None and gateway_secret == valkey_secret
+          and "--requirepass" in args and args[args.index("--requirepass") + 1] == "$(VALKEY_PASSWORD)",
+          (gateway_secret, valkey_secret))
+    policy = objects[("NetworkPolicy", "wasmgate-kv")]["spec"]
+    gateway_labels = objects[("Deployment", "wasmgate")]["spec"]["template"]["metadata"]["labels"]
+    allowed = [f["podSelector"]["matchLabels"] for rule in policy["ingress"] for f in rule["from"]]
+    check("Redis mode: only wasmgate's pods may reach Valkey",
+          policy["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+          and allowed and all(a.items() <= gateway_labels.items() for a in allowed), policy)
+
+
 def check_systemd():
     unit = open(os.path.join(HERE, "systemd", "wasmgate.service")).read()
     binary = os.path.join(ROOT, "target", "release", "wasmgate")
@@ -205,6 +246,7 @@ def main():
     base = [docs[f] for f in kust["resources"]]
     check_registry_mode(base)
     check_configmap_mode(base)
+    check_redis_mode(base)
     check_systemd()
     check_dockerfile()
     passed = sum(RESULTS)

@@ -17,7 +17,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Script, ScriptInvocation};
+use redis::{Client, ConnectionInfo, IntoConnectionInfo, Script, ScriptInvocation};
 
 use super::error::KvError;
 use super::write::{KeyPage, Write, Written, parse_counter};
@@ -120,6 +120,30 @@ pub(crate) struct RedisStores {
     connection: ConnectionManager,
 }
 
+/// The credentials for a URL that carries none, from the environment, so that a config
+/// file (a Kubernetes ConfigMap, say) need not hold a password.
+const USERNAME_VAR: &str = "WASMGATE_KV_USERNAME";
+const PASSWORD_VAR: &str = "WASMGATE_KV_PASSWORD";
+
+/// Where and how to connect: `url`, with the environment's credentials when it has none.
+fn connection_info(url: &str) -> Result<ConnectionInfo, BadUrl> {
+    let info = url
+        .into_connection_info()
+        .map_err(|e| BadUrl(format!("{:?}", e.kind())))?;
+    let mut settings = info.redis_settings().clone();
+    if settings.password().is_none()
+        && let Ok(password) = std::env::var(PASSWORD_VAR)
+    {
+        settings = settings.set_password(password);
+        if settings.username().is_none()
+            && let Ok(username) = std::env::var(USERNAME_VAR)
+        {
+            settings = settings.set_username(username);
+        }
+    }
+    Ok(info.set_redis_settings(settings))
+}
+
 /// Why the Redis backend cannot be set up (a server that is down is not one of them).
 #[derive(Debug, thiserror::Error)]
 #[error("the [kv] backend is not a usable Redis URL: {0}")]
@@ -128,7 +152,8 @@ pub struct BadUrl(String);
 impl RedisStores {
     /// The stores at `url`, connected on first use.
     pub(crate) fn new(url: &str) -> Result<RedisStores, BadUrl> {
-        let client = Client::open(url).map_err(|e| BadUrl(format!("{:?}", e.kind())))?;
+        let client =
+            Client::open(connection_info(url)?).map_err(|e| BadUrl(format!("{:?}", e.kind())))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CALL_TIMEOUT))
             .set_response_timeout(Some(CALL_TIMEOUT))

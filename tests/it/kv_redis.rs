@@ -159,6 +159,17 @@ fn a_password_in_the_url_never_shows() {
     assert_eq!(gw.get("/counter"), (200, "-4\n".to_string()));
     let log = gw.log.lock().unwrap().clone();
     assert!(!log.contains(password), "{log}");
+
+    // A URL without credentials takes them from the environment, so a config file (a
+    // ConfigMap) need not hold the password.
+    let bare = redis.url().replace(&format!(":{password}@"), "");
+    let gw = Served::start_bytes(
+        &[("counter".to_string(), counter())],
+        &[("WASMGATE_KV_PASSWORD", password)],
+        &on_redis(&bare),
+        &[],
+    );
+    assert_eq!(gw.get("/counter"), (200, "2\n".to_string()));
 }
 
 #[tokio::test(flavor = "multi_thread")]

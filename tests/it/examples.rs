@@ -543,8 +543,10 @@ async fn the_examples_that_keep_state_keep_it_in_the_configured_stores() {
     assert!(text("/counter/about").await.contains(r#""visits":1"#));
     assert_eq!(text("/cvisits?ada").await, "visit 1; before you: nobody\n");
     assert_eq!(text("/cvisits?grace").await, "visit 2; before you: ada\n");
-    assert_eq!(text("/asvisits?ada").await, "visit 1; before you: nobody\n");
-    assert_eq!(text("/asvisits?linus").await, "visit 2; before you: ada\n");
+    let first = "visit 1; before you: nobody; 1 names seen\n";
+    assert_eq!(text("/asvisits?ada").await, first);
+    let second = "visit 2; before you: ada; 2 names seen\n";
+    assert_eq!(text("/asvisits?linus").await, second);
 
     let made = common::request(
         gw.public,

@@ -1,5 +1,6 @@
-// asvisits: counts its visits in the key-value store "counts" and remembers who came last:
-// /asvisits?NAME answers "visit N; before you: PREVIOUS". The module's section must list
+// asvisits: counts its visits in the key-value store "counts", remembers who came last and
+// every name seen (setMany, keys): /asvisits?NAME answers
+// "visit N; before you: PREVIOUS; M names seen". The module's section must list
 // the store: [modules.asvisits] kv_stores = ["counts"]. AssemblyScript with
 // @assemblyscript/wasi-shim and the bindings in modules/src/kv/assemblyscript.
 
@@ -23,7 +24,10 @@ if (store.error == KV_DENIED) {
     let previous = "nobody";
     if (last != null) previous = String.UTF8.decode(last);
     else if (store.error != KV_NOT_FOUND) previous = "unknown";
-    store.set("last:as", String.UTF8.encode(name));
-    respond(200, "visit " + visits.toString() + "; before you: " + previous);
+    store.setMany(["last:as", "seen:" + name], [String.UTF8.encode(name), String.UTF8.encode("1")]);
+    let seen = 0;
+    const keys = store.keys();
+    for (let i = 0; i < keys.length; i++) if (keys[i].startsWith("seen:")) seen++;
+    respond(200, "visit " + visits.toString() + "; before you: " + previous + "; " + seen.toString() + " names seen");
   }
 }

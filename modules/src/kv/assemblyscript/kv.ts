@@ -21,6 +21,12 @@ declare function kv_set(store: i32, key: usize, keyLen: u32, value: usize, value
 declare function kv_delete(store: i32, key: usize, keyLen: u32): i32;
 @external("wasmgate", "kv_increment")
 declare function kv_increment(store: i32, key: usize, keyLen: u32, delta: i64, result: usize): i32;
+@external("wasmgate", "kv_list")
+declare function kv_list(store: i32, cursor: i64, buf: usize, bufLen: u32, next: usize): i32;
+@external("wasmgate", "kv_set_many")
+declare function kv_set_many(store: i32, entries: usize, entriesLen: u32): i32;
+@external("wasmgate", "kv_delete_many")
+declare function kv_delete_many(store: i32, keys: usize, keysLen: u32): i32;
 
 export const KV_NOT_FOUND: i32 = -1;
 export const KV_DENIED: i32 = -2;
@@ -32,6 +38,20 @@ export const KV_NOT_A_NUMBER: i32 = -7;
 
 function len(buf: ArrayBuffer): u32 {
   return <u32>buf.byteLength;
+}
+
+/** Byte strings as the batch calls take them: each a u32 LE length and its bytes. */
+function encode(strings: ArrayBuffer[]): ArrayBuffer {
+  let total = 0;
+  for (let i = 0; i < strings.length; i++) total += 4 + strings[i].byteLength;
+  const out = new ArrayBuffer(total);
+  let at = changetype<usize>(out);
+  for (let i = 0; i < strings.length; i++) {
+    store<u32>(at, strings[i].byteLength);
+    memory.copy(at + 4, changetype<usize>(strings[i]), strings[i].byteLength);
+    at += 4 + strings[i].byteLength;
+  }
+  return out;
 }
 
 /**
@@ -93,5 +113,56 @@ export class Store {
     const result = new ArrayBuffer(8);
     this.error = kv_increment(this.handle, changetype<usize>(k), len(k), delta, changetype<usize>(result));
     return this.error == 0 ? load<i64>(changetype<usize>(result)) : 0;
+  }
+
+  /** Every key, in the store's order (pages of up to 1000 behind the scenes); `error` is
+   * set when a page failed, with the keys read so far. */
+  keys(): string[] {
+    const keys: string[] = [];
+    let buf = new ArrayBuffer(64 * 1024);
+    const next = new ArrayBuffer(8);
+    let cursor: i64 = 0;
+    while (cursor != -1) {
+      const n = kv_list(this.handle, cursor, changetype<usize>(buf), len(buf), changetype<usize>(next));
+      if (n == KV_TOO_LARGE) {
+        buf = new ArrayBuffer(buf.byteLength * 2);
+        continue;
+      }
+      if (n < 0) {
+        this.error = n;
+        return keys;
+      }
+      let at = changetype<usize>(buf);
+      for (let i = 0; i < n; i++) {
+        const l = load<u32>(at);
+        keys.push(String.UTF8.decodeUnsafe(at + 4, l));
+        at += 4 + l;
+      }
+      cursor = load<i64>(changetype<usize>(next));
+    }
+    this.error = 0;
+    return keys;
+  }
+
+  /** Sets every key of `keys` to the value at the same index, in one atomic write (all or
+   * none); the code. */
+  setMany(keys: string[], values: ArrayBuffer[]): i32 {
+    const strings: ArrayBuffer[] = [];
+    for (let i = 0; i < keys.length; i++) {
+      strings.push(String.UTF8.encode(keys[i]));
+      strings.push(values[i]);
+    }
+    const entries = encode(strings);
+    this.error = kv_set_many(this.handle, changetype<usize>(entries), len(entries));
+    return this.error;
+  }
+
+  /** Deletes every key of `keys`; the code. */
+  deleteMany(keys: string[]): i32 {
+    const strings: ArrayBuffer[] = [];
+    for (let i = 0; i < keys.length; i++) strings.push(String.UTF8.encode(keys[i]));
+    const request = encode(strings);
+    this.error = kv_delete_many(this.handle, changetype<usize>(request), len(request));
+    return this.error;
   }
 }

@@ -50,6 +50,22 @@ struct Case {
 
 const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
 
+/// A function that keeps state, served without its store listed (as `cargo run --release
+/// -- serve` serves it): a 503 naming the `kv_stores` line it needs.
+const fn without_its_store(module: &'static str, content_type: &'static str) -> Case {
+    Case {
+        module,
+        method: "GET",
+        path: "",
+        headers: &[],
+        body: "",
+        status: 503,
+        content_type,
+        contains: &["kv_stores"],
+        excludes: &[],
+    }
+}
+
 const CASES: &[Case] = &[
     Case {
         module: "clock",
@@ -333,66 +349,11 @@ const CASES: &[Case] = &[
         contains: &["give ?url="],
         excludes: &[],
     },
-    // Served without its store listed (`cargo run --release -- serve`), it says how.
-    Case {
-        module: "counter",
-        method: "GET",
-        path: "",
-        headers: &[],
-        body: "",
-        status: 503,
-        content_type: "application/json",
-        contains: &["kv_stores"],
-        excludes: &[],
-    },
-    // Served without its store listed (`cargo run --release -- serve`), it says how.
-    Case {
-        module: "cvisits",
-        method: "GET",
-        path: "",
-        headers: &[],
-        body: "",
-        status: 503,
-        content_type: "text/plain",
-        contains: &["kv_stores"],
-        excludes: &[],
-    },
-    // Served without its store listed (`cargo run --release -- serve`), it says how.
-    Case {
-        module: "asvisits",
-        method: "GET",
-        path: "",
-        headers: &[],
-        body: "",
-        status: 503,
-        content_type: "text/plain",
-        contains: &["kv_stores"],
-        excludes: &[],
-    },
-    // Served without its store listed (`cargo run --release -- serve`), it says how.
-    Case {
-        module: "shorten",
-        method: "GET",
-        path: "",
-        headers: &[],
-        body: "",
-        status: 503,
-        content_type: "application/json",
-        contains: &["kv_stores"],
-        excludes: &[],
-    },
-    // Served without its store listed (`cargo run --release -- serve`), it says how.
-    Case {
-        module: "sessions",
-        method: "GET",
-        path: "",
-        headers: &[],
-        body: "",
-        status: 503,
-        content_type: "application/json",
-        contains: &["kv_stores"],
-        excludes: &[],
-    },
+    without_its_store("counter", "application/json"),
+    without_its_store("cvisits", "text/plain"),
+    without_its_store("asvisits", "text/plain"),
+    without_its_store("shorten", "application/json"),
+    without_its_store("sessions", "application/json"),
 ];
 
 /// An HTTP server on a thread of its own that answers every request with `body`.

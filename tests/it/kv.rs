@@ -7,6 +7,7 @@ use crate::common;
 
 use std::process::Command;
 
+use common::TestGateway;
 use common::kv::{BUF, RESULT, Script, big_batch, counter, kv_config, lines, prefixed, serve};
 use common::served::{BIN, Served};
 
@@ -85,18 +86,25 @@ async fn every_call_answers_as_documented() {
     .map(str::to_string)
     .to_vec();
     assert_eq!(got, want);
+    assert_counted(
+        &gw,
+        &[
+            ops("calls", "things", "set", "ok", 2),
+            ops("calls", "things", "increment", "ok", 2),
+            ops("calls", "things", "list", "ok", 4),
+        ],
+    )
+    .await;
     let metrics = gw.metrics().await;
-    for series in [
-        ops("calls", "things", "set", "ok", 2),
-        ops("calls", "things", "increment", "ok", 2),
-        ops("calls", "things", "list", "ok", 4),
-    ] {
-        assert!(
-            metrics.lines().any(|l| l == series),
-            "{series} in\n{metrics}"
-        );
-    }
     assert!(metrics.contains("wasmgate_kv_operation_duration_seconds_bucket{op=\"get\""));
+}
+
+/// Fails unless `gw`'s `/metrics` has each of `series` as a whole line.
+async fn assert_counted(gw: &TestGateway, series: &[String]) {
+    let metrics = gw.metrics().await;
+    for line in series {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
 }
 
 /// The line of `wasmgate_kv_operations_total` for these labels and `count`.
@@ -169,25 +177,23 @@ async fn bad_input_is_its_code_to_the_guest_and_stores_nothing() {
         "-5", "-3", // a negative cursor; a buffer too small for the first key
     ];
     assert_eq!(got, want);
-    let metrics = gw.metrics().await;
-    for series in [
-        ops("bad", "_invalid", "open", "invalid", 1),
-        ops("bad", "_unlisted", "open", "denied", 1),
-        ops("bad", "_invalid", "set", "invalid", 1),
-        ops("bad", "_invalid", "delete", "invalid", 1),
-        ops("bad", "mine", "set", "too_large", 2),
-        ops("bad", "mine", "increment", "not_a_number", 2),
-        ops("bad", "mine", "set", "quota", 1),
-        ops("bad", "mine", "increment", "quota", 1),
-        ops("bad", "mine", "set", "invalid", 2),
-        ops("bad", "mine", "get", "invalid", 1),
-        ops("bad", "mine", "list", "invalid", 1),
-    ] {
-        assert!(
-            metrics.lines().any(|l| l == series),
-            "{series} in\n{metrics}"
-        );
-    }
+    assert_counted(
+        &gw,
+        &[
+            ops("bad", "_invalid", "open", "invalid", 1),
+            ops("bad", "_unlisted", "open", "denied", 1),
+            ops("bad", "_invalid", "set", "invalid", 1),
+            ops("bad", "_invalid", "delete", "invalid", 1),
+            ops("bad", "mine", "set", "too_large", 2),
+            ops("bad", "mine", "increment", "not_a_number", 2),
+            ops("bad", "mine", "set", "quota", 1),
+            ops("bad", "mine", "increment", "quota", 1),
+            ops("bad", "mine", "set", "invalid", 2),
+            ops("bad", "mine", "get", "invalid", 1),
+            ops("bad", "mine", "list", "invalid", 1),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -408,18 +414,16 @@ async fn a_component_uses_wasi_keyvalue_on_the_store_cgi_modules_use() {
         assert_eq!((reply.status.as_u16(), reply.text()), (200, want(visits)));
     }
     assert_eq!(lines(&gw, "/reader").await, ["0", "1", "2"]);
-    let metrics = gw.metrics().await;
-    for series in [
-        ops("kv_http", "sessions", "increment", "ok", 2),
-        ops("kv_http", "sessions", "set", "too_large", 2),
-        ops("kv_http", "_unlisted", "open", "denied", 2),
-        ops("kv_http", "_invalid", "open", "invalid", 2),
-    ] {
-        assert!(
-            metrics.lines().any(|l| l == series),
-            "{series} in\n{metrics}"
-        );
-    }
+    assert_counted(
+        &gw,
+        &[
+            ops("kv_http", "sessions", "increment", "ok", 2),
+            ops("kv_http", "sessions", "set", "too_large", 2),
+            ops("kv_http", "_unlisted", "open", "denied", 2),
+            ops("kv_http", "_invalid", "open", "invalid", 2),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

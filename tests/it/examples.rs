@@ -502,6 +502,10 @@ async fn the_examples_that_keep_state_keep_it_in_the_configured_stores() {
     assert!(text("/counter/home").await.contains(r#""visits":1"#));
     assert!(text("/counter/home").await.contains(r#""visits":2"#));
     assert!(text("/counter/about").await.contains(r#""visits":1"#));
+    assert_eq!(
+        text("/counter").await,
+        "{\"pages\":{\"/about\":1,\"/home\":2}}\n"
+    );
     assert_eq!(text("/cvisits?ada").await, "visit 1; before you: nobody\n");
     assert_eq!(text("/cvisits?grace").await, "visit 2; before you: ada\n");
     let first = "visit 1; before you: nobody; 1 names seen\n";
@@ -546,6 +550,14 @@ async fn the_examples_that_keep_state_keep_it_in_the_configured_stores() {
         common::get(gw.public, "/shorten/zz").await.unwrap().status,
         404
     );
+    let cleared = common::request(
+        gw.public,
+        common::build("DELETE", "/shorten", &[], "".into()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(cleared.text(), "{\"deleted\":1}\n");
+    assert_eq!(text("/shorten").await, "{\"links\":[]}\n");
 
     let first = common::get(gw.public, "/sessions").await.unwrap();
     assert_eq!(first.status, 200, "{}", first.text());

@@ -5,6 +5,7 @@
 //	GET  /shorten/CODE   302 to the link's URL (404 when there is none)
 //	GET  /shorten        200 {"links": [{"code": ..., "url": ...}, ...]}
 //	DELETE /shorten/CODE 204
+//	DELETE /shorten      200 {"deleted": N}, every link (one batch delete)
 //
 // Codes come from an atomic counter (Increment), so two requests at once never get the
 // same one. The store must be listed in the module's section:
@@ -55,14 +56,16 @@ func main() {
 		list(s)
 	case method == "GET":
 		follow(s, code)
-	case method == "DELETE" && code != "":
+	case method == "DELETE" && code == "":
+		deleteAll(s)
+	case method == "DELETE":
 		if err := s.Delete("link:" + code); err != nil {
 			fail(503, err.Error())
 			return
 		}
 		fmt.Print("Status: 204\r\n\r\n")
 	default:
-		fail(405, "use POST /shorten, GET /shorten[/CODE] or DELETE /shorten/CODE")
+		fail(405, "use POST /shorten, GET /shorten[/CODE] or DELETE /shorten[/CODE]")
 	}
 }
 
@@ -109,17 +112,35 @@ func follow(s kv.Store, code string) {
 	fmt.Printf("Status: 302\r\nLocation: %s\r\n\r\n", l.URL)
 }
 
-func list(s kv.Store) {
+// linkKeys is the store's keys of links.
+func linkKeys(s kv.Store) ([]string, error) {
 	keys, err := s.Keys()
+	var links []string
+	for _, k := range keys {
+		if strings.HasPrefix(k, "link:") {
+			links = append(links, k)
+		}
+	}
+	return links, err
+}
+
+func deleteAll(s kv.Store) {
+	keys, err := linkKeys(s)
+	if err == nil && len(keys) > 0 {
+		err = s.DeleteMany(keys...)
+	}
 	if err != nil {
 		fail(503, err.Error())
 		return
 	}
-	var wanted []string
-	for _, k := range keys {
-		if strings.HasPrefix(k, "link:") {
-			wanted = append(wanted, k)
-		}
+	respond(200, nil, map[string]int{"deleted": len(keys)})
+}
+
+func list(s kv.Store) {
+	wanted, err := linkKeys(s)
+	if err != nil {
+		fail(503, err.Error())
+		return
 	}
 	links := []link{}
 	if len(wanted) > 0 {

@@ -287,6 +287,16 @@ function renderTable() {
 
 // ---- key-value stores ----
 
+/// The results of a key-value call that are no failure: a `get` of a missing key answers
+/// `not_found`.
+const STORE_SUCCESS = new Set(["ok", "not_found"]);
+
+function storeErrors(results) {
+  let n = 0;
+  for (const r in results) if (!STORE_SUCCESS.has(r)) n += results[r];
+  return n;
+}
+
 /// Each store's calls, errors and errors by result since start, and its errors per second
 /// since the previous poll.
 function storeRows(now) {
@@ -295,9 +305,9 @@ function storeRows(now) {
   return [...now.gateway.stores].map(([store, results]) => {
     const recent = minus(results, before.get(store));
     return {
-      store, calls: Object.values(results).reduce((a, b) => a + b, 0), errors: errors(results),
-      byResult: Object.entries(results).filter(([r, n]) => r !== "ok" && n > 0),
-      errorRate: secs === null ? null : errors(recent) / secs,
+      store, calls: Object.values(results).reduce((a, b) => a + b, 0), errors: storeErrors(results),
+      byResult: Object.entries(results).filter(([r, n]) => !STORE_SUCCESS.has(r) && n > 0),
+      errorRate: secs === null ? null : storeErrors(recent) / secs,
       unavailable: secs === null ? 0 : recent.unavailable || 0,
     };
   }).sort((a, b) => (b.errors - a.errors) || a.store.localeCompare(b.store));

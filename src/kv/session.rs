@@ -154,20 +154,30 @@ impl KvCall {
         }
     }
 
+    /// The value at `key`; a miss is counted as `not_found`, so that a cache's hit ratio
+    /// shows in the metrics.
     pub(crate) async fn get(&self, key: Vec<u8>) -> Result<Option<Vec<u8>>, KvError> {
-        let mut values = self.get_many(vec![key]).await?;
-        Ok(values.pop().flatten())
+        let read = async {
+            let mut values = self.read(vec![key]).await?;
+            values.pop().flatten().ok_or(KvError::NotFound)
+        };
+        match self.timed(Op::Get, read).await {
+            Ok(value) => Ok(Some(value)),
+            Err(KvError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     pub(crate) async fn get_many(
         &self,
         keys: Vec<Vec<u8>>,
     ) -> Result<Vec<Option<Vec<u8>>>, KvError> {
-        self.timed(Op::Get, async {
-            self.check_keys(&keys)?;
-            self.stores.get_many(self.store.clone(), keys).await
-        })
-        .await
+        self.timed(Op::Get, self.read(keys)).await
+    }
+
+    async fn read(&self, keys: Vec<Vec<u8>>) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        self.check_keys(&keys)?;
+        self.stores.get_many(self.store.clone(), keys).await
     }
 
     /// Sets every pair; a key named twice keeps its last value.
@@ -262,7 +272,7 @@ impl KvCall {
             .await
             .unwrap_or(Err(KvError::Unavailable));
         let label = match &result {
-            Ok(_) | Err(KvError::NotFound) => OK_LABEL,
+            Ok(_) => OK_LABEL,
             Err(e) => e.label(),
         };
         self.stores.record(

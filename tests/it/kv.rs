@@ -92,6 +92,8 @@ async fn every_call_answers_as_documented() {
             ops("calls", "things", "set", "ok", 2),
             ops("calls", "things", "increment", "ok", 2),
             ops("calls", "things", "list", "ok", 4),
+            ops("calls", "things", "get", "ok", 3),
+            ops("calls", "things", "get", "not_found", 1),
         ],
     )
     .await;

@@ -14,7 +14,8 @@
 //! Reads run on tokio's blocking pool, so no worker thread waits for the disk.
 //!
 //! One gateway at a time: the directory's `lock` file is locked (`flock`) while the store
-//! is open, and a second gateway refuses to start, naming it.
+//! is open, and a second gateway refuses to start, naming it. Closing the store stops the
+//! writer thread (after the commit it holds) before the lock is let go.
 
 use std::collections::BTreeMap;
 use std::fs::{DirBuilder, File, OpenOptions, TryLockError};
@@ -59,12 +60,47 @@ struct Pending {
     reply: oneshot::Sender<Result<Written, KvError>>,
 }
 
-/// The open store.
+/// The open store. Its fields drop in order: the writer is stopped (and has let go of the
+/// database) before the lock is released.
 pub(crate) struct Embedded {
     db: Arc<Database>,
-    writes: mpsc::Sender<Pending>,
+    writer: Writer,
     /// Locked while the store is open; unlocked when it is dropped.
     _lock: File,
+}
+
+/// The writer thread and the queue to it. Dropping it closes the queue and waits for the
+/// thread to commit what it holds and end.
+struct Writer {
+    queue: Option<mpsc::Sender<Pending>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    fn start(db: Arc<Database>) -> std::io::Result<Writer> {
+        let (queue, writes) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("wasmgate-kv-writer".into())
+            .spawn(move || write_loop(&db, &writes))?;
+        Ok(Writer {
+            queue: Some(queue),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues `pending`; false once the writer has stopped.
+    fn send(&self, pending: Pending) -> bool {
+        self.queue.as_ref().is_some_and(|q| q.send(pending).is_ok())
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.queue.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Embedded {
@@ -94,15 +130,10 @@ impl Embedded {
         let db = Database::create(dir.join(DATA_FILE)).map_err(|e| failed(e.to_string()))?;
         create_tables(&db).map_err(|e| failed(e.to_string()))?;
         let db = Arc::new(db);
-        let (writes, queue) = mpsc::channel();
-        let writer_db = db.clone();
-        std::thread::Builder::new()
-            .name("wasmgate-kv-writer".into())
-            .spawn(move || write_loop(&writer_db, &queue))
-            .map_err(|e| failed(e.to_string()))?;
+        let writer = Writer::start(db.clone()).map_err(|e| failed(e.to_string()))?;
         Ok(Embedded {
             db,
-            writes,
+            writer,
             _lock: lock,
         })
     }
@@ -149,9 +180,9 @@ impl Embedded {
             quota,
             reply,
         };
-        self.writes
-            .send(pending)
-            .map_err(|_| KvError::Unavailable)?;
+        if !self.writer.send(pending) {
+            return Err(KvError::Unavailable);
+        }
         answer.await.unwrap_or(Err(KvError::Unavailable))
     }
 
@@ -318,5 +349,28 @@ impl Tables<'_> {
         };
         self.bytes.insert(store, after)?;
         Ok(Ok(result))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store dropped right after a write can be opened again at once: the writer thread
+    /// has finished and let go of the file before the lock is released.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_store_reopens_as_soon_as_it_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..50i64 {
+            let store = Embedded::open(dir.path()).unwrap_or_else(|e| panic!("round {round}: {e}"));
+            let written = store
+                .write(Arc::from("s"), Write::Increment(b"n".to_vec(), 1), u64::MAX)
+                .await;
+            assert!(
+                matches!(written, Ok(Written::Counter(n)) if n == round + 1),
+                "{round}"
+            );
+            drop(store);
+        }
     }
 }

@@ -2,7 +2,10 @@
 //! `kv_set` of a 100-byte value, each through a request's session as a guest's call goes
 //! (limits, deadline, backend), one call at a time. A set is acknowledged only once its
 //! commit is on disk, so alone it costs an fsync; under load one commit carries many
-//! requests' writes (`loadtest/kv.py` measures that).
+//! requests' writes (`loadtest/kv.py` measures that). Two references run beside them, as
+//! yardsticks measured in the same run: a no-op round trip through tokio's blocking pool
+//! (where every embedded read goes), and a 100-byte write and `fdatasync` of a file in the
+//! same directory (what a lone commit cannot do without).
 //!
 //! `cargo bench --bench kv`; results in BENCHMARKS.md.
 
@@ -40,6 +43,19 @@ fn bench_kv(c: &mut Criterion) {
     group.bench_function("kv_set 100 B (fsync)", |b| {
         b.to_async(&rt)
             .iter(|| async { store.set(b"written", &value).await.expect("set") })
+    });
+    group.bench_function("reference: spawn_blocking round trip", |b| {
+        b.to_async(&rt)
+            .iter(|| async { tokio::task::spawn_blocking(|| ()).await.expect("joined") })
+    });
+    let mut file = std::fs::File::create(dir.path().join("reference")).expect("a file");
+    group.bench_function("reference: write 100 B + fdatasync", |b| {
+        b.iter(|| {
+            use std::io::{Seek, Write};
+            file.rewind().expect("rewind");
+            file.write_all(&value).expect("write");
+            file.sync_data().expect("fdatasync");
+        })
     });
     group.finish();
 }

@@ -442,3 +442,30 @@ async fn a_batch_read_is_bounded_by_the_bytes_one_call_may_hold() {
     assert!(big[1..18].iter().all(|l| l == "0"), "{big:?}");
     assert_eq!(big.last().unwrap(), "-3");
 }
+
+/// What every binding probe (tests/kv_bindings/) prints when each call answers as the
+/// README documents.
+const PROBE_OUTPUT: &str = "set ok\nget 1\ninc 5\nset_many ok\nget_many 1,-,3\nkeys a,b,c,n\n\
+                            delete ok\ndelete_many ok\nkeys n\nget_missing none\ndenied ok\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_languages_bindings_call_every_function_as_documented() {
+    for language in ["rust", "go", "c", "assemblyscript"] {
+        let path = format!(
+            "{}/tests/fixtures/kv_bindings/{language}.wasm",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let probe = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let mut gw = serve(&[("probe", probe)], |path| {
+            kv_config(path, &[("probe", &["s"])])
+        })
+        .await;
+        let reply = gw.get("/probe").await;
+        assert_eq!(
+            (reply.status.as_u16(), reply.text().as_str()),
+            (200, PROBE_OUTPUT),
+            "{language}"
+        );
+        gw.stop().await;
+    }
+}

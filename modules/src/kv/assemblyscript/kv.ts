@@ -23,6 +23,8 @@ declare function kv_delete(store: i32, key: usize, keyLen: u32): i32;
 declare function kv_increment(store: i32, key: usize, keyLen: u32, delta: i64, result: usize): i32;
 @external("wasmgate", "kv_list")
 declare function kv_list(store: i32, cursor: i64, buf: usize, bufLen: u32, next: usize): i32;
+@external("wasmgate", "kv_get_many")
+declare function kv_get_many(store: i32, keys: usize, keysLen: u32, buf: usize, bufLen: u32): i64;
 @external("wasmgate", "kv_set_many")
 declare function kv_set_many(store: i32, entries: usize, entriesLen: u32): i32;
 @external("wasmgate", "kv_delete_many")
@@ -142,6 +144,42 @@ export class Store {
     }
     this.error = 0;
     return keys;
+  }
+
+  /** The values at `keys`, in order, each null when absent (all null, with `error` set,
+   * when the call failed). */
+  getMany(keys: string[]): Array<ArrayBuffer | null> {
+    const strings: ArrayBuffer[] = [];
+    for (let i = 0; i < keys.length; i++) strings.push(String.UTF8.encode(keys[i]));
+    const request = encode(strings);
+    const values = new Array<ArrayBuffer | null>();
+    let buf = new ArrayBuffer(4096);
+    while (true) {
+      const n = kv_get_many(this.handle, changetype<usize>(request), len(request), changetype<usize>(buf), len(buf));
+      if (n < 0) {
+        this.error = <i32>n;
+        for (let i = 0; i < keys.length; i++) values.push(null);
+        return values;
+      }
+      if (n > buf.byteLength) {
+        buf = new ArrayBuffer(<i32>n);
+        continue;
+      }
+      let at: i32 = 0;
+      while (at + 4 <= <i32>n) {
+        const l = load<i32>(changetype<usize>(buf) + at);
+        at += 4;
+        if (l < 0) {
+          values.push(null);
+        } else {
+          values.push(buf.slice(at, at + l));
+          at += l;
+        }
+      }
+      this.error = 0;
+      return values;
+    }
+    return values;
   }
 
   /** Sets every key of `keys` to the value at the same index, in one atomic write (all or

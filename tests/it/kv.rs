@@ -8,7 +8,9 @@ use crate::common;
 use std::process::Command;
 
 use common::TestGateway;
-use common::kv::{BUF, RESULT, Script, big_batch, counter, kv_config, lines, prefixed, serve};
+use common::kv::{
+    BUF, RESULT, Script, big_batch, counter, kv_config, lines, prefixed, serve, two_stores,
+};
 use common::served::{BIN, Served};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -468,4 +470,16 @@ async fn every_languages_bindings_call_every_function_as_documented() {
         );
         gw.stop().await;
     }
+}
+
+/// What [`two_stores`] prints when stores are separate key spaces.
+pub(crate) const SEPARATE_STORES: [&str; 7] = ["0", "1", "-1", "0", "0", "2", "v1"];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stores_are_separate_key_spaces() {
+    let gw = serve(&[("two", two_stores())], |path| {
+        kv_config(path, &[("two", &["a", "b"])])
+    })
+    .await;
+    assert_eq!(lines(&gw, "/two").await, SEPARATE_STORES);
 }

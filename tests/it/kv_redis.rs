@@ -6,7 +6,7 @@ use crate::common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::kv::{Redis, big_batch, counter, kv_config, lines, serve};
+use common::kv::{Redis, big_batch, counter, kv_config, lines, serve, two_stores};
 use common::served::Served;
 use common::{TestGateway, hello_saying};
 
@@ -184,4 +184,16 @@ async fn a_batch_read_is_bounded_on_redis_too() {
     let big = lines(&gw, "/big").await;
     assert!(big[1..18].iter().all(|l| l == "0"), "{big:?}");
     assert_eq!(big.last().unwrap(), "-3");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stores_are_separate_key_spaces_on_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path(), None);
+    let url = redis.url();
+    let gw = serve(&[("two", two_stores())], |_| {
+        kv_config(&format!("backend = {url:?}"), &[("two", &["a", "b"])])
+    })
+    .await;
+    assert_eq!(lines(&gw, "/two").await, crate::kv::SEPARATE_STORES);
 }

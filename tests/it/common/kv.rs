@@ -156,6 +156,24 @@ pub fn prefixed(strings: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// A module that sets `k` in store `a`, then reads `k` from store `b`, lists `b`'s keys
+/// and reads `k` from `a` again, printing `0 1 -1 0 0 2 v1` (set, b's handle, the miss in
+/// `b`, `b`'s key count, a's handle, the value's length and the value) when stores are
+/// separate key spaces.
+pub fn two_stores() -> Vec<u8> {
+    let mut s = Script::default();
+    let (a, b, k, v) = (s.span(b"a"), s.span(b"b"), s.span(b"k"), s.span(b"v1"));
+    s.line(&format!("(local.set $h (call $open {a}))"))
+        .p32(&format!("(call $set (local.get $h) {k} {v})"))
+        .line(&format!("(call $p32 (call $open {b}))"))
+        .p64(&format!("(call $get (i32.const 1) {k} (i32.const {BUF}) (i32.const 8))"))
+        .p32(&format!("(call $list (i32.const 1) (i64.const 0) (i32.const {BUF}) (i32.const 64) (i32.const {RESULT}))"))
+        .p32("(local.get $h)")
+        .p64(&format!("(call $get (local.get $h) {k} (i32.const {BUF}) (i32.const 8))"))
+        .buf(2);
+    s.wasm()
+}
+
 /// A module that sets `count` values of 1 MiB (keys `0`, `1`, ...) in store `s`, then
 /// asks for all of them in one `kv_get_many`, and prints each result.
 pub fn big_batch(count: u32) -> Vec<u8> {

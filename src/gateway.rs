@@ -88,8 +88,7 @@ impl RunningGateway {
             Metrics::disabled()
         };
         let kv = open_kv(&config, &metrics)?;
-        let runtime =
-            GuestRuntime::new(&config, AllocatorChoice::PoolingWithFallback)?.with_kv(kv.clone());
+        let runtime = GuestRuntime::new(&config, AllocatorChoice::PoolingWithFallback)?;
         metrics.set_pool_slots(config.max_instances);
         let cache_dir = usable(PrivateDir::open(&config.cache_dir))?;
         let cache = match &cache_dir {

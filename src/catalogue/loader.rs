@@ -288,7 +288,7 @@ impl Loader {
     /// The series and permits of a module seen for the first time.
     fn new_shared(&self, name: &str) -> ModuleShared {
         let settings = self.config.module_settings(name);
-        ModuleShared::new(self.metrics.module(name), &settings, self.kv.as_ref())
+        ModuleShared::new(name, self.metrics.module(name), &settings, self.kv.as_ref())
     }
 
     fn path_of(&self, name: &str) -> PathBuf {

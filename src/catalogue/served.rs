@@ -11,6 +11,7 @@ use super::file::FileFacts;
 use crate::config::Config;
 use crate::guest::module::{GuestModule, ModuleShared};
 use crate::guest::settings::ModuleSettings;
+use crate::kv::KvStores;
 use crate::metrics::Metrics;
 use crate::runtime::GuestRuntime;
 
@@ -44,21 +45,22 @@ impl ServedModule {
         }
     }
 
-    /// Compiles `bytes` as module `name` on `runtime`, with its settings from `config`, as
-    /// the gateway would serve it (no cache, no metrics): for `run`, the tests and the
-    /// benches. Blocking.
+    /// Compiles `bytes` as module `name` on `runtime`, with its settings from `config` and
+    /// `kv`'s stores, as the gateway would serve it (no cache, no metrics): for `run`, the
+    /// tests and the benches. Blocking.
     pub(crate) fn load(
         runtime: &GuestRuntime,
         name: &str,
         bytes: &[u8],
         config: &Config,
+        kv: Option<&Arc<KvStores>>,
     ) -> Result<ServedModule, LoadFailure> {
         let settings = config.module_settings(name);
         let facts = FileFacts::of(bytes);
         let compiled = Compiler::new(runtime, None)
             .compile(bytes, facts.clone(), Needs::of(&settings))
             .map_err(|error| LoadFailure::new(Some(facts), error))?;
-        let shared = ModuleShared::new(Metrics::disabled().module(name), &settings, runtime.kv());
+        let shared = ModuleShared::new(name, Metrics::disabled().module(name), &settings, kv);
         Ok(ServedModule::new(name, compiled, settings, shared))
     }
 

@@ -36,13 +36,9 @@ impl StoreAdmin {
     pub fn open(config: &Config, name: &str) -> Result<StoreAdmin, StoreAdminError> {
         let settings = config.kv.clone().unwrap_or_default();
         let stores = Arc::new(KvStores::open(&settings)?);
-        let access = KvAccess::new(stores, [name.to_string()]);
+        let access = KvAccess::new(stores, Arc::from(OPERATOR), [name.to_string()]);
         // Each call gets its own deadline (`call`); this one bounds only the open.
-        let mut session = KvSession::new(
-            Some(Arc::new(access)),
-            Arc::from(OPERATOR),
-            Instant::now() + OPERATOR_TIMEOUT,
-        );
+        let mut session = KvSession::new(Some(Arc::new(access)), Instant::now() + OPERATOR_TIMEOUT);
         let admin = |session| StoreAdmin {
             name: name.to_string(),
             session,

@@ -131,7 +131,7 @@ impl Bounds {
             io,
             limiter: GuestLimiter::new(self.limits.max_memory_bytes as usize, footprint),
             module: self.name.clone(),
-            kv: KvSession::new(self.kv.clone(), self.name.clone(), self.deadline),
+            kv: KvSession::new(self.kv.clone(), self.deadline),
             _reset_check: SlotResetCheck,
         };
         let mut store = Store::new(engine, state);

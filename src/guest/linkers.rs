@@ -164,7 +164,7 @@ fn defined_functions(engine: &Engine, linker: &Linker<WasiStore>) -> HashSet<(St
         io: WasiCtxBuilder::new().build_p1(),
         limiter: GuestLimiter::new(0, Footprint::CORE_MODULE),
         module: "".into(),
-        kv: KvSession::new(None, "".into(), std::time::Instant::now()),
+        kv: KvSession::new(None, std::time::Instant::now()),
         _reset_check: SlotResetCheck,
     };
     let mut store = Store::new(engine, state);

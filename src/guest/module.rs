@@ -37,20 +37,24 @@ pub(crate) struct ModuleShared {
     pub metrics: Arc<ModuleMetrics>,
     /// One permit per guest of this module that may run at once (`max_concurrency`).
     pub guests: Arc<Semaphore>,
-    /// The key-value stores its section lists, when it lists any and the gateway has them.
+    /// Its access to the key-value stores (those its section lists), when the gateway has
+    /// stores.
     pub kv: Option<Arc<KvAccess>>,
 }
 
 impl ModuleShared {
-    /// What the versions of a module with `settings` share, recording into `metrics`,
-    /// and opening `kv`'s stores when its settings list any.
+    /// What the versions of module `name` with `settings` share, recording into
+    /// `metrics`, and opening those of `kv`'s stores its settings list.
     pub(crate) fn new(
+        name: &str,
         metrics: Arc<ModuleMetrics>,
         settings: &ModuleSettings,
         kv: Option<&Arc<KvStores>>,
     ) -> ModuleShared {
-        let kv =
-            kv.map(|stores| Arc::new(KvAccess::new(stores.clone(), settings.kv_stores.clone())));
+        let kv = kv.map(|stores| {
+            let allowed = settings.kv_stores.clone();
+            Arc::new(KvAccess::new(stores.clone(), Arc::from(name), allowed))
+        });
         ModuleShared {
             metrics,
             guests: Arc::new(Semaphore::new(settings.limits.max_concurrency as usize)),

@@ -1,6 +1,6 @@
 //! Key-value stores: state that outlives a request (../shared/DESIGN.md "Key-value
-//! stores"). A gateway opens one backend at start, embedded or Redis; every module whose
-//! section lists `kv_stores` gets a [`KvAccess`] to those names, and each request a
+//! stores"). A gateway opens one backend at start, embedded or Redis; every module gets
+//! a [`KvAccess`] to the names its section lists in `kv_stores`, and each request a
 //! [`KvSession`] that the guest's calls (the `wasmgate` host functions of a CGI module,
 //! `wasi:keyvalue` of a component) go through: the store's access rule, the limits, the
 //! request's deadline and the metrics are all applied there, once, for both ABIs.
@@ -115,15 +115,16 @@ impl KvStores {
         }
     }
 
-    /// Counts one call of `module` on `store`.
+    /// Counts one call (`op`) of `module` on `store`, and how long it took.
     pub(crate) fn record(
         &self,
         module: &str,
         store: &str,
-        op: &'static str,
+        op: Op,
         result: &'static str,
         took: Duration,
     ) {
-        self.metrics.kv_operation(module, store, op, result, took);
+        self.metrics
+            .kv_operation(module, store, op.label(), result, took);
     }
 }

@@ -48,20 +48,23 @@ impl Op {
     }
 }
 
-/// A module's access to the stores, made when it is loaded: the stores, and the names
-/// its section lists.
+/// A module's access to the stores, made when it is loaded: the stores, the module (the
+/// `module` label of its calls), and the names its section lists.
 pub(crate) struct KvAccess {
     stores: Arc<KvStores>,
+    module: Arc<str>,
     allowed: Box<[Arc<str>]>,
 }
 
 impl KvAccess {
     pub(crate) fn new(
         stores: Arc<KvStores>,
+        module: Arc<str>,
         allowed: impl IntoIterator<Item = String>,
     ) -> KvAccess {
         KvAccess {
             stores,
+            module,
             allowed: allowed.into_iter().map(Arc::from).collect(),
         }
     }
@@ -71,18 +74,16 @@ impl KvAccess {
 pub(crate) struct KvSession {
     access: Option<Arc<KvAccess>>,
     open: Vec<Arc<str>>,
-    module: Arc<str>,
     deadline: Instant,
 }
 
 impl KvSession {
-    /// The session of a request of `module` (with `access`, if it lists any stores) that
-    /// must end by `deadline`.
-    pub(crate) fn new(access: Option<Arc<KvAccess>>, module: Arc<str>, deadline: Instant) -> Self {
+    /// The session of a request (with `access`, when the gateway has stores) that must end
+    /// by `deadline`.
+    pub(crate) fn new(access: Option<Arc<KvAccess>>, deadline: Instant) -> Self {
         KvSession {
             access,
             open: Vec::new(),
-            module,
             deadline,
         }
     }
@@ -116,7 +117,7 @@ impl KvSession {
         Ok(KvCall {
             stores: access.stores.clone(),
             store: store.clone(),
-            module: self.module.clone(),
+            module: access.module.clone(),
             deadline: self.deadline,
         })
     }
@@ -124,13 +125,9 @@ impl KvSession {
     /// `error`, counted as a refused `op` on `store` (when there are stores to count in).
     fn refused(&self, store: &str, op: Op, error: KvError) -> KvError {
         if let Some(access) = &self.access {
-            access.stores.record(
-                &self.module,
-                store,
-                op.label(),
-                error.label(),
-                Duration::ZERO,
-            );
+            access
+                .stores
+                .record(&access.module, store, op, error.label(), Duration::ZERO);
         }
         error
     }
@@ -238,13 +235,8 @@ impl KvCall {
 
     /// `error` for an `op` whose arguments were malformed, counted as any other result.
     pub(crate) fn refuse(&self, op: Op, error: KvError) -> KvError {
-        self.stores.record(
-            &self.module,
-            &self.store,
-            op.label(),
-            error.label(),
-            Duration::ZERO,
-        );
+        self.stores
+            .record(&self.module, &self.store, op, error.label(), Duration::ZERO);
         error
     }
 
@@ -275,13 +267,8 @@ impl KvCall {
             Ok(_) => OK_LABEL,
             Err(e) => e.label(),
         };
-        self.stores.record(
-            &self.module,
-            &self.store,
-            op.label(),
-            label,
-            started.elapsed(),
-        );
+        self.stores
+            .record(&self.module, &self.store, op, label, started.elapsed());
         result
     }
 }

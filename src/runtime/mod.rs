@@ -15,7 +15,6 @@ use ticker::EpochTicker;
 
 use crate::config::Config;
 use crate::guest::linkers::Linkers;
-use crate::kv::KvStores;
 
 /// Why the runtime could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -39,8 +38,6 @@ pub(crate) fn worker_engine(fuel_metered: bool) -> Result<Engine, RuntimeError> 
 pub struct GuestRuntime {
     engine: Engine,
     linkers: Arc<Linkers>,
-    /// The key-value stores its guests may open, when the config uses them.
-    kv: Option<Arc<KvStores>>,
     _ticker: EpochTicker,
 }
 
@@ -53,19 +50,8 @@ impl GuestRuntime {
         Ok(GuestRuntime {
             engine,
             linkers: Arc::new(linkers),
-            kv: None,
             _ticker: ticker,
         })
-    }
-
-    /// This runtime, its guests opening `kv`'s stores.
-    pub fn with_kv(self, kv: Option<Arc<KvStores>>) -> GuestRuntime {
-        GuestRuntime { kv, ..self }
-    }
-
-    /// The key-value stores, when the config uses them.
-    pub(crate) fn kv(&self) -> Option<&Arc<KvStores>> {
-        self.kv.as_ref()
     }
 
     pub(crate) fn engine(&self) -> &Engine {

@@ -318,6 +318,8 @@ fn acknowledged_writes_survive_kill_9_and_a_second_gateway_is_refused() {
         .arg(&config_file)
         .arg("--modules")
         .arg(first.dir.path().join("modules"))
+        // Asked for, a backtrace would show here: the start-up error must still be one line.
+        .env("RUST_BACKTRACE", "1")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&second.stderr);

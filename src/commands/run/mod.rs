@@ -70,13 +70,14 @@ pub async fn run_once(
         error,
     };
     let kv = config.kv.as_ref().map(KvStores::open).transpose()?;
-    let runtime = GuestRuntime::new(&config, AllocatorChoice::OnDemand)?.with_kv(kv.map(Arc::new));
+    let kv = kv.map(Arc::new);
+    let runtime = GuestRuntime::new(&config, AllocatorChoice::OnDemand)?;
     let limits = ReadLimits {
         within: None,
         max_bytes: config.max_module_bytes,
     };
     let bytes = read_module_file(file, limits).map_err(|e| load_error(e.into()))?;
-    let module = ServedModule::load(&runtime, &name, &bytes, &config)
+    let module = ServedModule::load(&runtime, &name, &bytes, &config, kv.as_ref())
         .map_err(|f| load_error(f.error))?
         .guest;
     let request = http_request(&module, request)?;

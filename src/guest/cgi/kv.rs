@@ -12,6 +12,7 @@
 
 use wasmtime::{Caller, Extern, Linker, Memory};
 
+use super::preview1::memory::{slice, slice_mut};
 use crate::guest::store::StoreState;
 use crate::kv::KvError;
 use crate::kv::session::{KvCall, MAX_LIST_KEYS, Op, on};
@@ -317,36 +318,31 @@ fn memory<Io>(caller: &mut Caller<'_, StoreState<Io>>) -> wasmtime::Result<Memor
 /// The guest's bytes at `span`, or a trap when they are outside its memory.
 fn read<Io>(caller: &mut Caller<'_, StoreState<Io>>, span: Span) -> wasmtime::Result<Vec<u8>> {
     let memory = memory(caller)?;
-    let range = range_in(memory.data(&*caller).len(), span)?;
-    Ok(memory.data(&*caller)[range].to_vec())
+    Ok(bytes_at(memory.data(&*caller), span)?.to_vec())
 }
 
 /// Traps unless `span` is inside the guest's memory.
 fn check<Io>(caller: &mut Caller<'_, StoreState<Io>>, span: Span) -> wasmtime::Result<()> {
     let memory = memory(caller)?;
-    range_in(memory.data(&*caller).len(), span).map(|_| ())
+    bytes_at(memory.data(&*caller), span).map(|_| ())
 }
 
 /// Copies as much of `bytes` as `span` holds to it.
 fn write_prefix<Io>(
     caller: &mut Caller<'_, StoreState<Io>>,
-    span: Span,
+    (ptr, len): Span,
     bytes: &[u8],
 ) -> wasmtime::Result<()> {
     let memory = memory(caller)?;
-    let range = range_in(memory.data(&*caller).len(), span)?;
-    let n = bytes.len().min(range.len());
-    memory.data_mut(&mut *caller)[range.start..range.start + n].copy_from_slice(&bytes[..n]);
+    let dest = slice_mut(memory.data_mut(&mut *caller), ptr, len as u32 as usize)?;
+    let n = bytes.len().min(dest.len());
+    dest[..n].copy_from_slice(&bytes[..n]);
     Ok(())
 }
 
-/// `span` as a range of a memory of `size` bytes, or a trap.
-fn range_in(size: usize, (ptr, len): Span) -> wasmtime::Result<std::ops::Range<usize>> {
-    let (start, len) = (ptr as u32 as usize, len as u32 as usize);
-    match start.checked_add(len) {
-        Some(end) if end <= size => Ok(start..end),
-        _ => wasmtime::bail!("{MODULE}.kv_*: {len} bytes at {start} are outside memory"),
-    }
+/// The bytes of `memory` at `span` (its length read as unsigned), or a trap.
+fn bytes_at(memory: &[u8], (ptr, len): Span) -> wasmtime::Result<&[u8]> {
+    slice(memory, ptr, len as u32 as usize)
 }
 
 /// Length-prefixed strings, as many whole ones as fit in `room` bytes; and how many did.
@@ -410,9 +406,10 @@ mod tests {
 
     #[test]
     fn spans_outside_memory_trap() {
-        assert!(range_in(100, (90, 10)).is_ok());
-        assert!(range_in(100, (90, 11)).is_err());
-        assert!(range_in(100, (-1, 1)).is_err());
-        assert!(range_in(100, (0, -1)).is_err());
+        let memory = [0u8; 100];
+        assert!(bytes_at(&memory, (90, 10)).is_ok());
+        assert!(bytes_at(&memory, (90, 11)).is_err());
+        assert!(bytes_at(&memory, (-1, 1)).is_err());
+        assert!(bytes_at(&memory, (0, -1)).is_err());
     }
 }

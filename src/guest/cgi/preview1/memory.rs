@@ -1,5 +1,6 @@
-//! The bounds of every guest pointer the preview1 functions follow: a pointer or length
-//! outside the guest's memory, or misaligned, traps the guest, never the host.
+//! The bounds of every guest pointer the preview1 functions (and the `wasmgate` kv_*
+//! functions) follow: a pointer or length outside the guest's memory, or misaligned, traps
+//! the guest, never the host.
 
 /// An errno for the guest, or a trap (a pointer outside the guest's memory).
 pub(super) type Answer = wasmtime::Result<i32>;
@@ -22,11 +23,11 @@ pub(super) fn element(base: i32, i: usize, size: usize) -> wasmtime::Result<i32>
 }
 
 /// The trap for a pointer outside the guest's memory (wasmtime-wasi traps the same way).
-pub(super) fn out_of_bounds(ptr: i32, len: usize) -> wasmtime::Error {
+pub(in crate::guest::cgi) fn out_of_bounds(ptr: i32, len: usize) -> wasmtime::Error {
     wasmtime::format_err!("pointer out of bounds: {len} bytes at {}", ptr as u32)
 }
 
-pub(super) fn slice(memory: &[u8], ptr: i32, len: usize) -> wasmtime::Result<&[u8]> {
+pub(in crate::guest::cgi) fn slice(memory: &[u8], ptr: i32, len: usize) -> wasmtime::Result<&[u8]> {
     let start = ptr as u32 as usize;
     start
         .checked_add(len)
@@ -42,7 +43,11 @@ pub(super) fn buffer(memory: &[u8], (ptr, len): (i32, usize)) -> wasmtime::Resul
     slice(memory, ptr, len)
 }
 
-pub(super) fn slice_mut(memory: &mut [u8], ptr: i32, len: usize) -> wasmtime::Result<&mut [u8]> {
+pub(in crate::guest::cgi) fn slice_mut(
+    memory: &mut [u8],
+    ptr: i32,
+    len: usize,
+) -> wasmtime::Result<&mut [u8]> {
     if len == 0 {
         // Zero bytes at any address: nothing is read or written there.
         return Ok(&mut []);

@@ -35,7 +35,7 @@
 mod abi;
 mod choice;
 mod functions;
-mod memory;
+pub(super) mod memory;
 mod state;
 
 pub use choice::{CGI_IMPORTS, Preview1};

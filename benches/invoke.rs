@@ -56,6 +56,7 @@ fn sample_conn() -> ConnInfo {
     ConnInfo {
         remote: "127.0.0.1:50000".parse().unwrap(),
         local: "127.0.0.1:8080".parse().unwrap(),
+        secure: false,
     }
 }
 
@@ -71,6 +72,7 @@ fn sample_meta(headers: &HeaderMap) -> RequestMeta<'_> {
         headers,
         remote: conn.remote,
         local: conn.local,
+        secure: conn.secure,
         protocol: "HTTP/1.1",
         body_len: None,
     }

@@ -1,5 +1,5 @@
 //! The load tests' reference: a bare hyper "hello, world" server with exactly wasmgate's
-//! HTTP setup (the same accept loop, hyper options, serving threads with a runtime each, and
+//! HTTP setup (the same accept loop, hyper options for HTTP/1.1 and cleartext HTTP/2, serving threads with a runtime each, and
 //! allocator) and no WebAssembly. Whatever wasmgate costs beyond this is the cost of running
 //! a function.
 //!
@@ -26,6 +26,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const DEFAULT_ADDR: &str = "127.0.0.1:8090";
 const BODY: &[u8] = b"hello, world\n";
+/// wasmgate's default `http2_max_streams`: the reference speaks HTTP/2 as wasmgate does.
+const HTTP2_MAX_STREAMS: u32 = 100;
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -50,10 +52,7 @@ fn main() -> Result<()> {
             .with_context(|| format!("cannot listen on {addr}"))?;
         eprintln!("hello-reference listening on {}", listener.local_addr()?);
         let shutdown = Shutdown::new();
-        let options = ListenOptions {
-            max_connections: 10_000,
-            grace: Duration::from_secs(5),
-        };
+        let options = ListenOptions::new(10_000, Duration::from_secs(5), Some(HTTP2_MAX_STREAMS));
         let down = shutdown.clone();
         let server = tokio::spawn(async move {
             match threads {

@@ -25,9 +25,11 @@ use crate::catalogue::worker::CompileWorkers;
 use crate::catalogue::{ArtifactCache, ModuleTable};
 use crate::config::{Config, WatchMode};
 use crate::front::admin::AdminService;
+use crate::front::connection::Speaking;
 use crate::front::listener::{self, ConnInfo, ListenOptions};
 use crate::front::server::PublicService;
 use crate::front::threads;
+use crate::front::tls::{Tls, TlsError};
 use crate::guest::pipeline::Gate;
 use crate::kv::{KvOpenError, KvStores};
 use crate::metrics::{Metrics, UPKEEP_INTERVAL};
@@ -59,6 +61,8 @@ pub enum StartError {
     Credentials(#[from] CredentialsError),
     #[error(transparent)]
     Kv(#[from] KvOpenError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// How long a stopping gateway waits for its background tasks (module syncs, source
@@ -129,10 +133,17 @@ impl RunningGateway {
         let public_addr = local_addr("public", &public, config.listen)?;
         let admin_addr = local_addr("admin", &admin, config.admin_listen)?;
         let shutdown = Shutdown::new();
-        let options = ListenOptions {
-            max_connections: config.max_connections,
-            grace: config.shutdown_grace,
+        let tls = match &config.protocols.tls {
+            Some(files) => Some(Tls::start(files, &metrics, &shutdown, &tasks)?),
+            None => None,
         };
+        let (connections, grace) = (config.max_connections, config.shutdown_grace);
+        let public_options = ListenOptions {
+            speaking: Arc::new(Speaking::new(Some(config.protocols.http2_max_streams), tls)),
+            ..ListenOptions::new(connections, grace, None)
+        };
+        // The admin listener speaks HTTP/1.1 in cleartext: it is on loopback by default.
+        let admin_options = ListenOptions::new(connections, grace, None);
 
         let slots = Arc::new(Semaphore::new(config.max_instances as usize));
         let admin_service = Arc::new(AdminService {
@@ -152,7 +163,7 @@ impl RunningGateway {
             admin,
             move |req, conn: ConnInfo| admin_service.clone().handle(req, conn),
             admin_down.clone(),
-            options,
+            admin_options,
         ));
         let public_service = Arc::new(PublicService {
             table: table.clone(),
@@ -182,8 +193,11 @@ impl RunningGateway {
             tracing::info!(modules = table.serving_count(), %public_addr, threads, "serving");
             let handle = move |req, conn: ConnInfo| public_service.clone().handle(req, conn);
             match threads {
-                0 => listener::serve(public, handle, public_down, options).await,
-                n => threads::serve_on_threads(public, n, pin, handle, public_down, options).await,
+                0 => listener::serve(public, handle, public_down, public_options).await,
+                n => {
+                    let options = public_options;
+                    threads::serve_on_threads(public, n, pin, handle, public_down, options).await
+                }
             }
             admin_down.trigger();
             let _ = admin_task.await;

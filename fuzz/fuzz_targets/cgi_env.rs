@@ -44,6 +44,7 @@ fuzz_target!(|data: &[u8]| {
         headers: &headers,
         remote: "127.0.0.1:1".parse().unwrap(),
         local: "127.0.0.1:2".parse().unwrap(),
+        secure: false,
         protocol: "HTTP/1.1",
         body_len: None,
     };

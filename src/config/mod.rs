@@ -12,6 +12,7 @@ pub(crate) mod defaults;
 mod kv;
 mod module;
 pub(crate) mod name;
+mod protocols;
 pub(crate) mod reference;
 mod schema;
 
@@ -27,6 +28,7 @@ pub use crate::guest::settings::{Limits, ModuleSettings};
 pub use defaults::default_serve_threads;
 use defaults::*;
 use module::{check_env, merge_limits, module_settings};
+pub use protocols::{Protocols, TlsFiles};
 use reference::OciReference;
 
 use crate::kv::KvSettings;
@@ -119,6 +121,8 @@ pub struct Config {
     /// The key-value stores (`[kv]`), when the config has the table or a module lists
     /// `kv_stores`.
     pub kv: Option<KvSettings>,
+    /// What the public listener speaks: HTTP/1.1 and HTTP/2, over TLS when it has a pair.
+    pub protocols: Protocols,
 }
 
 /// How modules are compiled while serving (`[compile]`): each in a worker process of its
@@ -293,6 +297,7 @@ fn build(file: FileConfig, overrides: Overrides) -> Result<Config, ConfigError> 
         sources.extend(source.map(|source| (name.clone(), source)));
     }
     let any_lists_stores = modules.values().any(|m| !m.kv_stores.is_empty());
+    let protocols = protocols::protocols(&file)?;
     let config = Config {
         listen: pick_addr(
             overrides.listen,
@@ -345,6 +350,7 @@ fn build(file: FileConfig, overrides: Overrides) -> Result<Config, ConfigError> 
         slot_reset: file.slot_reset,
         compile: file.compile.settings()?,
         kv: kv::kv_settings(file.kv.as_ref(), any_lists_stores)?,
+        protocols,
     };
     if config.max_instances == 0 {
         return Err(ConfigError::value("max_instances", 0, "must be at least 1"));

@@ -49,6 +49,9 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub(super) compile: FileCompile,
     pub(super) kv: Option<FileKv>,
+    pub(super) http2_max_streams: Option<u32>,
+    pub(super) tls_cert: Option<PathBuf>,
+    pub(super) tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

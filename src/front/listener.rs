@@ -1,5 +1,6 @@
-//! The accept loop shared by the public and the admin listener: HTTP/1.1 with keep-alive on
-//! hyper, bounded header reads, and a graceful drain when shutdown is triggered.
+//! The accept loop shared by the public and the admin listener, and its graceful drain when
+//! shutdown is triggered; each connection is then served as `connection.rs` says (HTTP/1.1
+//! with keep-alive, HTTP/2, TLS).
 //!
 //! A drain loses nothing that reached the gateway (issue 30: a rolling restart behind
 //! nginx, which opens a connection per request, failed 6–25% of requests). Closing a
@@ -9,45 +10,39 @@
 //! a socket filter first drops new connection attempts (a bare SYN), letting handshakes
 //! already under way finish into the queue. A client whose SYN was dropped sends it again
 //! a second later, finds the port closed, and its load balancer tries another replica:
-//! its request never reached this one. And a connection whose request has not been read yet looks idle, which hyper's
-//! graceful shutdown closes at once; so a connection that has not sent its first request
-//! when the drain starts is given [`FIRST_REQUEST_WAIT`] to send it, and that request is
-//! answered (with `Connection: close`). A connection between two keep-alive requests is
-//! closed, and one in the middle of a request is closed after its response.
+//! its request never reached this one. And a connection whose request has not been read
+//! yet looks idle, which hyper's graceful shutdown closes at once; so a connection that
+//! has not sent its first request when the drain starts is given [`FIRST_REQUEST_WAIT`]
+//! to send it, and that request is answered (with `Connection: close`). A connection
+//! between two keep-alive requests is closed, and one in the middle of a request is
+//! closed after its response; an HTTP/2 connection gets GOAWAY, and its open streams
+//! finish.
 //!
 //! Requests with more than 100 headers get a 431 from hyper's default, which keeps the
 //! header array on the stack (an explicit `max_headers` would move it to the heap).
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use rustix::net::SocketFlags;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
+use super::connection::{ConnectionError, Speaking};
 pub use crate::guest::conn::ConnInfo;
 use crate::shutdown::Shutdown;
 
-/// A client that has not sent its whole request head by then is disconnected.
+/// A client that has not sent its whole request head by then is disconnected (and one
+/// that has not finished its TLS handshake).
 pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The request head may not be larger than this (431 otherwise).
 pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// What hyper buffers per connection, reading a request head or queueing response body
-/// to write: room for the largest head, and for a streamed body's pipe twice over. Its
-/// default (about 400 KiB) would hold that much of every streaming response in memory
-/// while a slow client reads.
-const MAX_CONNECTION_BUFFER: usize = 2 * MAX_HEAD_BYTES;
 /// How long to wait before accepting again after an accept error (such as EMFILE).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Once a drain starts, how long a connection that has sent no request yet has to send
@@ -67,12 +62,29 @@ const DROP_NEW_CONNECTIONS: [(u16, u8, u8, u32); 5] = [
 ];
 
 /// How a listener treats its connections.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct ListenOptions {
     /// Connections served at once; beyond that, new ones wait in the kernel's backlog.
     pub max_connections: usize,
     /// After shutdown, how long open connections may take to finish their requests.
     pub grace: Duration,
+    /// The protocols its connections speak.
+    pub(crate) speaking: Arc<Speaking>,
+}
+
+impl ListenOptions {
+    /// Cleartext HTTP/1.1, and HTTP/2 too with `http2_max_streams` streams per connection.
+    pub fn new(
+        max_connections: usize,
+        grace: Duration,
+        http2_max_streams: Option<u32>,
+    ) -> ListenOptions {
+        ListenOptions {
+            max_connections,
+            grace,
+            speaking: Arc::new(Speaking::new(http2_max_streams, None)),
+        }
+    }
 }
 
 /// What answers each request on a connection (the public or the admin service).
@@ -116,7 +128,7 @@ pub async fn serve<F, Fut, B>(
     B: ResponseBody,
 {
     let source = Connections::Listener(Acceptor::new(listener, options.max_connections));
-    serve_with(source, handle, shutdown, options.grace).await;
+    serve_with(source, handle, shutdown, options.speaking, options.grace).await;
 }
 
 /// A connection ready to be served, and what it holds until it ends.
@@ -303,27 +315,23 @@ impl Connections {
     }
 }
 
-/// Serves the connections `source` gives with `handle` until `shutdown` triggers, then
-/// lets open connections finish their requests for up to `grace`.
+/// Serves the connections `source` gives with `handle`, speaking as `speaking` says,
+/// until `shutdown` triggers, then lets open connections finish their requests for up to
+/// `grace`.
 pub(crate) async fn serve_with<F, Fut, B>(
     mut source: Connections,
     handle: F,
     shutdown: Shutdown,
+    speaking: Arc<Speaking>,
     grace: Duration,
 ) where
     F: Handler<Fut>,
     Fut: Answer<B>,
     B: ResponseBody,
 {
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_header_size(MAX_HEAD_BYTES)
-        .max_buf_size(MAX_CONNECTION_BUFFER);
     // Each connection holds a sender; the drain is over when they are all gone.
     let (open, mut all_closed) = mpsc::channel::<()>(1);
-    let serve = |accepted| serve_one(&builder, accepted, handle.clone(), &shutdown, &open);
+    let serve = |accepted| serve_one(&speaking, accepted, handle.clone(), &shutdown, &open);
     while let Some(accepted) = source.next(&shutdown).await {
         serve(accepted);
     }
@@ -338,10 +346,9 @@ pub(crate) async fn serve_with<F, Fut, B>(
     }
 }
 
-/// Serves one connection in a task of its own until it ends; once `shutdown` has started,
-/// as the module's documentation says.
+/// Serves one connection in a task of its own until it ends.
 fn serve_one<F, Fut, B>(
-    builder: &http1::Builder,
+    speaking: &Arc<Speaking>,
     accepted: Accepted<TcpStream>,
     handle: F,
     shutdown: &Shutdown,
@@ -356,46 +363,15 @@ fn serve_one<F, Fut, B>(
         remote,
         held,
     } = accepted;
-    let Ok(local) = stream.local_addr() else {
-        return;
-    };
-    let info = ConnInfo { remote, local };
-    let asked = Arc::new(Notify::new());
-    let service = {
-        let asked = asked.clone();
-        service_fn(move |req| {
-            asked.notify_one();
-            let response = handle(req, info);
-            async move { Ok::<_, Infallible>(response.await) }
-        })
-    };
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
-    let (shutdown, open) = (shutdown.clone(), open.clone());
+    let (speaking, shutdown, open) = (speaking.clone(), shutdown.clone(), open.clone());
     tokio::spawn(async move {
         let _held = (held, open);
-        let mut connection = pin!(connection);
-        let ended = tokio::select! {
-            ended = connection.as_mut() => Some(ended),
-            () = shutdown.triggered() => None,
-        };
-        // Draining: a request on its way is waited for, then the connection ends.
-        let ended = match ended {
-            Some(ended) => Some(ended),
-            None => tokio::select! {
-                ended = connection.as_mut() => Some(ended),
-                () = asked.notified() => None,
-                () = tokio::time::sleep(FIRST_REQUEST_WAIT) => None,
-            },
-        };
-        let ended = match ended {
-            Some(ended) => ended,
-            None => {
-                connection.as_mut().graceful_shutdown();
-                connection.await
+        match speaking.serve(stream, remote, handle, &shutdown).await {
+            Ok(()) => {}
+            Err(e @ ConnectionError::Tls(_)) if e.is_not_tls() => {
+                tracing::warn!(%remote, "closed a connection that does not speak TLS: {e}");
             }
-        };
-        if let Err(e) = ended {
-            tracing::debug!(error = %e, %remote, "connection ended with an error");
+            Err(e) => tracing::debug!(error = %e, %remote, "connection ended with an error"),
         }
     });
 }

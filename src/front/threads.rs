@@ -25,6 +25,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
+use super::connection::Speaking;
 use super::cores::{self, CoreId};
 use super::listener::{
     Accepted, Acceptor, Answer, Connections, Counted, Handler, ListenOptions, ResponseBody, serve,
@@ -62,6 +63,7 @@ pub async fn serve_on_threads<F, Fut, B>(
             core,
             handle: handle.clone(),
             shutdown: shutdown.clone(),
+            speaking: options.speaking.clone(),
             grace: options.grace,
         };
         match thread.start(Connections::Handed(handed)) {
@@ -135,6 +137,7 @@ struct ServingThread<F> {
     core: Option<CoreId>,
     handle: F,
     shutdown: Shutdown,
+    speaking: Arc<Speaking>,
     grace: Duration,
 }
 
@@ -156,7 +159,14 @@ impl<F> ServingThread<F> {
             .spawn(move || {
                 let _finished = finished;
                 cores::pin_current(self.core, self.index);
-                runtime.block_on(serve_with(source, self.handle, self.shutdown, self.grace));
+                let serving = serve_with(
+                    source,
+                    self.handle,
+                    self.shutdown,
+                    self.speaking,
+                    self.grace,
+                );
+                runtime.block_on(serving);
             })?;
         Ok(done)
     }

@@ -173,6 +173,32 @@ impl Metrics {
             .record(took.as_secs_f64());
     }
 
+    /// Counts a reload of the TLS pair; a pair now in use also sets the expiry gauge. The
+    /// first call (the pair read at start-up, `reload: None`) registers both results at 0,
+    /// so an alert on their increase has a series from the start.
+    pub(crate) fn tls_pair(&self, reload: Option<TlsReload>, expires: Option<i64>) {
+        let Some(inner) = &self.inner else { return };
+        let counter = |result: TlsReload| {
+            let labels = vec![Label::from_static_parts("result", result.label())];
+            inner
+                .recorder
+                .register_counter(&Key::from_parts(TLS_RELOADS, labels), &META)
+        };
+        match reload {
+            Some(result) => counter(result).increment(1),
+            None => TlsReload::ALL
+                .into_iter()
+                .for_each(|r| counter(r).increment(0)),
+        }
+        if let Some(expires) = expires {
+            let key = Key::from_static_name(TLS_EXPIRY);
+            inner
+                .recorder
+                .register_gauge(&key, &META)
+                .set(expires as f64);
+        }
+    }
+
     pub(crate) fn set_modules_loaded(&self, count: usize) {
         if let Some(inner) = &self.inner {
             inner.modules_loaded.set(count as f64);

@@ -27,6 +27,8 @@ pub(crate) const SOURCE_POLLS: &str = "wasmgate_source_polls_total";
 pub(crate) const SOURCE_LAST_SUCCESS: &str = "wasmgate_source_last_success_timestamp_seconds";
 pub(crate) const KV_OPERATIONS: &str = "wasmgate_kv_operations_total";
 pub(crate) const KV_OPERATION_DURATION: &str = "wasmgate_kv_operation_duration_seconds";
+pub(crate) const TLS_RELOADS: &str = "wasmgate_tls_reloads_total";
+pub(crate) const TLS_EXPIRY: &str = "wasmgate_tls_certificate_expiry_timestamp_seconds";
 
 /// What each of the exporter's series means: the `# HELP` lines of `/metrics`.
 pub(super) const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
@@ -102,6 +104,16 @@ pub(super) const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         KV_OPERATION_DURATION,
         Kind::Histogram,
         "How long key-value calls took, by op, waiting for the backend included.",
+    ),
+    (
+        TLS_RELOADS,
+        Kind::Counter,
+        "Reloads of the TLS certificate and key after their files changed, by result (ok, error: the old pair stays in use).",
+    ),
+    (
+        TLS_EXPIRY,
+        Kind::Gauge,
+        "When the TLS certificate in use expires (Unix time).",
     ),
 ];
 
@@ -191,6 +203,26 @@ impl OutboundResult {
             OutboundResult::Ok => "ok",
             OutboundResult::Denied => "denied",
             OutboundResult::Error => "error",
+        }
+    }
+}
+
+/// How a reload of the TLS pair ended (the `result` label of [`TLS_RELOADS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TlsReload {
+    /// The new pair is served to new connections.
+    Ok,
+    /// The new files did not load; the old pair stays in use.
+    Error,
+}
+
+impl TlsReload {
+    pub(super) const ALL: [TlsReload; 2] = [TlsReload::Ok, TlsReload::Error];
+
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            TlsReload::Ok => "ok",
+            TlsReload::Error => "error",
         }
     }
 }

@@ -84,6 +84,7 @@ pub async fn run_once(
     let conn = ConnInfo {
         remote: RUN_REMOTE,
         local: RUN_LOCAL,
+        secure: false,
     };
     let count = Count::new(module.shared.metrics.clone(), Instant::now());
     let response = respond(module, request, conn, &Gate::unbounded(), count)

@@ -45,6 +45,8 @@ pub struct RequestMeta<'a> {
     pub headers: &'a HeaderMap,
     pub remote: SocketAddr,
     pub local: SocketAddr,
+    /// The request came over TLS: the guest sees `HTTPS=on`.
+    pub secure: bool,
     /// `HTTP/1.1` and the like.
     pub protocol: &'a str,
     /// The length of the body the guest will read on stdin, when it is known.
@@ -171,6 +173,9 @@ pub fn build_env(
     }
     env.set_number("SERVER_PORT", req.local.port());
     env.set("SERVER_PROTOCOL", req.protocol);
+    if req.secure {
+        env.set("HTTPS", "on");
+    }
     env.set("SERVER_SOFTWARE", SERVER_SOFTWARE);
     push_header_vars(&mut env, req.headers, settings.pass_authorization);
     for (k, v) in &settings.env {
@@ -304,6 +309,7 @@ mod tests {
             headers,
             remote: "10.1.2.3:4567".parse().unwrap(),
             local: "127.0.0.1:8080".parse().unwrap(),
+            secure: false,
             protocol: "HTTP/1.1",
             body_len: Some(3),
         }

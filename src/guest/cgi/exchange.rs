@@ -63,6 +63,7 @@ impl Exchange for CgiExchange {
             headers: &parts.headers,
             remote: conn.remote,
             local: conn.local,
+            secure: conn.secure,
             protocol: protocol_name(parts.version),
             body_len,
         };

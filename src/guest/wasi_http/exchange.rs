@@ -63,11 +63,15 @@ impl Exchange for ComponentExchange {
             .into());
         };
         let pre = pre.clone();
+        let scheme = match conn.secure {
+            true => Scheme::Https,
+            false => Scheme::Http,
+        };
         let request = guest_request(request, conn, module.settings.pass_authorization);
         let (head_tx, head) = oneshot::channel::<Head>();
         let guest: GuestRun = Box::pin({
             let module = module.clone();
-            async move { run(&module, &pre, request, head_tx, started).await }
+            async move { run(&module, &pre, (scheme, request), head_tx, started).await }
         });
         let exchange = ComponentExchange {
             module: module.name.clone(),
@@ -131,7 +135,7 @@ impl ComponentExchange {
 async fn run<B: RequestBody>(
     module: &GuestModule,
     pre: &ProxyPre<ComponentStore>,
-    request: hyper::Request<ComponentBody<B>>,
+    (scheme, request): (Scheme, hyper::Request<ComponentBody<B>>),
     head: oneshot::Sender<Head>,
     started: Instant,
 ) -> Result<(), GuestError> {
@@ -141,7 +145,7 @@ async fn run<B: RequestBody>(
     let call = async {
         let mut http = store.data_mut().http();
         let req = http
-            .new_incoming_request(Scheme::Http, request)
+            .new_incoming_request(scheme, request)
             .map_err(RunFailure::Instantiate)?;
         let out = http
             .new_response_outparam(head)

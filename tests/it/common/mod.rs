@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
@@ -15,8 +15,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wasmgate::{Config, Overrides, RunningGateway};
 
+pub mod h2;
 pub mod kv;
 pub mod served;
+pub mod tls;
 
 /// Pool slots for test gateways: enough for the concurrency tests, small enough that
 /// many gateways in one test process do not reserve terabytes of address space.
@@ -247,6 +249,17 @@ pub fn build(
         req = req.header(*k, *v);
     }
     req.body(Full::new(body)).expect("request")
+}
+
+/// How long `stream` stays open once `sent` is written (it is read and discarded until the
+/// server closes it); `None` if it is still open after `limit`.
+pub async fn open_for(mut stream: TcpStream, sent: &[u8], limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    stream.write_all(sent).await.unwrap();
+    let mut buf = vec![0; 4096];
+    let reading = async { while stream.read(&mut buf).await.is_ok_and(|n| n > 0) {} };
+    tokio::time::timeout(limit, reading).await.ok()?;
+    Some(start.elapsed())
 }
 
 /// Sends raw bytes and returns whatever comes back until the server closes or 5 s pass.

@@ -5,11 +5,13 @@ controllers require, the references between them (ports, names, selectors), and 
 ConfigMap's wasmgate.toml by wasmgate itself. The overlays (deploy/k8s/registry: modules from
 an OCI registry, the HPA on requests in flight through prometheus-adapter;
 deploy/k8s/configmap-modules: modules from a ConfigMap volume; deploy/k8s/redis: the
-key-value stores on an in-cluster Valkey) are rendered by applying
+key-value stores on an in-cluster Valkey; deploy/k8s/tls: TLS with a cert-manager
+Certificate mounted as the pair) are rendered by applying
 their JSON 6902 patches to the base, as kustomize does, and the results are checked the same
 way, plus what each mode needs. deploy/systemd: `systemd-analyze verify`
 with the unit pointed at the built binary. Dockerfile: its stages, the precompile step and
-a non-root user (no Docker engine runs here to build it). Installs kubernetes-validate
+a non-root user (no Docker engine runs here to build it). deploy/envoy: the h2c upstream
+example's structure (Debian ships no Envoy to run it). Installs kubernetes-validate
 and jsonpatch (PyPI) when missing. Ends with "N passed, M failed".
 """
 import os
@@ -177,6 +179,46 @@ def check_redis_mode(base):
           and allowed and all(a.items() <= gateway_labels.items() for a in allowed), policy)
 
 
+def check_tls_mode(base):
+    objects = render("tls", base)
+    for (kind, name), doc in sorted(objects.items()):
+        if kind not in ("PodMonitor", "Certificate"):
+            validate_strict(f"TLS mode: {kind} {name}", doc)
+    toml_text = objects[("ConfigMap", "wasmgate-config")]["data"]["wasmgate.toml"]
+    conf = tomllib.loads(toml_text)
+    wasmgate_accepts("TLS mode", toml_text)
+    cert = objects[("Certificate", "wasmgate-tls")]
+    spec = cert["spec"]
+    check("TLS mode: the Certificate has what cert-manager requires (secretName, issuerRef, a name)",
+          cert["apiVersion"] == "cert-manager.io/v1" and spec.get("secretName")
+          and spec.get("issuerRef", {}).get("name") and (spec.get("dnsNames") or spec.get("commonName")), spec)
+    at, volumes = mounts(objects)
+    tls_dir = os.path.dirname(conf.get("tls_cert", ""))
+    volume = volumes.get(at.get(tls_dir), {})
+    container = objects[("Deployment", "wasmgate")]["spec"]["template"]["spec"]["containers"][0]
+    whole = all("subPath" not in m for m in container["volumeMounts"] if m["mountPath"] == tls_dir)
+    check("TLS mode: tls_cert and tls_key are the Certificate's Secret, mounted whole (so renewals show)",
+          volume.get("secret", {}).get("secretName") == spec.get("secretName") and whole
+          and conf.get("tls_cert") == f"{tls_dir}/tls.crt" and conf.get("tls_key") == f"{tls_dir}/tls.key",
+          (conf.get("tls_cert"), conf.get("tls_key"), at, volume))
+    probes = [container[p]["httpGet"]["port"] for p in ("readinessProbe", "livenessProbe")]
+    check("TLS mode: the probes stay on the cleartext admin port", probes == ["admin", "admin"], probes)
+
+
+def check_envoy():
+    import yaml
+
+    doc = yaml.safe_load(open(os.path.join(HERE, "envoy", "envoy.yaml")))
+    cluster = doc["static_resources"]["clusters"][0]
+    options = cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+    check("Envoy example: the upstream speaks HTTP/2 in cleartext (explicit http2_protocol_options)",
+          "http2_protocol_options" in options["explicit_http_config"] and "transport_socket" not in cluster, options)
+    endpoints = [e["endpoint"] for group in cluster["load_assignment"]["endpoints"] for e in group["lb_endpoints"]]
+    check("Envoy example: health checks ask each replica's admin port for /readyz",
+          cluster["health_checks"][0]["http_health_check"]["path"] == "/readyz"
+          and all(e["health_check_config"]["port_value"] == 9180 for e in endpoints), endpoints)
+
+
 def check_systemd():
     unit = open(os.path.join(HERE, "systemd", "wasmgate.service")).read()
     binary = os.path.join(ROOT, "target", "release", "wasmgate")
@@ -247,6 +289,8 @@ def main():
     check_registry_mode(base)
     check_configmap_mode(base)
     check_redis_mode(base)
+    check_tls_mode(base)
+    check_envoy()
     check_systemd()
     check_dockerfile()
     passed = sum(RESULTS)

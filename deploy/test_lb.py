@@ -14,6 +14,9 @@ The balancers:
     refused or reset connection; replicas with shutdown_delay_ms = 800.
   - The same HAProxy without any retry, so that nothing is hidden by one: every request the
     gateway took must be answered (issue 30, item 8).
+  - The same HAProxy speaking HTTP/2 to the replicas (`proto h2`: cleartext, prior
+    knowledge, many requests on each connection), without retries: a draining replica
+    sends GOAWAY and finishes the streams it took, and the replicas see HTTP/2 (issue 33).
   - Debian's nginx with its default upstream settings (a new HTTP/1.0 connection per
     request, max_fails=1, fail_timeout=10s) and proxy_next_upstream error timeout http_502
     http_503; replicas with the default configuration (no shutdown delay). nginx has no
@@ -104,9 +107,9 @@ def wait_until(fn, within):
     return False
 
 
-def haproxy(retries):
+def haproxy(retries, h2=False):
     def start(replicas, tmp):
-        proc, port = start_haproxy(replicas, tmp, retries=retries)
+        proc, port = start_haproxy(replicas, tmp, retries=retries, h2=h2)
         return proc, port, os.path.join(tmp, "haproxy.log")
     return start
 
@@ -123,14 +126,16 @@ def nginx(replicas, tmp):
     return proc, port, os.path.join(tmp, "nginx-error.log")
 
 
-def rolling_restart(name, start_lb, replica_config, spacing_s, dropped=()):
+def rolling_restart(name, start_lb, replica_config, spacing_s, dropped=(), protocol="HTTP/1.1"):
     """One run: a hot reload, then a rolling restart, all under wrk through `start_lb`;
-    the balancer's log may contain none of `dropped`."""
+    the balancer's log may contain none of `dropped`, and the replicas see requests come
+    in `protocol`."""
     tmp = tempfile.mkdtemp(prefix="wasmgate-lb-")
     mods, cache = os.path.join(tmp, "modules"), os.path.join(tmp, "cache")
     os.makedirs(mods)
     wat_to_wasm(hello_wat("version 1"), os.path.join(mods, "hello.wasm"))
     wat_to_wasm(hello_wat("version 2"), os.path.join(tmp, "v2.wasm"))
+    shutil.copy(os.path.join(ROOT, "modules", "watenv.wasm"), mods)
     replicas = [Gateway(mods, cache, replica_config) for _ in range(REPLICAS)]
     for i, r in enumerate(replicas):
         r.start(os.path.join(tmp, f"replica{i}.log"))
@@ -142,6 +147,8 @@ def rolling_restart(name, start_lb, replica_config, spacing_s, dropped=()):
               (body(lb_port), lb.poll(), open(lb_log, errors="replace").read()[-500:]))
         if not up:
             return
+        env = body(lb_port, "/watenv")
+        check(f"{name}: the replicas see {protocol}", f"SERVER_PROTOCOL={protocol}\n" in env, env[-300:])
         seconds = int(3 + REPLICAS * (spacing_s + 1))
         wrk = subprocess.Popen(["wrk", "-t1", "-c4", f"-d{seconds}s", f"http://127.0.0.1:{lb_port}/hello"],
                                stdout=subprocess.PIPE, text=True)
@@ -189,6 +196,8 @@ def main():
     build_release()
     rolling_restart("HAProxy", haproxy(retries=True), DELAYED, RESTART_SPACING_S)
     rolling_restart("HAProxy without retries", haproxy(retries=False), DELAYED, RESTART_SPACING_S)
+    rolling_restart("HAProxy proto h2, without retries", haproxy(retries=False, h2=True), DELAYED,
+                    RESTART_SPACING_S, protocol="HTTP/2.0")
     rolling_restart("Debian nginx, default settings", nginx, "", NGINX_FAIL_TIMEOUT_S / 2 + 0.5, DROPPED)
     passed = sum(RESULTS)
     print(f"{passed} passed, {len(RESULTS) - passed} failed")

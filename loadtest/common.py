@@ -206,12 +206,15 @@ HAPROXY_RETRIES = """    retries 3
 """
 
 
-def start_haproxy(replicas, tmp, retries=True):
+def start_haproxy(replicas, tmp, retries=True, h2=False):
     """HAProxy (deploy/haproxy/haproxy.cfg) in front of `replicas`, health-checking their
-    /readyz, with or without its retries; returns (process, listening port)."""
+    /readyz, with or without its retries, speaking HTTP/1.1 to them or, with `h2`, HTTP/2
+    (`proto h2`, cleartext with prior knowledge); returns (process, listening port)."""
     ensure_apt("haproxy", "haproxy")
     port = free_port()
-    servers = "\n".join(f"    server r{i} 127.0.0.1:{r.port} check port {r.admin}" for i, r in enumerate(replicas))
+    proto = " proto h2" if h2 else ""
+    servers = "\n".join(f"    server r{i} 127.0.0.1:{r.port} check port {r.admin}{proto}"
+                        for i, r in enumerate(replicas))
     template = open(os.path.join(ROOT, "deploy", "haproxy", "haproxy.cfg")).read()
     if not retries:
         assert HAPROXY_RETRIES in template, "deploy/haproxy/haproxy.cfg changed its retries"

@@ -13,6 +13,10 @@
 //! loses its connection here. A connection must ask something within
 //! [`HEADER_READ_TIMEOUT`], and an HTTP/2 connection with no stream open for that long is
 //! closed with GOAWAY, as an idle HTTP/1.1 connection is closed by hyper.
+//!
+//! HTTP/1.1 requests with more than 100 headers get a 431 from hyper's default, which
+//! keeps the header array on the stack (an explicit `max_headers` would move it to the
+//! heap).
 
 use std::convert::Infallible;
 use std::future::{Future, pending};
@@ -23,20 +27,28 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
+use hyper::body::{Body, Incoming};
 use hyper::rt::{Read, Write};
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
+use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-use super::listener::{
-    Answer, FIRST_REQUEST_WAIT, HEADER_READ_TIMEOUT, Handler, MAX_HEAD_BYTES, ResponseBody,
-};
 use super::tls::Tls;
 use crate::guest::conn::ConnInfo;
 use crate::shutdown::Shutdown;
 
+/// A client that has not sent its whole request head by then is disconnected (and one
+/// that has not finished its TLS handshake).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The request head may not be larger than this (431 otherwise).
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Once a drain starts, how long a connection that has sent no request yet has to send
+/// its first (a load balancer sends it as it connects).
+const FIRST_REQUEST_WAIT: Duration = Duration::from_secs(2);
 /// What hyper buffers per connection, reading a request head or queueing response body
 /// to write: room for the largest head, and for a streamed body's pipe twice over. Its
 /// default (about 400 KiB) would hold that much of every streaming response in memory
@@ -64,6 +76,34 @@ const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// Requests a client may cancel before they are answered beyond those it let finish,
 /// before its connection is closed.
 const CANCEL_ALLOWANCE: u64 = 100;
+
+/// What answers each request on a connection (the public or the admin service).
+pub trait Handler<Fut>:
+    Fn(Request<Incoming>, ConnInfo) -> Fut + Clone + Send + Sync + 'static
+{
+}
+
+impl<F, Fut> Handler<Fut> for F where
+    F: Fn(Request<Incoming>, ConnInfo) -> Fut + Clone + Send + Sync + 'static
+{
+}
+
+/// A body a listener can send: whole (the admin answers, a CGI response) or streamed (a
+/// component's).
+pub trait ResponseBody:
+    Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static
+{
+}
+
+impl<B> ResponseBody for B where
+    B: Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static
+{
+}
+
+/// The response a [`Handler`] produces, in time.
+pub trait Answer<B>: Future<Output = Response<B>> + Send + 'static {}
+
+impl<T, B> Answer<B> for T where T: Future<Output = Response<B>> + Send + 'static {}
 
 /// How a listener speaks HTTP on its connections.
 pub(crate) struct Speaking {

@@ -12,42 +12,27 @@
 //! a second later, finds the port closed, and its load balancer tries another replica:
 //! its request never reached this one. And a connection whose request has not been read
 //! yet looks idle, which hyper's graceful shutdown closes at once; so a connection that
-//! has not sent its first request when the drain starts is given [`FIRST_REQUEST_WAIT`]
-//! to send it, and that request is answered (with `Connection: close`). A connection
+//! has not sent its first request when the drain starts is given a moment
+//! (`connection.rs`'s `FIRST_REQUEST_WAIT`) to send it, and that request is answered (with `Connection: close`). A connection
 //! between two keep-alive requests is closed, and one in the middle of a request is
 //! closed after its response; an HTTP/2 connection gets GOAWAY, and its open streams
 //! finish.
-//!
-//! Requests with more than 100 headers get a 431 from hyper's default, which keeps the
-//! header array on the stack (an explicit `max_headers` would move it to the heap).
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
-use hyper::body::{Body, Incoming};
-use hyper::{Request, Response};
 use rustix::net::SocketFlags;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use super::connection::{ConnectionError, Speaking};
+use super::connection::{Answer, ConnectionError, Handler, ResponseBody, Speaking};
 pub use crate::guest::conn::ConnInfo;
 use crate::shutdown::Shutdown;
 
-/// A client that has not sent its whole request head by then is disconnected (and one
-/// that has not finished its TLS handshake).
-pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// The request head may not be larger than this (431 otherwise).
-pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// How long to wait before accepting again after an accept error (such as EMFILE).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
-/// Once a drain starts, how long a connection that has sent no request yet has to send
-/// its first (a load balancer sends it as it connects).
-pub(crate) const FIRST_REQUEST_WAIT: Duration = Duration::from_secs(2);
 /// How long handshakes under way when a drain starts have to complete into the accept
 /// queue (a round trip to a client in the same network, many times over).
 const HANDSHAKE_SETTLE: Duration = Duration::from_millis(50);
@@ -86,34 +71,6 @@ impl ListenOptions {
         }
     }
 }
-
-/// What answers each request on a connection (the public or the admin service).
-pub trait Handler<Fut>:
-    Fn(Request<Incoming>, ConnInfo) -> Fut + Clone + Send + Sync + 'static
-{
-}
-
-impl<F, Fut> Handler<Fut> for F where
-    F: Fn(Request<Incoming>, ConnInfo) -> Fut + Clone + Send + Sync + 'static
-{
-}
-
-/// A body a listener can send: whole (the admin answers, a CGI response) or streamed (a
-/// component's).
-pub trait ResponseBody:
-    Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static
-{
-}
-
-impl<B> ResponseBody for B where
-    B: Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static
-{
-}
-
-/// The response a [`Handler`] produces, in time.
-pub trait Answer<B>: Future<Output = Response<B>> + Send + 'static {}
-
-impl<T, B> Answer<B> for T where T: Future<Output = Response<B>> + Send + 'static {}
 
 /// Serves `listener` with `handle` until `shutdown` triggers, then lets open connections
 /// finish their requests for up to the grace period.

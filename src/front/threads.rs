@@ -25,12 +25,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
-use super::connection::Speaking;
+use super::connection::{Answer, Handler, ResponseBody, Speaking};
 use super::cores::{self, CoreId};
-use super::listener::{
-    Accepted, Acceptor, Answer, Connections, Counted, Handler, ListenOptions, ResponseBody, serve,
-    serve_with,
-};
+use super::listener::{Accepted, Acceptor, Connections, Counted, ListenOptions, serve, serve_with};
 use crate::shutdown::Shutdown;
 
 /// [`super::listener::serve`] on `threads` threads of its own: connections are accepted

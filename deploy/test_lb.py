@@ -198,7 +198,8 @@ def main():
     rolling_restart("HAProxy without retries", haproxy(retries=False), DELAYED, RESTART_SPACING_S)
     rolling_restart("HAProxy proto h2, without retries", haproxy(retries=False, h2=True), DELAYED,
                     RESTART_SPACING_S, protocol="HTTP/2.0")
-    rolling_restart("Debian nginx, default settings", nginx, "", NGINX_FAIL_TIMEOUT_S / 2 + 0.5, DROPPED)
+    rolling_restart("Debian nginx, default settings", nginx, "", NGINX_FAIL_TIMEOUT_S / 2 + 0.5, DROPPED,
+                    protocol="HTTP/1.0")
     passed = sum(RESULTS)
     print(f"{passed} passed, {len(RESULTS) - passed} failed")
     sys.exit(0 if passed == len(RESULTS) else 1)

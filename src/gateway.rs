@@ -138,12 +138,14 @@ impl RunningGateway {
             None => None,
         };
         let (connections, grace) = (config.max_connections, config.shutdown_grace);
+        let streams = Some(config.protocols.http2_max_streams);
         let public_options = ListenOptions {
-            speaking: Arc::new(Speaking::new(Some(config.protocols.http2_max_streams), tls)),
+            speaking: Arc::new(Speaking::new(streams, tls)),
             ..ListenOptions::new(connections, grace, None)
         };
-        // The admin listener speaks HTTP/1.1 in cleartext: it is on loopback by default.
-        let admin_options = ListenOptions::new(connections, grace, None);
+        // The admin listener stays cleartext (it is on loopback by default), but speaks
+        // HTTP/2 too: a load balancer that talks HTTP/2 to the replicas checks /readyz in it.
+        let admin_options = ListenOptions::new(connections, grace, streams);
 
         let slots = Arc::new(Semaphore::new(config.max_instances as usize));
         let admin_service = Arc::new(AdminService {

@@ -28,11 +28,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::header::{HOST, HeaderValue};
 use hyper::body::{Body, Incoming};
 use hyper::rt::{Read, Write};
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper::{Request, Response};
+use hyper::{Request, Response, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -195,7 +196,8 @@ impl Speaking {
         let watch = Arc::new(Watch::default());
         let service = {
             let watch = watch.clone();
-            service_fn(move |req| {
+            service_fn(move |mut req| {
+                host_from_authority(&mut req);
                 let stream = watch.stream();
                 let response = handle(req, conn);
                 async move {
@@ -246,6 +248,23 @@ impl ConnectionError {
     /// line in the log (a misconfigured client or load balancer), unlike a reset.
     pub(crate) fn is_not_tls(&self) -> bool {
         matches!(self, ConnectionError::Tls(e) if e.kind() == io::ErrorKind::InvalidData)
+    }
+}
+
+/// Gives an HTTP/2 request, which names its host in the `:authority` pseudo-header, the
+/// `Host` header an HTTP/1.1 request would carry, so that a guest finds it where it always
+/// does (CGI's `HTTP_HOST` and `SERVER_NAME`, a component's authority), and the admin
+/// listener checks it as it checks HTTP/1.1's.
+fn host_from_authority<B>(req: &mut Request<B>) {
+    if req.version() != Version::HTTP_2 || req.headers().contains_key(HOST) {
+        return;
+    }
+    let host = req
+        .uri()
+        .authority()
+        .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok());
+    if let Some(host) = host {
+        req.headers_mut().insert(HOST, host);
     }
 }
 

@@ -10,10 +10,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{HOST, HeaderValue};
+use hyper::Request;
 use hyper::Response;
 use hyper::body::Incoming;
-use hyper::{Request, Version};
 
 use super::reply::error_response;
 use crate::catalogue::table::{Lookup, ModuleTable};
@@ -51,11 +50,10 @@ impl PublicService {
     /// Answers one request; never fails, every problem becomes an error response.
     pub(crate) async fn handle(
         self: Arc<Self>,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
         conn: ConnInfo,
     ) -> Response<ReplyBody> {
         let started = Instant::now();
-        host_from_authority(&mut req);
         let access = self
             .access_log
             .then(|| (req.method().clone(), req.uri().path().to_string()));
@@ -126,21 +124,5 @@ impl PublicService {
                 metrics,
             )),
         }
-    }
-}
-
-/// Gives an HTTP/2 request, which names its host in the `:authority` pseudo-header, the
-/// `Host` header an HTTP/1.1 request would carry, so that a guest finds it where it always
-/// does (CGI's `HTTP_HOST` and `SERVER_NAME`, a component's authority).
-fn host_from_authority(req: &mut Request<Incoming>) {
-    if req.version() != Version::HTTP_2 || req.headers().contains_key(HOST) {
-        return;
-    }
-    let host = req
-        .uri()
-        .authority()
-        .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok());
-    if let Some(host) = host {
-        req.headers_mut().insert(HOST, host);
     }
 }

@@ -285,3 +285,17 @@ async fn reset_streams(addr: std::net::SocketAddr, streams: usize, pause: Durati
     }
     streams
 }
+
+/// The admin listener speaks HTTP/2 too (a load balancer that talks HTTP/2 to the replicas
+/// checks `/readyz` in it), and checks an HTTP/2 request's `:authority` as it checks an
+/// HTTP/1.1 `Host`: a rebinding page's name is refused there as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_checks_an_http2_authority_as_a_host() {
+    let gw = TestGateway::start(&[("hello", "hello")], "").await;
+    let mut sender = h2::h2c(gw.admin).await;
+    let ready = h2::get(&mut sender, gw.admin, "/readyz").await;
+    assert_eq!(ready.status, StatusCode::OK);
+    let req = h2::request("GET", "rebind.attacker.example:9180", "/modules", Bytes::new());
+    let refused = h2::send(&mut sender, req).await.unwrap();
+    assert_eq!(refused.status, StatusCode::MISDIRECTED_REQUEST, "{}", refused.text());
+}

@@ -132,7 +132,7 @@ impl Compiler {
                 let (module, provenance) = self.machine_code::<Module>(&facts.digest, bytes)?;
                 (self.linkers.link(&module, needs.has_volumes)?, provenance)
             }
-            Abi::WasiHttp => {
+            Abi::WasiHttp | Abi::WasiHttp03 => {
                 let (component, provenance) =
                     self.machine_code::<Component>(&facts.digest, bytes)?;
                 (self.linkers.link_component(&component)?, provenance)

@@ -17,8 +17,9 @@ use crate::guest::abi::Abi;
 
 /// The entry point of a WASI command module.
 const START_EXPORT: &str = "_start";
-/// What a wasi:http component's handler export is named, up to its version.
-const HTTP_HANDLER_EXPORT: &str = "wasi:http/incoming-handler@0.2";
+/// What a wasi:http component's handler export is named, up to its version: 0.2's
+/// `incoming-handler`, or 0.3's `handler`.
+const HTTP_HANDLER_EXPORTS: [&str; 2] = ["wasi:http/incoming-handler@0.2", "wasi:http/handler@0.3"];
 /// The namespace of the interfaces a component's imports may come from.
 const WASI_NAMESPACE: &str = "wasi:";
 /// Bytes in a WebAssembly page.
@@ -52,7 +53,8 @@ pub enum Refusal {
     UnknownComponentImport { name: String },
     #[error(
         "the component exports no wasi:http handler: a component of the wasi:http/proxy \
-         world (exporting wasi:http/incoming-handler@0.2) is expected"
+         world (exporting wasi:http/incoming-handler@0.2) or of the wasi:http/service world \
+         (exporting wasi:http/handler@0.3) is expected"
     )]
     NoHttpHandler,
 }
@@ -78,7 +80,7 @@ pub(crate) fn check(
 ) -> Result<(), Refusal> {
     let checked = match abi {
         Abi::Cgi => check_core(bytes, provided, fit),
-        Abi::WasiHttp => check_component(bytes),
+        Abi::WasiHttp | Abi::WasiHttp03 => check_component(bytes),
     };
     match checked {
         Err(Unread::Refused(refusal)) => Err(refusal),
@@ -205,7 +207,9 @@ fn check_component(bytes: &[u8]) -> Result<(), Unread> {
                 for export in reader {
                     let export = export?;
                     if export.kind == ComponentExternalKind::Instance
-                        && export.name.name.starts_with(HTTP_HANDLER_EXPORT)
+                        && HTTP_HANDLER_EXPORTS
+                            .iter()
+                            .any(|handler| export.name.name.starts_with(handler))
                     {
                         return Ok(());
                     }

@@ -80,8 +80,8 @@ pub(crate) struct ModuleStatus {
     /// Which WASI implementation serves it: `cgi` (the gateway's own stdio functions) or
     /// `wasi` (wasmtime-wasi's complete preview1).
     pub(crate) wasi: Option<&'static str>,
-    /// How the module is served: `cgi` or `wasi-http` (from the file's header, so a
-    /// failed file has one too).
+    /// How the module is served: `cgi`, `wasi-http` or `wasi-http@0.3` (a failed file's
+    /// from its header alone: `cgi` or `wasi-http`).
     pub(crate) abi: Option<Abi>,
     /// Where the version described came from: the file relative to the modules
     /// directory, or the OCI reference with its resolved digest.
@@ -248,7 +248,12 @@ fn status(name: &str, entry: &Entry) -> ModuleStatus {
         wasi: serving
             .and_then(|m| m.guest.preview1())
             .map(Preview1::label),
-        abi: facts.and_then(|f| f.abi),
+        // A served module's link tells a 0.3 component from a 0.2 one; the header alone
+        // tells a failed file's kind.
+        abi: match (failure, serving) {
+            (None, Some(module)) => Some(module.guest.abi()),
+            _ => facts.and_then(|f| f.abi),
+        },
         origin: failure
             .and_then(|f| f.origin.as_deref())
             .or(serving.map(|m| &*m.origin))

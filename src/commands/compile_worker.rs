@@ -48,7 +48,7 @@ fn compile_stdin(cache_fd: RawFd, cache_max_bytes: u64, fuel_metered: bool) -> R
             let module = Module::from_binary(&engine, &bytes).map_err(|e| format!("{e:#}"))?;
             cache.put(&facts.digest, &module)
         }
-        Abi::WasiHttp => {
+        Abi::WasiHttp | Abi::WasiHttp03 => {
             let component =
                 Component::from_binary(&engine, &bytes).map_err(|e| format!("{e:#}"))?;
             cache.put(&facts.digest, &component)

@@ -44,7 +44,7 @@ pub async fn push(
     let wasm = read_module_file(file, limits)?;
     let os = match Abi::of(&wasm).ok_or(PushError::NotWasm)? {
         Abi::Cgi => "wasip1",
-        Abi::WasiHttp => "wasip2",
+        Abi::WasiHttp | Abi::WasiHttp03 => "wasip2",
     };
     let mut plain_http = config.oci_insecure.clone();
     if insecure || target.is_loopback() {

@@ -13,9 +13,13 @@ pub enum Abi {
     /// A WASI preview1 command module: environment variables, stdin, stdout.
     #[serde(rename = "cgi")]
     Cgi,
-    /// A component exporting a wasi:http handler.
+    /// A component exporting a wasi:http handler (told apart by [`Abi::of`]; once linked,
+    /// a 0.3 handler is [`Abi::WasiHttp03`]).
     #[serde(rename = "wasi-http")]
     WasiHttp,
+    /// A component exporting `wasi:http/handler@0.3` (the `wasi:http/service` world).
+    #[serde(rename = "wasi-http@0.3")]
+    WasiHttp03,
 }
 
 impl Abi {

@@ -1,7 +1,8 @@
 //! The linkers a guest can be linked against, one per store type: for a CGI module the
 //! gateway's own preview1 functions, or wasmtime-wasi's, both with the `env.log_*`
-//! functions; for a wasi:http component, wasmtime-wasi's WASIp2, wasmtime-wasi-http and
-//! the gateway's `wasi:keyvalue`.
+//! functions; for a wasi:http component, wasmtime-wasi's WASIp2 (and the clocks, random
+//! and cli of WASIp3), wasmtime-wasi-http's 0.2 and 0.3, and the gateway's
+//! `wasi:keyvalue`.
 //! Linking happens once per module, at load, into a [`Prepared`] guest that every request
 //! instantiates.
 
@@ -12,6 +13,7 @@ use wasmtime::{Engine, ExternType, InstancePre, Linker, Module, ModuleExport, St
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 use super::cgi::kv;
 use super::cgi::preview1::{self, Preview1, RequestIo};
@@ -42,7 +44,8 @@ pub enum LinkError {
     NoStart,
     #[error(
         "the component exports no wasi:http handler: a component of the wasi:http/proxy \
-         world (exporting wasi:http/incoming-handler@0.2) is expected ({0})"
+         world (exporting wasi:http/incoming-handler@0.2) or of the wasi:http/service world \
+         (exporting wasi:http/handler@0.3) is expected ({0})"
     )]
     NoHttpHandler(String),
 }
@@ -50,7 +53,10 @@ pub enum LinkError {
 /// A guest linked and ready to instantiate.
 pub(crate) enum Prepared {
     Cgi(CgiModule),
+    /// A `wasi:http/incoming-handler@0.2` component.
     Http(ProxyPre<ComponentStore>),
+    /// A `wasi:http/handler@0.3` component.
+    Service(ServicePre<ComponentStore>),
 }
 
 /// A CGI module linked and ready to instantiate, with its `_start` looked up.
@@ -74,7 +80,7 @@ impl Prepared {
         match self {
             Prepared::Cgi(CgiModule::Gateway { .. }) => Some(Preview1::Gateway),
             Prepared::Cgi(CgiModule::WasmtimeWasi { .. }) => Some(Preview1::WasmtimeWasi),
-            Prepared::Http(_) => None,
+            Prepared::Http(_) | Prepared::Service(_) => None,
         }
     }
 
@@ -82,6 +88,7 @@ impl Prepared {
         match self {
             Prepared::Cgi(_) => Abi::Cgi,
             Prepared::Http(_) => Abi::WasiHttp,
+            Prepared::Service(_) => Abi::WasiHttp03,
         }
     }
 }
@@ -109,6 +116,10 @@ impl Linkers {
         let mut component = wasmtime::component::Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut component)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut component)?;
+        wasmtime_wasi::p3::clocks::add_to_linker(&mut component)?;
+        wasmtime_wasi::p3::random::add_to_linker(&mut component)?;
+        wasmtime_wasi::p3::cli::add_to_linker(&mut component)?;
+        wasmtime_wasi_http::p3::add_to_linker(&mut component)?;
         keyvalue::add_to_linker(&mut component, ComponentStore::keyvalue)?;
         let cgi_imports = defined_functions(engine, &wasi);
         Ok(Linkers {
@@ -145,15 +156,21 @@ impl Linkers {
         ))
     }
 
-    /// Links `component` against WASIp2 and wasi:http, and finds its HTTP handler.
+    /// Links `component` against WASI and wasi:http, and finds its HTTP handler: 0.2's
+    /// `incoming-handler`, or else 0.3's `handler`.
     pub(crate) fn link_component(&self, component: &Component) -> Result<Prepared, LinkError> {
         let pre = self
             .component
             .instantiate_pre(component)
             .map_err(|e| LinkError::Imports(one_line(&format!("{e:#}"))))?;
-        let proxy = ProxyPre::new(pre)
-            .map_err(|e| LinkError::NoHttpHandler(one_line(&format!("{e:#}"))))?;
-        Ok(Prepared::Http(proxy))
+        match ProxyPre::new(pre.clone()) {
+            Ok(proxy) => Ok(Prepared::Http(proxy)),
+            Err(not_02) => ServicePre::new(pre)
+                .map(Prepared::Service)
+                .map_err(|not_03| {
+                    LinkError::NoHttpHandler(one_line(&format!("0.2: {not_02:#}; 0.3: {not_03:#}")))
+                }),
+        }
     }
 }
 

@@ -30,7 +30,8 @@ use super::linkers::Prepared;
 use super::module::GuestModule;
 use super::reply_body::ReplyBody;
 use super::streamed::{Count, GuestEnd, GuestRun, StreamedBody};
-use super::wasi_http::exchange::ComponentExchange;
+use super::wasi_http::exchange::{ComponentExchange, Proxy02};
+use super::wasi_http::service::Service03;
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::outcome::Outcome;
 
@@ -128,7 +129,12 @@ pub(crate) async fn respond<B: RequestBody>(
 ) -> Answer {
     match &module.prepared {
         Prepared::Cgi(_) => run::<CgiExchange, B>(module, request, conn, gate, count).await,
-        Prepared::Http(_) => run::<ComponentExchange, B>(module, request, conn, gate, count).await,
+        Prepared::Http(_) => {
+            run::<ComponentExchange<Proxy02>, B>(module, request, conn, gate, count).await
+        }
+        Prepared::Service(_) => {
+            run::<ComponentExchange<Service03>, B>(module, request, conn, gate, count).await
+        }
     }
 }
 

@@ -12,12 +12,14 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::cgi::stdout::StdoutBody;
 use super::streamed::{CutOff, StreamedBody};
+use super::wasi_http::service::ServiceBody;
 
 /// A response's body, for `serve` and `run` alike.
 pub enum ReplyBody {
     Whole(Full<Bytes>),
     Cgi(StreamedBody<StdoutBody>),
     Component(StreamedBody<HyperOutgoingBody>),
+    Service(StreamedBody<ServiceBody>),
 }
 
 impl From<Full<Bytes>> for ReplyBody {
@@ -34,6 +36,7 @@ impl ReplyBody {
             ReplyBody::Whole(_) => {}
             ReplyBody::Cgi(body) => body.end_bodiless(),
             ReplyBody::Component(body) => body.end_bodiless(),
+            ReplyBody::Service(body) => body.end_bodiless(),
         }
     }
 }
@@ -52,6 +55,7 @@ impl Body for ReplyBody {
                 .map(|frame| frame.map(|f| f.map_err(|never| match never {}))),
             ReplyBody::Cgi(body) => Pin::new(body).poll_frame(cx),
             ReplyBody::Component(body) => Pin::new(body).poll_frame(cx),
+            ReplyBody::Service(body) => Pin::new(body).poll_frame(cx),
         }
     }
 
@@ -60,6 +64,7 @@ impl Body for ReplyBody {
             ReplyBody::Whole(body) => body.is_end_stream(),
             ReplyBody::Cgi(body) => body.is_end_stream(),
             ReplyBody::Component(body) => body.is_end_stream(),
+            ReplyBody::Service(body) => body.is_end_stream(),
         }
     }
 
@@ -68,6 +73,7 @@ impl Body for ReplyBody {
             ReplyBody::Whole(body) => body.size_hint(),
             ReplyBody::Cgi(body) => body.size_hint(),
             ReplyBody::Component(body) => body.size_hint(),
+            ReplyBody::Service(body) => body.size_hint(),
         }
     }
 }

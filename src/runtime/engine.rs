@@ -138,8 +138,10 @@ fn base_config(pool: Option<PoolingAllocationConfig>, fuel: bool) -> wasmtime::C
         .epoch_interruption(true)
         .memory_init_cow(true)
         .async_stack_size(ASYNC_STACK_BYTES)
-        // For wasi:http components; core modules compile as they would without it.
-        .wasm_component_model(true);
+        // For wasi:http components (0.3's async exports too); core modules compile as
+        // they would without them.
+        .wasm_component_model(true)
+        .wasm_component_model_async(true);
     if let Some(pool) = pool {
         c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }

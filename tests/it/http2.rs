@@ -295,7 +295,17 @@ async fn the_admin_listener_checks_an_http2_authority_as_a_host() {
     let mut sender = h2::h2c(gw.admin).await;
     let ready = h2::get(&mut sender, gw.admin, "/readyz").await;
     assert_eq!(ready.status, StatusCode::OK);
-    let req = h2::request("GET", "rebind.attacker.example:9180", "/modules", Bytes::new());
+    let req = h2::request(
+        "GET",
+        "rebind.attacker.example:9180",
+        "/modules",
+        Bytes::new(),
+    );
     let refused = h2::send(&mut sender, req).await.unwrap();
-    assert_eq!(refused.status, StatusCode::MISDIRECTED_REQUEST, "{}", refused.text());
+    assert_eq!(
+        refused.status,
+        StatusCode::MISDIRECTED_REQUEST,
+        "{}",
+        refused.text()
+    );
 }

@@ -29,6 +29,7 @@ mod ops;
 mod preview1;
 mod preview1_props;
 mod reload;
+mod service;
 mod sources;
 mod streaming;
 mod tls;

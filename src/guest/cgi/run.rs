@@ -60,7 +60,7 @@ pub(crate) async fn run_guest(
     };
     let cgi = match &module.prepared {
         Prepared::Cgi(cgi) => cgi,
-        Prepared::Http(_) => {
+        Prepared::Http(_) | Prepared::Service(_) => {
             return Err(GuestError::Instantiate {
                 module: module.name.clone(),
                 reason: "it is a wasi:http component, not a CGI module".into(),

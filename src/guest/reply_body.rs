@@ -12,7 +12,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::cgi::stdout::StdoutBody;
 use super::streamed::{CutOff, StreamedBody};
-use super::wasi_http::service::ServiceBody;
+use super::wasi_http::tracked::ServiceBody;
 
 /// A response's body, for `serve` and `run` alike.
 pub enum ReplyBody {

@@ -9,7 +9,8 @@
 //! - [`keyvalue`]: `wasi:keyvalue` over the gateway's key-value stores;
 //! - [`request`]: the request as the guest sees it (headers filtered, body capped);
 //! - [`exchange`]: one request, in a task of its own once its head is set (0.2);
-//! - [`service`]: the same for a 0.3 component, run in its store's event loop.
+//! - [`service`]: the same for a 0.3 component, run in its store's event loop;
+//! - [`tracked`]: a 0.3 response body, which tells that loop when it is over.
 
 pub(crate) mod allowed;
 pub(crate) mod exchange;
@@ -18,3 +19,4 @@ pub(crate) mod keyvalue;
 pub(crate) mod outbound;
 pub(crate) mod request;
 pub(crate) mod service;
+pub(crate) mod tracked;

@@ -11,16 +11,11 @@
 //! (up to 128 requests an instance): the isolation every other module has (a request
 //! never sees another's memory) holds for 0.3 components too.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use bytes::Bytes;
 use http::uri::{Scheme, Uri};
 use http::{Request, header::HOST};
-use http_body_util::combinators::UnsyncBoxBody;
-use hyper::body::{Body, Frame, SizeHint};
 use tokio::sync::oneshot;
 use wasmtime::component::Accessor;
 use wasmtime_wasi_http::WasiHttpView;
@@ -30,6 +25,7 @@ use wasmtime_wasi_http::p3::bindings::{Service, ServicePre};
 use super::exchange::{ComponentAbi, Head, component_io, finish, not_this_abi};
 use super::io::ComponentStore;
 use super::request::ComponentBody;
+use super::tracked::{ServiceBody, Tracked};
 use crate::guest::body::RequestBody;
 use crate::guest::bounds::{Bounds, Failure as RunFailure, GuestError};
 use crate::guest::conn::ConnInfo;
@@ -41,11 +37,6 @@ use crate::guest::module::GuestModule;
 use crate::guest::reply_body::ReplyBody;
 use crate::guest::store::Footprint;
 use crate::guest::streamed::{GuestRun, StreamedBody};
-
-/// A 0.3 response body as wasmtime-wasi-http streams it from the guest.
-type GuestBody = UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
-/// A 0.3 response body as the pipeline sends it.
-pub type ServiceBody = Tracked<GuestBody>;
 
 /// A `wasi:http/handler@0.3` component.
 pub(crate) struct Service03;
@@ -142,46 +133,9 @@ async fn answer(
     };
     let response = store.with(|store| response.into_http(store, async { Ok(()) }))?;
     let (ended, body_over) = oneshot::channel();
-    let tracked = response.map(|body| Tracked {
-        body,
-        ended: Some(ended),
-    });
+    let tracked = response.map(|body| Tracked::new(body, ended));
     if head.send(Ok(tracked)).is_ok() {
         let _ = body_over.await;
     }
     Ok(())
-}
-
-/// A body that tells its guest's event loop when it is over: at its last frame, at an
-/// error, or when it is dropped (the client went away).
-pub struct Tracked<B> {
-    body: B,
-    ended: Option<oneshot::Sender<()>>,
-}
-
-impl<B> Body for Tracked<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-{
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
-        if !matches!(frame, Some(Ok(_))) {
-            self.ended.take();
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
 }

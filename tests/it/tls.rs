@@ -19,7 +19,8 @@ const HELLO: &str = "hello, world\n";
 const H2: &[u8] = b"h2";
 const HTTP1: &[u8] = b"http/1.1";
 
-/// A gateway serving hello and envdump over TLS with `pair`, its files in its directory.
+/// A gateway serving hello, envdump and a wasi:http 0.3 component (`svc`) over TLS with
+/// `pair`, its files in its directory.
 async fn tls_gateway(pair: &Pair) -> (TestGateway, Files) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("modules")).unwrap();
@@ -27,6 +28,8 @@ async fn tls_gateway(pair: &Pair) -> (TestGateway, Files) {
         let path = dir.path().join(format!("modules/{name}.wasm"));
         std::fs::write(path, common::fixture(name)).unwrap();
     }
+    let service = dir.path().join("modules/svc.wasm");
+    std::fs::write(service, common::component("service_http")).unwrap();
     let files = Files::in_dir(dir.path());
     files.install(pair);
     let gw = TestGateway::start_in(dir, &files.config()).await;
@@ -81,7 +84,7 @@ const RELOADS_ERROR: &str = "wasmgate_tls_reloads_total{result=\"error\"} ";
 const EXPIRY: &str = "wasmgate_tls_certificate_expiry_timestamp_seconds ";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_speaks_http2_and_http1_by_alpn_and_cgi_sees_https() {
+async fn tls_speaks_http2_and_http1_by_alpn_and_guests_see_https() {
     let pair = Pair::new("wasmgate-a", 2031);
     let (gw, _files) = tls_gateway(&pair).await;
 
@@ -116,6 +119,11 @@ async fn tls_speaks_http2_and_http1_by_alpn_and_cgi_sees_https() {
             "{line} missing from:\n{env}"
         );
     }
+
+    // A component sees the scheme https, and its authority.
+    let (status, info) = get_http1(&mut sender, "/svc/info").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(info, "scheme=https authority=localhost path=/svc/info\n");
 
     // A client that offers no ALPN speaks HTTP/1.1.
     let connected = tls::connect(gw.public, &[]).await.unwrap();

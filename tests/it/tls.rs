@@ -44,8 +44,12 @@ async fn get_http1(
     let req = common::build("GET", path, &[], bytes::Bytes::new());
     let response = sender.send_request(req).await.expect("request over TLS");
     let status = response.status();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    let body = response.into_body().collect().await;
+    let body = body.unwrap_or_else(|e| panic!("{path}: the body of a {status}: {e:?}"));
+    (
+        status,
+        String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+    )
 }
 
 /// An HTTP/1.1 connection over TLS (ALPN `http/1.1`), and the certificate it got.

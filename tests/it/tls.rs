@@ -41,6 +41,8 @@ async fn get_http1(
     sender: &mut hyper::client::conn::http1::SendRequest<Full<bytes::Bytes>>,
     path: &str,
 ) -> (StatusCode, String) {
+    // hyper's client takes a request only once the connection has finished the last one.
+    sender.ready().await.expect("the connection is open");
     let req = common::build("GET", path, &[], bytes::Bytes::new());
     let response = sender.send_request(req).await.expect("request over TLS");
     let status = response.status();

@@ -139,10 +139,8 @@ impl RunningGateway {
         };
         let (connections, grace) = (config.max_connections, config.shutdown_grace);
         let streams = Some(config.protocols.http2_max_streams);
-        let public_options = ListenOptions {
-            speaking: Arc::new(Speaking::new(streams, tls)),
-            ..ListenOptions::new(connections, grace, None)
-        };
+        let speaking = Speaking::new(streams, tls);
+        let public_options = ListenOptions::speaking(connections, grace, speaking);
         // The admin listener stays cleartext (it is on loopback by default), but speaks
         // HTTP/2 too: a load balancer that talks HTTP/2 to the replicas checks /readyz in it.
         let admin_options = ListenOptions::new(connections, grace, streams);

@@ -64,10 +64,20 @@ impl ListenOptions {
         grace: Duration,
         http2_max_streams: Option<u32>,
     ) -> ListenOptions {
+        let speaking = Speaking::new(http2_max_streams, None);
+        ListenOptions::speaking(max_connections, grace, speaking)
+    }
+
+    /// Connections that speak as `speaking` says (over TLS, say).
+    pub(crate) fn speaking(
+        max_connections: usize,
+        grace: Duration,
+        speaking: Speaking,
+    ) -> ListenOptions {
         ListenOptions {
             max_connections,
             grace,
-            speaking: Arc::new(Speaking::new(http2_max_streams, None)),
+            speaking: Arc::new(speaking),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http::Request;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::client::conn::http2::SendRequest;
 use hyper::rt::{Read, Write};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -46,14 +46,7 @@ pub async fn send(
     sender: &mut SendRequest<Full<Bytes>>,
     req: Request<Full<Bytes>>,
 ) -> hyper::Result<Reply> {
-    let response = sender.send_request(req).await?;
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await?.to_bytes();
-    Ok(Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-    })
+    Reply::read(sender.send_request(req).await?).await
 }
 
 /// GET `path` on a connection to `addr`.

@@ -210,6 +210,17 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// `response`, its body read whole.
+    pub async fn read(response: hyper::Response<hyper::body::Incoming>) -> hyper::Result<Reply> {
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
@@ -220,14 +231,7 @@ pub async fn request(addr: SocketAddr, req: Request<Full<Bytes>>) -> hyper::Resu
     let stream = TcpStream::connect(addr).await.expect("connect");
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
-    let response = sender.send_request(req).await?;
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await?.to_bytes();
-    Ok(Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-    })
+    Reply::read(sender.send_request(req).await?).await
 }
 
 pub async fn get(addr: SocketAddr, path: &str) -> hyper::Result<Reply> {

@@ -27,11 +27,13 @@ pub enum Outcome {
     Timeout,
     /// The client went away before the response was complete.
     ClientGone,
+    /// The module's first version is still being written or compiled.
+    Loading,
 }
 
 impl Outcome {
     /// All outcomes, in a fixed order (for pre-registering metrics).
-    pub const ALL: [Outcome; 14] = [
+    pub const ALL: [Outcome; 15] = [
         Outcome::Ok,
         Outcome::NotFound,
         Outcome::BadRequest,
@@ -46,6 +48,7 @@ impl Outcome {
         Outcome::Overloaded,
         Outcome::Timeout,
         Outcome::ClientGone,
+        Outcome::Loading,
     ];
 
     /// The metric label.
@@ -65,6 +68,7 @@ impl Outcome {
             Outcome::Overloaded => "overloaded",
             Outcome::Timeout => "timeout",
             Outcome::ClientGone => "client_gone",
+            Outcome::Loading => "loading",
         }
     }
 
@@ -81,7 +85,7 @@ impl Outcome {
             | Outcome::MemoryExceeded
             | Outcome::Unavailable => StatusCode::INTERNAL_SERVER_ERROR,
             Outcome::OutputTooLarge | Outcome::BadOutput => StatusCode::BAD_GATEWAY,
-            Outcome::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Outcome::Overloaded | Outcome::Loading => StatusCode::SERVICE_UNAVAILABLE,
             Outcome::Timeout => StatusCode::GATEWAY_TIMEOUT,
             // Nothing more reaches the client; the access log shows nginx's 499.
             Outcome::ClientGone => CLIENT_CLOSED_REQUEST,

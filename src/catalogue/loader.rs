@@ -15,10 +15,17 @@
 //! measured in BENCHMARKS.md, the p99 of a steady load while a module is recompiled every
 //! 100 ms. When modules compile in worker processes (`serve`), a reload waits for its
 //! worker on tokio's blocking pool instead, so a long compile holds up no other module's.
+//!
+//! A version on its way shows in the table as pending: from the watcher's first sight of
+//! a write (digest unknown), then with its digest while it compiles. A file that fails to
+//! compile is read once more after [`REREAD_PAUSE`]: if it changed meanwhile, it was read
+//! while still being written, and the new bytes are compiled instead of a failure being
+//! recorded (a half-written file is never reported, let alone served).
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use dashmap::DashMap;
 use tokio::sync::{Mutex, Semaphore};
@@ -108,6 +115,14 @@ impl Loader {
         self.sync_all(names, Phase::Reload).await;
     }
 
+    /// Shows module `name` as pending: the watcher saw its file being written.
+    pub(crate) fn noticed_write(&self, name: &str) {
+        if !self.config.sources.contains_key(name) {
+            self.table
+                .mark_pending(name, None, || self.new_shared(name));
+        }
+    }
+
     /// Syncs module `name` in a task of its own, as a change while serving.
     pub(crate) fn spawn_sync(&self, name: String) {
         let loader = self.clone();
@@ -146,6 +161,7 @@ impl Loader {
         let path = self.path_of(name);
         let (dir, max_bytes) = (self.dir.clone(), self.config.max_module_bytes);
         let origin = Origin::file(name);
+        let announce = self.announcer(name);
         // The outcome is in the table; a file has nobody else to tell.
         let _ = self
             .load(name, phase, origin, move |compiler, current, needs| {
@@ -153,13 +169,37 @@ impl Loader {
                     within: Some(&dir),
                     max_bytes,
                 };
-                match read_module_file(&path, limits) {
-                    Ok(bytes) => compile_if_changed(compiler, &bytes, current, needs),
-                    Err(_) if !path.exists() => Step::Gone,
-                    Err(error) => Step::Failed(LoadFailure::new(None, error.into())),
+                let read = || read_module_file(&path, limits);
+                let mut bytes = match read() {
+                    Ok(bytes) => bytes,
+                    Err(_) if !path.exists() => return Step::Gone,
+                    Err(error) => return Step::Failed(LoadFailure::new(None, error.into())),
+                };
+                let mut rereads = 0;
+                loop {
+                    let step = compile_if_changed(compiler, &bytes, current, needs, &announce);
+                    if !matches!(step, Step::Failed(_)) || rereads == MAX_REREADS {
+                        return step;
+                    }
+                    rereads += 1;
+                    std::thread::sleep(REREAD_PAUSE);
+                    match read() {
+                        Ok(again) if again != bytes => bytes = again,
+                        _ => return step,
+                    }
                 }
             })
             .await;
+    }
+
+    /// What shows a version of `name` as compiling, digest and all.
+    fn announcer(&self, name: &str) -> impl Fn(Digest) + Send + 'static {
+        let (loader, name) = (self.clone(), name.to_string());
+        move |digest| {
+            loader
+                .table
+                .mark_pending(&name, Some(digest), || loader.new_shared(&name))
+        }
     }
 
     /// Loads `bytes` as module `name`, from `origin` (a source other than the directory).
@@ -171,8 +211,9 @@ impl Loader {
         origin: Origin,
         phase: Phase,
     ) -> Result<(), LoadError> {
+        let announce = self.announcer(name);
         self.load(name, phase, origin, move |compiler, current, needs| {
-            compile_if_changed(compiler, &bytes, current, needs)
+            compile_if_changed(compiler, &bytes, current, needs, &announce)
         })
         .await
     }
@@ -253,7 +294,7 @@ impl Loader {
                     self.metrics.module_load(name, LoadResult::Removed, None);
                 }
             }
-            Step::Unchanged => {}
+            Step::Unchanged => self.table.settle_unchanged(name),
             Step::Compiled(compiled) => {
                 let (result, compile) = match compiled.provenance {
                     Provenance::Compiled => (LoadResult::Compiled, Some(compiled.took)),
@@ -299,6 +340,13 @@ impl Loader {
 /// How much lower than the request workers reload compiles are scheduled.
 pub(crate) const RELOAD_NICENESS: i32 = 19;
 
+/// How long a sync waits before reading a file that failed to compile once more, to tell
+/// a file still being written from a broken one.
+pub(crate) const REREAD_PAUSE: Duration = Duration::from_millis(250);
+/// How many times one sync reads a file again that keeps changing and failing; the
+/// writes that change it start syncs of their own.
+const MAX_REREADS: u32 = 4;
+
 /// The pool reload compiles run on: `threads` threads at a lower priority.
 fn reload_pool(threads: usize) -> Result<rayon::ThreadPool, rayon::ThreadPoolBuildError> {
     rayon::ThreadPoolBuilder::new()
@@ -326,16 +374,20 @@ enum Step {
     Failed(LoadFailure),
 }
 
+/// Compiles `bytes` unless they are the version `current` already describes; tells
+/// `announce` the digest it is about to compile.
 fn compile_if_changed(
     compiler: &Compiler,
     bytes: &[u8],
     current: Option<Digest>,
     needs: Needs,
+    announce: &impl Fn(Digest),
 ) -> Step {
     let facts = FileFacts::of(bytes);
     if current == Some(facts.digest) {
         return Step::Unchanged;
     }
+    announce(facts.digest);
     match compiler.compile(bytes, facts.clone(), needs) {
         Ok(compiled) => Step::Compiled(Box::new(compiled)),
         Err(error) => Step::Failed(LoadFailure::new(Some(facts), error)),

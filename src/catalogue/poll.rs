@@ -5,8 +5,9 @@
 //! Each look lists the `NAME.wasm` entries and stats each (through a symlink, so a
 //! Kubernetes `..data` swap changes what it sees). An entry whose device, inode, size or
 //! times moved, a new one and a vanished one are synced, exactly as an event would have
-//! them synced. An entry modified less than [`WRITING_QUIET`] ago may be a copy still in
-//! progress: it is looked at again on the next poll rather than synced now.
+//! them synced. An entry modified less than [`RECENT_WRITE`] ago may be a copy still in
+//! progress: it shows as pending and is looked at again on the next poll rather than
+//! synced now.
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -14,9 +15,11 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::loader::{Loader, module_files};
-use super::watch::WRITING_QUIET;
 use crate::metrics::{Metrics, PollResult};
 use crate::shutdown::Shutdown;
+
+/// How recently a file may have been written and still be taken as finished.
+const RECENT_WRITE: Duration = Duration::from_millis(150);
 
 /// The `source` label of the directory's polls.
 pub(crate) const DIRECTORY_SOURCE: &str = "modules_dir";
@@ -78,7 +81,10 @@ impl DirectoryPoller {
         let mut synced = 0;
         for name in changed {
             match now.get(&name) {
-                Some(Some(stamp)) if is_recent(stamp) => continue,
+                Some(Some(stamp)) if is_recent(stamp) => {
+                    loader.noticed_write(&name);
+                    continue;
+                }
                 Some(stamp) => self.seen.insert(name.clone(), *stamp),
                 None => self.seen.remove(&name),
             };
@@ -110,7 +116,7 @@ fn is_recent(stamp: &Stamp) -> bool {
     let modified = SystemTime::UNIX_EPOCH + Duration::from_nanos(stamp.mtime_ns.max(0) as u64);
     SystemTime::now()
         .duration_since(modified)
-        .is_ok_and(|age| age < WRITING_QUIET)
+        .is_ok_and(|age| age < RECENT_WRITE)
 }
 
 fn look(dir: &Path) -> std::io::Result<Snapshot> {

@@ -13,10 +13,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use dashmap::DashMap;
 use serde::Serialize;
+use tokio::sync::Notify;
 
 use super::compile::Provenance;
 use super::digest::Digest;
@@ -36,6 +37,24 @@ struct Entry {
     failure: Option<Arc<LoadFailure>>,
     /// The module's metric series and permits, the same across its versions and failures.
     shared: ModuleShared,
+    /// A version being written or compiled, not serving yet.
+    pending: Option<Pending>,
+}
+
+/// A version on its way: being written (its digest not known yet) or being compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Pending {
+    pub(crate) digest: Option<Digest>,
+    pub(crate) since: SystemTime,
+}
+
+/// A pending version as `/modules` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct PendingStatus {
+    /// `null` while the file is still being written.
+    pub(crate) digest: Option<String>,
+    /// Unix seconds.
+    pub(crate) since: u64,
 }
 
 /// What a request finds under a name.
@@ -43,6 +62,8 @@ pub(crate) enum Lookup {
     Ready(Arc<ServedModule>),
     /// The file exists but no version of it could be loaded.
     Unavailable(Arc<LoadFailure>, Arc<ModuleMetrics>),
+    /// No version serves yet, and one is being written or compiled: for how long so far.
+    Loading(Duration, Arc<ModuleMetrics>),
     NotFound,
 }
 
@@ -64,6 +85,9 @@ pub(crate) struct ModuleTable {
     /// When each module with a source of its own was last checked.
     checks: ByName<SourceChecks>,
     ready: AtomicBool,
+    /// Woken whenever a load ends (installed, failed or removed), for requests waiting
+    /// on a module that is loading.
+    settled: Notify,
 }
 
 /// A module as `/modules` reports it.
@@ -72,8 +96,11 @@ pub(crate) struct ModuleStatus {
     pub(crate) name: String,
     pub(crate) digest: Option<String>,
     pub(crate) size_bytes: Option<u64>,
+    /// `ready`, `failed`, or `loading` (a new module's first version on its way).
     pub(crate) state: &'static str,
     pub(crate) error: Option<String>,
+    /// The version being written or compiled, beside the one serving.
+    pub(crate) pending: Option<PendingStatus>,
     pub(crate) source: Option<Provenance>,
     pub(crate) compile_ms: Option<f64>,
     pub(crate) loaded_at: Option<u64>,
@@ -100,28 +127,83 @@ impl ModuleTable {
     pub(crate) fn lookup(&self, name: &str) -> Lookup {
         match self.modules.get(name) {
             None => Lookup::NotFound,
-            Some(entry) => match (&entry.serving, &entry.failure) {
-                (Some(module), _) => Lookup::Ready(module.clone()),
-                (None, Some(failure)) => {
+            Some(entry) => match (&entry.serving, &entry.pending, &entry.failure) {
+                (Some(module), _, _) => Lookup::Ready(module.clone()),
+                (None, Some(pending), _) => Lookup::Loading(
+                    pending.since.elapsed().unwrap_or_default(),
+                    entry.shared.metrics.clone(),
+                ),
+                (None, None, Some(failure)) => {
                     Lookup::Unavailable(failure.clone(), entry.shared.metrics.clone())
                 }
-                (None, None) => Lookup::NotFound,
+                (None, None, None) => Lookup::NotFound,
             },
         }
+    }
+
+    /// Looks `name` up, waiting while it is loading (at most `wait`): what a request
+    /// for a module that is being deployed gets once it is ready, has failed or the wait
+    /// is over.
+    pub(crate) async fn lookup_settled(&self, name: &str, wait: Duration) -> Lookup {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let settled = self.settled.notified();
+            tokio::pin!(settled);
+            // Registered before looking, so that a load ending in between is not missed.
+            settled.as_mut().enable();
+            let found = self.lookup(name);
+            if !matches!(found, Lookup::Loading(..))
+                || tokio::time::timeout_at(deadline, settled).await.is_err()
+            {
+                return found;
+            }
+        }
+    }
+
+    /// Shows a version of `name` on its way (being written when `digest` is `None`,
+    /// compiling otherwise). A module seen for the first time gets what `shared` makes.
+    pub(crate) fn mark_pending(
+        &self,
+        name: &str,
+        digest: Option<Digest>,
+        shared: impl FnOnce() -> ModuleShared,
+    ) {
+        let mut entry = self
+            .modules
+            .entry(name.to_string())
+            .or_insert_with(|| Entry::new(shared()));
+        let since = match entry.pending {
+            Some(pending) => pending.since,
+            None => SystemTime::now(),
+        };
+        entry.pending = Some(Pending { digest, since });
+    }
+
+    /// The load of `name` ended with nothing new to serve (the file was unchanged): it
+    /// is no longer pending, and a module that never served is forgotten.
+    pub(crate) fn settle_unchanged(&self, name: &str) {
+        self.modules.remove_if_mut(name, |_, entry| {
+            entry.pending = None;
+            entry.serving.is_none() && entry.failure.is_none()
+        });
+        self.settled.notify_waiters();
     }
 
     /// Serves `module` from now on, in place of any earlier version or failure.
     pub(crate) fn install(&self, module: Arc<ServedModule>) -> Option<Arc<ServedModule>> {
         let name = module.name().to_string();
         let shared = module.guest.shared.clone();
-        let mut entry = self.modules.entry(name).or_insert_with(|| Entry {
-            serving: None,
-            failure: None,
-            shared: shared.clone(),
-        });
+        let mut entry = self
+            .modules
+            .entry(name)
+            .or_insert_with(|| Entry::new(shared.clone()));
         entry.failure = None;
+        entry.pending = None;
         entry.shared = shared;
-        entry.serving.replace(module)
+        let old = entry.serving.replace(module);
+        drop(entry);
+        self.settled.notify_waiters();
+        old
     }
 
     /// Records that the file `name` failed to load; a version already serving stays. A
@@ -135,12 +217,11 @@ impl ModuleTable {
         let mut entry = self
             .modules
             .entry(name.to_string())
-            .or_insert_with(|| Entry {
-                serving: None,
-                failure: None,
-                shared: shared(),
-            });
+            .or_insert_with(|| Entry::new(shared()));
         entry.failure = Some(Arc::new(failure));
+        entry.pending = None;
+        drop(entry);
+        self.settled.notify_waiters();
     }
 
     /// Records `failure` for module `name` only if nothing at all is known of it yet: a
@@ -154,9 +235,8 @@ impl ModuleTable {
         self.modules
             .entry(name.to_string())
             .or_insert_with(|| Entry {
-                serving: None,
                 failure: Some(Arc::new(failure)),
-                shared: shared(),
+                ..Entry::new(shared())
             });
     }
 
@@ -180,7 +260,9 @@ impl ModuleTable {
 
     /// Stops serving `name`; returns whether it was known.
     pub(crate) fn remove(&self, name: &str) -> bool {
-        self.modules.remove(name).is_some()
+        let known = self.modules.remove(name).is_some();
+        self.settled.notify_waiters();
+        known
     }
 
     /// The digest of the file the table last saw for `name` (served or failed), so that
@@ -228,6 +310,17 @@ impl ModuleTable {
     }
 }
 
+impl Entry {
+    fn new(shared: ModuleShared) -> Entry {
+        Entry {
+            serving: None,
+            failure: None,
+            shared,
+            pending: None,
+        }
+    }
+}
+
 fn status(name: &str, entry: &Entry) -> ModuleStatus {
     let serving = entry.serving.as_deref();
     let failure = entry.failure.as_deref();
@@ -240,8 +333,16 @@ fn status(name: &str, entry: &Entry) -> ModuleStatus {
         name: name.to_string(),
         digest: facts.map(|f| f.digest.to_string()),
         size_bytes: facts.map(|f| f.size_bytes),
-        state: if serving.is_some() { "ready" } else { "failed" },
+        state: match (serving, &entry.pending) {
+            (Some(_), _) => "ready",
+            (None, Some(_)) => "loading",
+            (None, None) => "failed",
+        },
         error: failure.map(|f| f.error.to_string()),
+        pending: entry.pending.map(|p| PendingStatus {
+            digest: p.digest.map(|d| d.to_string()),
+            since: unix_seconds(p.since),
+        }),
         source: serving.map(|m| m.provenance),
         compile_ms: serving.map(|m| m.took.as_secs_f64() * 1000.0),
         loaded_at: serving.map(|m| unix_seconds(m.loaded_at)),

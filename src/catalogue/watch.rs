@@ -2,13 +2,15 @@
 //!
 //! Events come from `notify` (inotify on Linux) and are debounced per module: a module is
 //! synced once its file has been quiet for a moment. The moment depends on what the last
-//! event said. A finished write (close after writing), a rename into place, a creation or a
-//! deletion are final, so the sync follows within [`SETTLED_QUIET`]. A bare data write may
-//! be one chunk of a `cp` still in progress, so it waits [`WRITING_QUIET`] for more. A
-//! large `cp` therefore causes one compile, not one per chunk, and a sync never reads a file
-//! mid-copy unless the copier stalls for longer than that; even then the truncated module
-//! fails to compile and never replaces the version being served, and the write that
-//! completes it triggers the next sync.
+//! event said. A finished write (close after writing), a rename into place or a deletion
+//! are final, so the sync follows within [`SETTLED_QUIET`]. A data write is one chunk of a
+//! `cp` still in progress, and so is the creation of an empty file: the sync waits for the
+//! writer to close the file, or for [`WRITE_STALL`] without a further write (a writer that
+//! never closes, or has died). A creation with content already (a link) waits only
+//! [`CREATED_QUIET`]. A large `cp` therefore causes one compile, not one per chunk, however
+//! slowly it writes; and if a file is read unfinished all the same, the loader reads it
+//! again before reporting it broken. From the first write on, the module shows as pending
+//! (`/modules`), and a new module's requests wait for it instead of finding nothing.
 //!
 //! Events are only hints: [`Loader::sync`] looks at the file itself. When the watcher says
 //! it may have lost events (an inotify queue overflow), everything is rescanned. So is the
@@ -29,10 +31,14 @@ use super::loader::Loader;
 use crate::config::name;
 use crate::shutdown::Shutdown;
 
-/// Quiet time after an event that ends a change (close-after-write, rename, create, delete).
+/// Quiet time after an event that ends a change (close-after-write, rename, delete).
 pub(crate) const SETTLED_QUIET: Duration = Duration::from_millis(5);
-/// Quiet time after a data write that may be followed by more.
-pub(crate) const WRITING_QUIET: Duration = Duration::from_millis(150);
+/// Quiet time after the creation of a file that has content already (a hard or symbolic
+/// link), in case a write follows.
+pub(crate) const CREATED_QUIET: Duration = Duration::from_millis(150);
+/// How long a file being written may go without a write before it is taken as finished
+/// though its writer has not closed it.
+pub(crate) const WRITE_STALL: Duration = Duration::from_secs(3);
 
 /// Watches a modules directory until dropped.
 pub(crate) struct ModuleWatcher {
@@ -67,7 +73,7 @@ impl WatchEvents {
             tokio::select! {
                 event = self.rx.recv() => match event {
                     Some(Ok(event)) if event.need_rescan() => loader.spawn_rescan(),
-                    Some(Ok(event)) => note(&event, &mut due),
+                    Some(Ok(event)) => note(&event, &loader, &mut due),
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "watcher error; rescanning the modules directory");
                         loader.spawn_rescan();
@@ -96,14 +102,20 @@ enum Due {
     Rescan,
 }
 
-/// Records when each module named by `event` (or the directory) should be synced.
-fn note(event: &Event, due: &mut HashMap<Due, Instant>) {
-    let Some(quiet) = quiet_after(&event.kind) else {
-        return;
-    };
+/// Records when each module named by `event` (or the directory) should be synced, and
+/// shows a module whose file is being written as pending.
+fn note(event: &Event, loader: &Loader, due: &mut HashMap<Due, Instant>) {
     for path in &event.paths {
+        let Some(quiet) = quiet_after(&event.kind, path) else {
+            continue;
+        };
         let what = match module_of(path) {
-            Some(name) => Due::Module(name),
+            Some(name) => {
+                if quiet == WRITE_STALL {
+                    loader.noticed_write(&name);
+                }
+                Due::Module(name)
+            }
             None if is_swap_entry(path) => Due::Rescan,
             None => continue,
         };
@@ -118,16 +130,24 @@ fn is_swap_entry(path: &Path) -> bool {
         .is_some_and(|f| f.starts_with(".."))
 }
 
-/// How long to wait after an event of `kind`; `None` for events that change nothing.
-fn quiet_after(kind: &EventKind) -> Option<Duration> {
+/// How long to wait after an event of `kind` on `path`; `None` for events that change
+/// nothing. [`WRITE_STALL`] means the file is being written.
+fn quiet_after(kind: &EventKind, path: &Path) -> Option<Duration> {
     match kind {
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(SETTLED_QUIET),
         EventKind::Access(_) => None,
         EventKind::Modify(ModifyKind::Data(_)) | EventKind::Modify(ModifyKind::Any) => {
-            Some(WRITING_QUIET)
+            Some(WRITE_STALL)
         }
+        EventKind::Create(_) if is_empty_file(path) => Some(WRITE_STALL),
+        EventKind::Create(_) => Some(CREATED_QUIET),
         _ => Some(SETTLED_QUIET),
     }
+}
+
+/// Whether `path` is an empty regular file (not a link): one just created for writing.
+fn is_empty_file(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0)
 }
 
 fn module_of(path: &Path) -> Option<String> {

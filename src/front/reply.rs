@@ -8,14 +8,15 @@ use http_body_util::Full;
 
 use crate::outcome::Outcome;
 
-/// What an overloaded gateway suggests in `Retry-After`, in seconds.
+/// What an overloaded gateway, or one still loading the module, suggests in
+/// `Retry-After`, in seconds.
 const RETRY_AFTER_SECONDS: &str = "1";
 const TEXT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 
 /// A short plain-text error naming the module and the reason.
 pub(crate) fn error_response(outcome: Outcome, message: &str) -> Response<Full<Bytes>> {
     let mut response = text_response(outcome.status(), message);
-    if outcome == Outcome::Overloaded {
+    if matches!(outcome, Outcome::Overloaded | Outcome::Loading) {
         response
             .headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));

@@ -8,7 +8,7 @@
 //! filesystem.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hyper::Request;
 use hyper::Response;
@@ -36,6 +36,10 @@ pub(crate) struct PublicService {
     pub(crate) access_log: bool,
 }
 
+/// How long a request for a module whose first version is being written or compiled
+/// waits for it, as requests wait at start-up; past it, a 503 with `Retry-After`.
+pub(crate) const LOADING_HOLD: Duration = Duration::from_secs(10);
+
 /// A request answered without its module: the outcome, and the message.
 struct Early(Outcome, String);
 
@@ -58,7 +62,7 @@ impl PublicService {
             .access_log
             .then(|| (req.method().clone(), req.uri().path().to_string()));
         // Requests are counted under `_unknown` unless they name a module file that exists.
-        let answer = match self.route(&req) {
+        let answer = match self.route(&req).await {
             Ok(Found::Ready(module)) => {
                 let count = Count::new(module.shared.metrics.clone(), started);
                 respond(module, req, conn, &self.gate, count)
@@ -104,13 +108,17 @@ impl PublicService {
     }
 
     /// Finds the module the path names, without touching the request's body.
-    fn route(&self, req: &Request<Incoming>) -> Result<Found, Early> {
+    async fn route(&self, req: &Request<Incoming>) -> Result<Found, Early> {
         let (raw_name, _) = split_path(req.uri().path());
         let name = ModuleName::parse(raw_name).map_err(|e| match raw_name {
             "" => Early(Outcome::NotFound, "no module named in the path".into()),
             _ => Early(Outcome::BadRequest, format!("invalid module name: {e}")),
         })?;
-        match self.table.lookup(name.as_str()) {
+        let found = match self.table.lookup(name.as_str()) {
+            Lookup::Loading(..) => self.table.lookup_settled(name.as_str(), LOADING_HOLD).await,
+            found => found,
+        };
+        match found {
             Lookup::Ready(module) => Ok(Found::Ready(module.guest.clone())),
             Lookup::NotFound => Err(Early(
                 Outcome::NotFound,
@@ -120,6 +128,17 @@ impl PublicService {
                 Early(
                     Outcome::Unavailable,
                     format!("module '{name}' is unavailable: {}", failure.error),
+                ),
+                metrics,
+            )),
+            Lookup::Loading(since, metrics) => Ok(Found::Unavailable(
+                Early(
+                    Outcome::Loading,
+                    format!(
+                        "module '{name}' is loading: its first version has been on its way \
+                         for {} s (being written, then compiled); retry shortly",
+                        since.as_secs()
+                    ),
                 ),
                 metrics,
             )),

@@ -102,12 +102,17 @@ async fn a_half_written_file_is_never_served() {
         .unwrap();
     file.write_all(first).unwrap();
     file.flush().unwrap();
-    // Stalled mid-copy for longer than the watcher's patience: the half-written file is
-    // tried, fails, and is recorded beside the version that keeps serving.
-    eventually("the truncated file is refused", async || {
-        let modules = gw.modules().await;
-        modules[0]["state"] == "ready" && modules[0]["error"].is_string()
-    })
+    // Stalled mid-copy for longer than the watcher's patience (3 s without a write or
+    // a close): the half-written file is tried, fails, and is recorded beside the
+    // version that keeps serving.
+    eventually_within(
+        Duration::from_secs(10),
+        "the truncated file is refused",
+        async || {
+            let modules = gw.modules().await;
+            modules[0]["state"] == "ready" && modules[0]["error"].is_string()
+        },
+    )
     .await;
     for _ in 0..10 {
         assert_eq!(
@@ -121,6 +126,118 @@ async fn a_half_written_file_is_never_served() {
         body(&gw, "/hello").await.1 == "the complete new version\n"
     })
     .await;
+    gw.stop().await;
+}
+
+/// Writes `bytes` to `path` in `pieces` writes, `pause` apart, then closes it: a copy
+/// onto a slow or busy disk.
+fn write_slowly(path: &Path, bytes: &[u8], pieces: usize, pause: Duration) {
+    let mut file = std::fs::File::create(path).unwrap();
+    for piece in bytes.chunks(bytes.len().div_ceil(pieces)) {
+        std::thread::sleep(pause);
+        file.write_all(piece).unwrap();
+        file.flush().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_module_copied_slowly_is_waited_for_never_missing_or_broken() {
+    let mut gw = TestGateway::start(&[("hello", "hello")], "").await;
+    let path = gw.modules_dir().join("fresh.wasm");
+    let bytes = hello_saying("fresh, at last");
+    // 12 pieces a second apart: each pause is longer than any quiet time a plain
+    // debounce would allow, and the whole copy longer than a request is held.
+    let writer =
+        std::thread::spawn(move || write_slowly(&path, &bytes, 12, Duration::from_secs(1)));
+    eventually("the new module shows as loading", async || {
+        let modules = gw.modules().await;
+        let fresh = modules
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == "fresh");
+        fresh.is_some_and(|m| {
+            m["state"] == "loading"
+                && m["pending"]["digest"].is_null()
+                && m["pending"]["since"].is_u64()
+        })
+    })
+    .await;
+    // A request while it is written waits for it, at most 10 s, then is told to retry.
+    let started = std::time::Instant::now();
+    let held = gw.get("/fresh").await;
+    assert_eq!(
+        held.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        held.text()
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(9),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(held.headers["retry-after"], "1");
+    assert!(
+        held.text().contains("module 'fresh' is loading"),
+        "{}",
+        held.text()
+    );
+    // Requests meanwhile are held or told to retry: never a 404 or a 500.
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = common::keep_getting(gw.public, "/fresh", stop.clone());
+    writer.join().unwrap();
+    eventually("the complete module serves", async || {
+        body(&gw, "/fresh").await == (StatusCode::OK, "fresh, at last\n".into())
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for (status, text) in client.await.unwrap() {
+        assert!(
+            status == StatusCode::OK || status == StatusCode::SERVICE_UNAVAILABLE,
+            "{status} {text}"
+        );
+    }
+    assert_eq!(gw.requests("fresh", "unavailable").await, 0);
+    let modules = gw.modules().await;
+    let fresh = modules
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "fresh")
+        .unwrap();
+    assert_eq!(fresh["state"], "ready");
+    assert!(
+        fresh["pending"].is_null() && fresh["error"].is_null(),
+        "{fresh}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redeploy_shows_its_pending_version_beside_the_serving_one() {
+    let mut gw = TestGateway::start(&[("hello", "hello")], "").await;
+    let path = gw.modules_dir().join("hello.wasm");
+    let bytes = hello_saying("hello, next");
+    let writer =
+        std::thread::spawn(move || write_slowly(&path, &bytes, 6, Duration::from_millis(500)));
+    eventually("the redeploy shows as pending", async || {
+        let modules = gw.modules().await;
+        modules[0]["state"] == "ready" && modules[0]["pending"]["since"].is_u64()
+    })
+    .await;
+    assert_eq!(body(&gw, "/hello").await.1, "hello, world\n");
+    writer.join().unwrap();
+    eventually("the new version serves", async || {
+        body(&gw, "/hello").await.1 == "hello, next\n"
+    })
+    .await;
+    let modules = gw.modules().await;
+    assert!(
+        modules[0]["pending"].is_null() && modules[0]["error"].is_null(),
+        "{}",
+        modules[0]
+    );
     gw.stop().await;
 }
 
@@ -242,7 +359,9 @@ async fn a_compile_storm_loads_everything_while_others_keep_serving() {
         }
     });
     eventually_within(Duration::from_secs(120), "all 100 served", async || {
-        gw.modules().await.as_array().unwrap().len() == 101
+        let modules = gw.modules().await;
+        let ready = modules.as_array().unwrap().iter().filter(|m| m["state"] == "ready");
+        ready.count() == 101
     })
     .await;
     storming.store(false, Ordering::Relaxed);

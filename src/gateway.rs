@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 use crate::catalogue::compile::Compiler;
 use crate::catalogue::loader::{Loader, module_files};
 use crate::catalogue::poll::DirectoryPoller;
-use crate::catalogue::private_dir::{CacheError, PrivateDir};
+use crate::catalogue::private_dir::CacheError;
 use crate::catalogue::watch::{ModuleWatcher, WatchEvents};
 use crate::catalogue::worker::CompileWorkers;
 use crate::catalogue::{ArtifactCache, ModuleTable};
@@ -94,16 +94,11 @@ impl RunningGateway {
         let kv = open_kv(&config, &metrics)?;
         let runtime = GuestRuntime::new(&config, AllocatorChoice::PoolingWithFallback)?;
         metrics.set_pool_slots(config.max_instances);
-        let cache_dir = usable(PrivateDir::open(&config.cache_dir))?;
-        let cache = match &cache_dir {
-            Some(root) => usable(ArtifactCache::open(
-                root,
-                runtime.engine(),
-                config.cache_max_bytes,
-            ))?
-            .map(Arc::new),
-            None => None,
-        };
+        let (cache_dir, cache) =
+            ArtifactCache::open_at(&config.cache_dir, runtime.engine(), config.cache_max_bytes)
+                .map_err(StartError::Cache)?
+                .map(|(root, cache)| (Some(root), Some(Arc::new(cache))))
+                .unwrap_or_default();
         let table = Arc::new(ModuleTable::new());
         let compiler =
             Compiler::new(&runtime, cache.clone()).in_workers(CompileWorkers::for_config(&config));
@@ -343,18 +338,4 @@ fn local_addr(
 ) -> Result<SocketAddr, StartError> {
     l.local_addr()
         .map_err(|source| StartError::Bind { what, addr, source })
-}
-
-/// What was opened in `cache_dir`, or `None` (with a warning: every start then compiles)
-/// when it cannot be created or read; an error when it is not safe to load native code
-/// from.
-fn usable<T>(opened: Result<T, CacheError>) -> Result<Option<T>, StartError> {
-    match opened {
-        Ok(opened) => Ok(Some(opened)),
-        Err(e @ CacheError::Io(_)) => {
-            tracing::warn!(error = %e, "the compiled-module cache cannot be used; every start compiles");
-            Ok(None)
-        }
-        Err(e) => Err(StartError::Cache(e)),
-    }
 }

@@ -109,7 +109,7 @@ pub mod testing {
         bytes: &[u8],
         config: &Config,
     ) -> Result<Arc<GuestModule>, LoadFailure> {
-        ServedModule::load(runtime, name, bytes, config, None).map(|served| served.guest)
+        ServedModule::load(runtime, name, bytes, config, None, None).map(|served| served.guest)
     }
 
     /// One request through the pipeline for `module`, as `run` serves it (no pool, no body

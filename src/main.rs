@@ -76,6 +76,10 @@ enum Command {
         /// Config file whose [limits] and [modules.NAME] settings apply.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Directory for compiled artifacts, shared with `serve` [default: the config's
+        /// cache_dir, else .wasmgate-cache].
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
     },
     /// Read, seed or clean a key-value store (the config's [kv], or the default embedded
     /// store; an embedded store is refused while a gateway holds it).
@@ -184,8 +188,11 @@ fn main() -> ExitCode {
 
 fn start(cli: Cli) -> Result<ExitCode> {
     // A compile worker needs no log (its stderr goes nowhere) and no async runtime.
-    if !matches!(cli.command, Command::CompileWorker { .. }) {
-        init_logging(cli.log_format);
+    // `run` is a tool whose stderr is the guest's: only warnings and errors of its own.
+    match cli.command {
+        Command::CompileWorker { .. } => {}
+        Command::Run { .. } => init_logging(cli.log_format, QUIET_LOG_FILTER),
+        _ => init_logging(cli.log_format, DEFAULT_LOG_FILTER),
     }
     let runtime = || {
         tokio::runtime::Builder::new_multi_thread()
@@ -223,8 +230,13 @@ fn start(cli: Cli) -> Result<ExitCode> {
             method,
             include,
             config,
+            cache_dir,
         } => {
-            let config = Config::load(config.as_deref(), Overrides::default())?;
+            let overrides = Overrides {
+                cache_dir,
+                ..Overrides::default()
+            };
+            let config = Config::load(config.as_deref(), overrides)?;
             let body = RunBody::from_stdin().context("cannot read stdin")?;
             let method = method.unwrap_or_else(|| match body {
                 RunBody::Empty => "GET".into(),
@@ -385,11 +397,13 @@ fn compile(config: &Config) -> Result<()> {
 /// (`#[instrument]`'s default); under a plain `info` filter each guest `fd_write` would
 /// build and tear down a span, which profiling showed as several percent of a request.
 const DEFAULT_LOG_FILTER: &str = "info,wasmtime_wasi=warn,wiggle=warn";
+/// `run`'s: what went wrong, and the guest's own log lines (target `wasmgate::guest`).
+const QUIET_LOG_FILTER: &str = "warn,wasmgate::guest=info";
 
-/// Logs go to stderr; `RUST_LOG` filters them (default [`DEFAULT_LOG_FILTER`]).
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| DEFAULT_LOG_FILTER.into());
+/// Logs go to stderr; `RUST_LOG` filters them (default `filter`).
+fn init_logging(format: LogFormat, filter: &str) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| filter.into());
     // Colors are escape sequences, which the writer escapes like any other.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

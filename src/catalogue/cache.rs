@@ -118,6 +118,21 @@ impl ArtifactCache {
         ))
     }
 
+    /// The cache for `engine` under the directory `root` names, as `serve` and `run`
+    /// open it: `None`, with a warning, when it cannot be created or read (everything is
+    /// then compiled); an error when it is not safe to load native code from.
+    pub(crate) fn open_at(
+        root: &std::path::Path,
+        engine: &Engine,
+        max_bytes: u64,
+    ) -> Result<Option<(PrivateDir, ArtifactCache)>, CacheError> {
+        let Some(root) = usable(PrivateDir::open(root))? else {
+            return Ok(None);
+        };
+        let cache = usable(ArtifactCache::open(&root, engine, max_bytes))?;
+        Ok(cache.map(|cache| (root, cache)))
+    }
+
     /// The cache kept in `dir`, the engine's own subdirectory (as a compile worker is
     /// handed it).
     pub(crate) fn within(dir: PrivateDir, max_bytes: u64) -> ArtifactCache {
@@ -217,6 +232,18 @@ impl ArtifactCache {
             tracing::info!(artifact = %artifact.name, "cache over its cap: least recently used artifact evicted");
         }
         Ok(())
+    }
+}
+
+/// What was opened, or `None` (with a warning) when the trouble is only I/O.
+fn usable<T>(opened: Result<T, CacheError>) -> Result<Option<T>, CacheError> {
+    match opened {
+        Ok(opened) => Ok(Some(opened)),
+        Err(e @ CacheError::Io(_)) => {
+            tracing::warn!(error = %e, "the compiled-module cache cannot be used; modules are compiled every time");
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
 

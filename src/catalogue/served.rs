@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use super::cache::ArtifactCache;
 use super::compile::{Compiled, Compiler, Needs, Provenance};
 use super::failure::LoadFailure;
 use super::file::FileFacts;
@@ -46,18 +47,19 @@ impl ServedModule {
     }
 
     /// Compiles `bytes` as module `name` on `runtime`, with its settings from `config` and
-    /// `kv`'s stores, as the gateway would serve it (no cache, no metrics): for `run`, the
-    /// tests and the benches. Blocking.
+    /// `kv`'s stores, as the gateway would serve it, through `cache` when there is one (no
+    /// metrics): for `run`, the tests and the benches. Blocking.
     pub(crate) fn load(
         runtime: &GuestRuntime,
         name: &str,
         bytes: &[u8],
         config: &Config,
         kv: Option<&Arc<KvStores>>,
+        cache: Option<Arc<ArtifactCache>>,
     ) -> Result<ServedModule, LoadFailure> {
         let settings = config.module_settings(name);
         let facts = FileFacts::of(bytes);
-        let compiled = Compiler::new(runtime, None)
+        let compiled = Compiler::new(runtime, cache)
             .compile(bytes, facts.clone(), Needs::of(&settings))
             .map_err(|error| LoadFailure::new(Some(facts), error))?;
         let shared = ModuleShared::new(name, Metrics::disabled().module(name), &settings, kv);

@@ -102,6 +102,7 @@ fn run_binary(name: &str, wasm: &[u8], args: &[&str], stdin: &[u8]) -> std::proc
     let file = dir.path().join(format!("{name}.wasm"));
     std::fs::write(&file, wasm).unwrap();
     let mut child = Command::new(BIN)
+        .current_dir(dir.path())
         .arg("run")
         .arg(&file)
         .args(args)
@@ -246,6 +247,7 @@ fn run_and_serve_refuse_a_body_over_the_limit_alike_on_both_abis() {
         std::fs::write(&config_file, config).unwrap();
         std::fs::write(&stdin, &body).unwrap();
         let out = Command::new(BIN)
+            .current_dir(dir.path())
             .arg("run")
             .arg(&file)
             .arg("--config")
@@ -263,6 +265,7 @@ fn run_and_serve_refuse_a_body_over_the_limit_alike_on_both_abis() {
 /// `wasmgate run FILE`, no stdin, its stdout and stderr piped.
 fn spawn_run(file: &Path) -> std::process::Child {
     Command::new(BIN)
+        .current_dir(file.parent().unwrap())
         .arg("run")
         .arg(file)
         .stdin(Stdio::null())
@@ -703,4 +706,60 @@ fn serving_threads_are_pinned_one_to_a_core_unless_turned_off() {
     for (name, cpus) in placed {
         assert_eq!(cpus, cores, "{name} is pinned though pinning is off");
     }
+}
+
+/// `wasmgate run FILE` in `dir` with `args`, logging at `log` (`RUST_LOG`).
+fn run_logged(dir: &Path, file: &Path, args: &[&str], log: Option<&str>) -> std::process::Output {
+    let mut command = Command::new(BIN);
+    command.current_dir(dir).arg("run").arg(file).args(args);
+    command.env_remove("RUST_LOG");
+    if let Some(filter) = log {
+        command.env("RUST_LOG", filter);
+    }
+    command.stdin(Stdio::null()).output().unwrap()
+}
+
+/// `run` keeps what it compiles in the cache `serve` uses (the default `.wasmgate-cache`,
+/// `--cache-dir`, or the config's `cache_dir`), so a second try loads it instead of
+/// compiling; and on success it writes nothing to stderr but the guest's own lines.
+#[test]
+fn run_loads_from_the_cache_the_second_time_and_is_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hello.wasm");
+    std::fs::write(&file, fixture("hello")).unwrap();
+    let debug = Some("wasmgate=debug");
+    let first = run_logged(dir.path(), &file, &[], debug);
+    let log = String::from_utf8_lossy(&first.stderr);
+    assert!(log.contains("source=compiled"), "{log}");
+    let second = run_logged(dir.path(), &file, &[], debug);
+    let log = String::from_utf8_lossy(&second.stderr);
+    assert!(log.contains("source=cache"), "{log}");
+    assert!(dir.path().join(".wasmgate-cache").is_dir());
+
+    let quiet = run_logged(dir.path(), &file, &[], None);
+    assert!(quiet.status.success());
+    assert_eq!(quiet.stdout, b"hello, world\n");
+    assert_eq!(String::from_utf8_lossy(&quiet.stderr), "");
+
+    // The config's cache_dir, and --cache-dir over it.
+    let config = dir.path().join("wasmgate.toml");
+    std::fs::write(&config, "cache_dir = \"from-config\"\n").unwrap();
+    let config = config.to_str().unwrap();
+    let from_config = run_logged(dir.path(), &file, &["--config", config], debug);
+    let log = String::from_utf8_lossy(&from_config.stderr);
+    assert!(log.contains("source=compiled"), "{log}");
+    assert!(dir.path().join("from-config").is_dir());
+    let again = run_logged(dir.path(), &file, &["--config", config], debug);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("source=cache"));
+    let flag = ["--config", config, "--cache-dir", "from-flag"];
+    let from_flag = run_logged(dir.path(), &file, &flag, debug);
+    assert!(String::from_utf8_lossy(&from_flag.stderr).contains("source=compiled"));
+    assert!(dir.path().join("from-flag").is_dir());
+
+    // A guest's stderr still shows.
+    let stderr_file = dir.path().join("stderr.wasm");
+    std::fs::write(&stderr_file, fixture("stderr")).unwrap();
+    let guest = run_logged(dir.path(), &stderr_file, &[], None);
+    let log = String::from_utf8_lossy(&guest.stderr);
+    assert!(log.contains("stderr line from the guest"), "{log}");
 }

@@ -355,9 +355,18 @@ fn run_and_the_kv_command_use_the_configured_store() {
     let module = dir.path().join("counter.wasm");
     std::fs::write(&module, counter()).unwrap();
     let config = config.to_str().unwrap();
+    let cache = dir.path().join("cache");
+    let cache = cache.to_str().unwrap();
     let run = |stdin| {
         wasmgate(
-            &["run", "--config", config, module.to_str().unwrap()],
+            &[
+                "run",
+                "--config",
+                config,
+                "--cache-dir",
+                cache,
+                module.to_str().unwrap(),
+            ],
             stdin,
             true,
         )

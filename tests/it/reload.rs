@@ -360,7 +360,11 @@ async fn a_compile_storm_loads_everything_while_others_keep_serving() {
     });
     eventually_within(Duration::from_secs(120), "all 100 served", async || {
         let modules = gw.modules().await;
-        let ready = modules.as_array().unwrap().iter().filter(|m| m["state"] == "ready");
+        let ready = modules
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["state"] == "ready");
         ready.count() == 101
     })
     .await;

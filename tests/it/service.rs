@@ -187,6 +187,7 @@ fn run_invokes_a_0_3_component() {
     let file = dir.path().join("svc.wasm");
     std::fs::write(&file, component("service_http")).unwrap();
     let out = std::process::Command::new(BIN)
+        .current_dir(dir.path())
         .arg("run")
         .arg(&file)
         .args(["--path", "/info"])
@@ -200,6 +201,7 @@ fn run_invokes_a_0_3_component() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("scheme=http"), "{text}");
     let refused = std::process::Command::new(BIN)
+        .current_dir(dir.path())
         .arg("run")
         .arg(&file)
         .args(["--path", "/refuse"])

@@ -4,7 +4,9 @@
 //! It is the gateway's twin: the module's own `[modules.NAME]` settings and limits from
 //! `--config`, the same key-value stores, and the same request pipeline as `serve` (`guest/pipeline.rs`): the same
 //! CGI or wasi:http exchange by the file's header, the same body and output limits, the
-//! same streaming. Only the pool is missing: `run` runs one guest. The process's stdin is
+//! same streaming, and the same compiled-artifact cache (`cache_dir`), so that trying a
+//! file again loads it in milliseconds. Only the pool is missing: `run` runs one guest.
+//! The process's stdin is
 //! the request body, read only as the guest reads it, so a guest that never reads stdin
 //! does not wait for its end; the response body goes to stdout as the guest writes it
 //! ([`RunResponse::write_body`]). The exit status says how the guest ended
@@ -29,8 +31,8 @@ pub use output::{RunError, RunResponse};
 use stdin::ReaderBody;
 pub use stdin::RunBody;
 
-use crate::catalogue::ServedModule;
 use crate::catalogue::file::{ReadLimits, read_module_file};
+use crate::catalogue::{ArtifactCache, ServedModule};
 use crate::config::Config;
 use crate::guest::conn::ConnInfo;
 use crate::guest::module::GuestModule;
@@ -77,9 +79,18 @@ pub async fn run_once(
         max_bytes: config.max_module_bytes,
     };
     let bytes = read_module_file(file, limits).map_err(|e| load_error(e.into()))?;
-    let module = ServedModule::load(&runtime, &name, &bytes, &config, kv.as_ref())
-        .map_err(|f| load_error(f.error))?
-        .guest;
+    let cache =
+        ArtifactCache::open_at(&config.cache_dir, runtime.engine(), config.cache_max_bytes)?
+            .map(|(_, cache)| Arc::new(cache));
+    let served = ServedModule::load(&runtime, &name, &bytes, &config, kv.as_ref(), cache)
+        .map_err(|f| load_error(f.error))?;
+    tracing::debug!(
+        module = %name,
+        source = %served.provenance,
+        load_ms = served.took.as_secs_f64() * 1000.0,
+        "module ready"
+    );
+    let module = served.guest;
     let request = http_request(&module, request)?;
     let conn = ConnInfo {
         remote: RUN_REMOTE,

@@ -7,6 +7,7 @@ use http::{HeaderMap, StatusCode};
 use http_body_util::BodyExt;
 
 use crate::catalogue::failure::LoadError;
+use crate::catalogue::private_dir::CacheError;
 use crate::config::ConfigError;
 use crate::guest::bounds::GuestError;
 use crate::guest::exchange::Failure;
@@ -34,6 +35,8 @@ pub enum RunError {
     Failed(#[from] Failure),
     #[error(transparent)]
     Kv(#[from] KvOpenError),
+    #[error("the compiled-module cache cannot be used: {0}")]
+    Cache(#[from] CacheError),
     #[error("cannot write the response: {0}")]
     Write(std::io::Error),
 }

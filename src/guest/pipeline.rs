@@ -26,6 +26,7 @@ use super::bounds::GuestError;
 use super::cgi::exchange::CgiExchange;
 use super::conn::ConnInfo;
 use super::exchange::{Exchange, Failure, Reply};
+use super::headers::forbid_sniffing;
 use super::linkers::Prepared;
 use super::module::GuestModule;
 use super::reply_body::ReplyBody;
@@ -176,11 +177,13 @@ async fn run<X: Exchange, B: RequestBody>(
     }
     .await;
     match result {
-        Ok((Reply::Whole(response), _)) => {
+        Ok((Reply::Whole(mut response), _)) => {
             count.count(Outcome::Ok);
+            forbid_sniffing(response.headers_mut());
             Ok(response.map(|body| ReplyBody::Whole(Full::new(body))))
         }
-        Ok((Reply::Head(head, end), method)) => {
+        Ok((Reply::Head(mut head, end), method)) => {
+            forbid_sniffing(head.headers_mut());
             let limit = module.settings.limits.max_output_bytes;
             let declared = X::declared(&head);
             if declared.is_some_and(|len| len > limit) {

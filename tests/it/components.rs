@@ -128,6 +128,11 @@ async fn components_and_cgi_modules_share_one_directory() {
         gw.get("/cli_only").await.status,
         StatusCode::INTERNAL_SERVER_ERROR
     );
+    // Components get nosniff as CGI responses do (they used not to).
+    for path in ["/hello_http", "/stream_http", "/hello"] {
+        let headers = gw.get(path).await.headers;
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+    }
     // hello_http declares its Content-Length, so hyper stops reading its body once that
     // much is out: a complete response, counted ok, not as a client gone.
     counted(&gw, "hello_http", "ok").await;

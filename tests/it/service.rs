@@ -57,6 +57,8 @@ async fn a_0_3_component_is_served_beside_0_2_components_and_cgi_modules() {
         (reply.status, reply.text().as_str()),
         (StatusCode::OK, "hello, world\n")
     );
+    // Every guest response, whatever its ABI, carries nosniff.
+    assert_eq!(reply.headers["x-content-type-options"], "nosniff");
     let info = gw.get("/svc/info?x=1").await.text();
     assert_eq!(info, "scheme=http authority=localhost path=/svc/info?x=1\n");
     let body = Bytes::from(vec![b'a'; 50_000]);

@@ -10,14 +10,11 @@
 //! the same head from the start of an output that is still being written, where a first
 //! line that could still be a header and runs past the limit counts as such a block. Framing headers
 //! (`Content-Length`, `Transfer-Encoding`, `Connection`, ...) belong to the gateway and are
-//! dropped. Every response has a `Content-Type` (the default when the guest set none) and
-//! `X-Content-Type-Options: nosniff` unless the guest set it, since every function shares
-//! the gateway's origin and a browser must not guess HTML out of a plain body.
+//! dropped. Every response has a `Content-Type` (the default when the guest set none); the
+//! pipeline adds `X-Content-Type-Options: nosniff` to it as to every guest response.
 
 use bytes::Bytes;
-use http::header::{
-    CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue, LOCATION, X_CONTENT_TYPE_OPTIONS,
-};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue, LOCATION};
 use http::{HeaderMap, StatusCode};
 
 use crate::guest::headers::is_hop_by_hop;
@@ -146,14 +143,11 @@ fn plain_head() -> CgiHead {
     }
 }
 
-/// The default `Content-Type` and `nosniff`, where the guest set neither.
+/// The default `Content-Type`, where the guest set none.
 fn with_defaults(mut headers: HeaderMap) -> HeaderMap {
     headers
         .entry(CONTENT_TYPE)
         .or_insert(HeaderValue::from_static(DEFAULT_CONTENT_TYPE));
-    headers
-        .entry(X_CONTENT_TYPE_OPTIONS)
-        .or_insert(HeaderValue::from_static("nosniff"));
     headers
 }
 
@@ -299,16 +293,12 @@ mod tests {
     }
 
     #[test]
-    fn every_response_gets_a_content_type_and_nosniff() {
+    fn every_response_gets_a_content_type() {
         let r = parse(b"Location: /x\n\n").unwrap();
         assert_eq!(r.headers[CONTENT_TYPE], DEFAULT_CONTENT_TYPE);
-        assert_eq!(r.headers[X_CONTENT_TYPE_OPTIONS], "nosniff");
-        let r = parse(b"hello").unwrap();
-        assert_eq!(r.headers[X_CONTENT_TYPE_OPTIONS], "nosniff");
-        let r = parse(b"Content-Type: text/html\nX-Content-Type-Options: other\n\n<p>").unwrap();
+        let r = parse(b"Content-Type: text/html\n\n<p>").unwrap();
         assert_eq!(r.headers[CONTENT_TYPE], "text/html");
-        assert_eq!(r.headers[X_CONTENT_TYPE_OPTIONS], "other");
-        assert_eq!(r.headers.get_all(X_CONTENT_TYPE_OPTIONS).iter().count(), 1);
+        assert_eq!(r.headers.get_all(CONTENT_TYPE).iter().count(), 1);
     }
 
     /// A header block past the limit used to be served whole as a 200 `text/plain` body,

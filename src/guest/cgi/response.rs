@@ -289,7 +289,7 @@ mod tests {
             assert!(!r.headers.contains_key(framing), "{:?}", r.headers);
         }
         // What is left is the gateway's own defaults.
-        assert_eq!(r.headers.len(), 2, "{:?}", r.headers);
+        assert_eq!(r.headers.len(), 1, "{:?}", r.headers);
     }
 
     #[test]

@@ -21,22 +21,43 @@ use crate::kv::{KvAccess, KvSession};
 use crate::metrics::ModuleMetrics;
 use crate::outcome::Outcome;
 
-/// Why a guest did not finish well. Messages name the module and the reason.
+/// Where the guide explains each failure, for the hints the messages end with.
+const FAILURES_DOC: &str = "docs/writing-functions.md, \"When things go wrong\"";
+
+/// Why a guest did not finish well. Messages name the module and the reason, then what
+/// usually causes it and what to change.
 #[derive(Debug, thiserror::Error)]
 pub enum GuestError {
-    #[error("module '{module}' trapped: {reason}")]
+    #[error(
+        "module '{module}' trapped: {reason}; the guest crashed (a Rust panic, a C abort(), \
+         unreachable code, an access outside its memory): what it wrote to stderr just \
+         before, in the log, usually says where ({FAILURES_DOC})"
+    )]
     Trap { module: Arc<str>, reason: String },
-    #[error("module '{module}' exited with status {code}")]
+    #[error("module '{module}' exited with status {code}; {} ({FAILURES_DOC})", exit_hint(*.code))]
     Exit { module: Arc<str>, code: i32 },
-    #[error("module '{module}' ran out of its fuel budget ({fuel} units)")]
+    #[error(
+        "module '{module}' ran out of its fuel budget ({fuel} units): it computed for longer \
+         than a request may, most often in an endless loop; if the work is meant to be that \
+         long, raise `fuel` in [modules.{module}] ({FAILURES_DOC})"
+    )]
     FuelExhausted { module: Arc<str>, fuel: u64 },
-    #[error("module '{module}' went past its memory limit of {limit} bytes")]
+    #[error(
+        "module '{module}' went past its memory limit of {limit} bytes: a buffer that grows \
+         without bound, or a runtime that needs more (Go, Python, JavaScript); raise \
+         `max_memory_bytes` in [modules.{module}] if it needs more ({FAILURES_DOC})"
+    )]
     MemoryExceeded { module: Arc<str>, limit: u64 },
     #[error("module '{module}' went past the host's cap on {cap}")]
     HostLimit { module: Arc<str>, cap: &'static str },
     #[error("module '{module}' wrote more than its output limit of {limit} bytes")]
     OutputTooLarge { module: Arc<str>, limit: u64 },
-    #[error("module '{module}' did not finish within its deadline of {ms} ms")]
+    #[error(
+        "module '{module}' did not finish within its deadline of {ms} ms: most often it waits \
+         for something that never comes (a body it was not sent, a slow outgoing request, a \
+         sleep) or loops; raise `timeout_ms` in [modules.{module}] if it is meant to take \
+         longer ({FAILURES_DOC})"
+    )]
     Timeout { module: Arc<str>, ms: u128 },
     #[error("module '{module}' could not be instantiated: {reason}")]
     Instantiate { module: Arc<str>, reason: String },
@@ -55,6 +76,24 @@ pub enum GuestError {
     #[error("module '{module}': the client went away before the response was complete")]
     ClientGone { module: Arc<str> },
 }
+
+/// What a non-zero exit status usually means.
+fn exit_hint(code: i32) -> &'static str {
+    match code {
+        GO_PANIC_STATUS => {
+            "a Go program exits with 2 when it panics (its panic message and stack are in the \
+             log, from stderr)"
+        }
+        _ => {
+            "the guest ended itself with a failure status (C exit(), Rust std::process::exit, \
+             Go os.Exit or log.Fatal, a component's exit with an error): what it wrote to \
+             stderr, in the log, usually says why"
+        }
+    }
+}
+
+/// The exit status of a Go program that panicked.
+const GO_PANIC_STATUS: i32 = 2;
 
 impl GuestError {
     pub fn outcome(&self) -> Outcome {

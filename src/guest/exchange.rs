@@ -38,7 +38,10 @@ pub enum Failure {
     #[error(transparent)]
     Guest(#[from] GuestError),
     /// A CGI guest's output is not a response.
-    #[error("module '{module}': {error}")]
+    #[error(
+        "module '{module}': {error}; a CGI header block is `Name: value` lines, then an empty \
+         line, then the body (docs/writing-functions.md, \"What your function returns\")"
+    )]
     Output {
         module: Arc<str>,
         error: OutputError,

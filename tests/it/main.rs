@@ -17,6 +17,7 @@ mod components;
 mod core;
 mod examples;
 mod hardening;
+mod hints;
 mod host_memory;
 mod hostile_registries;
 mod http2;

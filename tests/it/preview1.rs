@@ -240,7 +240,11 @@ async fn reads_fill_every_buffer_and_closed_stdout_refuses_writes() {
     )
     .await
     .unwrap_err();
-    assert_eq!(error.to_string(), "module 'closed' exited with status 8");
+    let error = error.to_string();
+    assert!(
+        error.starts_with("module 'closed' exited with status 8;"),
+        "{error}"
+    );
 }
 
 /// More iovecs than Linux takes in one `writev` are refused (`EINVAL` = 28), so one host
@@ -258,9 +262,9 @@ async fn too_many_iovecs_are_refused() {
     (call $exit (call $w (i32.const 1) (i32.const 0) (i32.const 1025) (i32.const 0x8000)))))"#,
     );
     let error = run(&module).await.unwrap_err();
-    assert_eq!(
-        error.to_string(),
-        "module 'iovecs' exited with status 28",
+    let error = error.to_string();
+    assert!(
+        error.starts_with("module 'iovecs' exited with status 28;"),
         "{error}"
     );
 }

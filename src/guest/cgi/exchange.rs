@@ -17,7 +17,7 @@ use http::{Request, Response};
 use hyper::body::Body;
 
 use super::env::{RequestMeta, build_env};
-use super::response::{HeadScan, parse_output, scan_head};
+use super::response::{HeadScan, parse_output, scan_head, unended_header_line};
 use super::stdin::{BodyStream, Stdin};
 use super::stdout::{Stdout, StdoutBody};
 use crate::guest::body::{LimitedBody, RequestBody, declared_length};
@@ -102,6 +102,9 @@ impl Exchange for CgiExchange {
             }
             match self.stdout.inspect(scan_head) {
                 Ok(HeadScan::Ready { head, len }) => {
+                    if len == 0 {
+                        warn_if_unended(&self.module, self.stdout.inspect(unended_header_line));
+                    }
                     let mut response = Response::new(self.stdout.commit(len));
                     *response.status_mut() = head.status;
                     *response.headers_mut() = head.headers;
@@ -117,7 +120,12 @@ impl Exchange for CgiExchange {
 
     fn ended(self, ended: Result<(), GuestError>) -> Result<Reply<StdoutBody>, Failure> {
         ended?;
-        let output = parse_output(self.stdout.take()).map_err(|e| self.output_error(e))?;
+        let stdout = self.stdout.take();
+        let written = stdout.len();
+        let output = parse_output(stdout.clone()).map_err(|e| self.output_error(e))?;
+        if output.body.len() == written {
+            warn_if_unended(&self.module, unended_header_line(&stdout));
+        }
         let mut response = Response::new(output.body);
         *response.status_mut() = output.status;
         *response.headers_mut() = output.headers;
@@ -150,6 +158,19 @@ impl CgiExchange {
             module: self.module.clone(),
             error,
         }
+    }
+}
+
+/// Logs a warning when a guest's output, served as body whole, opens with a header line:
+/// a header block without the empty line that ends it.
+fn warn_if_unended(module: &str, line: Option<String>) {
+    if let Some(line) = line {
+        tracing::warn!(
+            module,
+            "module '{module}' wrote '{line}' as its first line but no empty line after its \
+             headers, so everything it wrote was served as a text/plain body; end the CGI \
+             header block with an empty line (docs/writing-functions.md, \"What your function returns\")"
+        );
     }
 }
 

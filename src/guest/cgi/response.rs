@@ -104,6 +104,31 @@ pub(crate) fn scan_head(buffered: &[u8]) -> Result<HeadScan, OutputError> {
     }
 }
 
+/// Response headers a guest writes first when it means to write a header block; an
+/// output that opens with one of them but has no block most likely forgot the empty line
+/// that ends it.
+const TELLTALE_HEADERS: [&str; 5] = [
+    "status",
+    "content-type",
+    "location",
+    "set-cookie",
+    "cache-control",
+];
+
+/// The first line of an output served as body whole, when it is a header line such as
+/// `Content-Type: application/json`: a header block whose ending empty line is missing
+/// (quoted, cut at [`QUOTED_LINE_BYTES`]).
+pub(crate) fn unended_header_line(out: &[u8]) -> Option<String> {
+    let line = out.split(|&b| b == b'\n').next()?;
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let (name, _) = split_header(line)?;
+    let name = std::str::from_utf8(name).ok()?;
+    TELLTALE_HEADERS
+        .iter()
+        .any(|t| name.eq_ignore_ascii_case(t))
+        .then(|| String::from_utf8_lossy(&line[..line.len().min(QUOTED_LINE_BYTES)]).into_owned())
+}
+
 /// Applies a header block's lines: the status, and the headers that are not the gateway's.
 fn apply_block(block: &[u8]) -> Result<CgiHead, OutputError> {
     let mut status = None;
@@ -290,6 +315,26 @@ mod tests {
         }
         // What is left is the gateway's own defaults.
         assert_eq!(r.headers.len(), 1, "{:?}", r.headers);
+    }
+
+    #[test]
+    fn a_header_line_without_its_ending_empty_line_is_told_apart() {
+        let out = b"Content-Type: application/json\n{\"a\": 1}\n";
+        assert_eq!(
+            parse(out).unwrap().body.len(),
+            out.len(),
+            "served whole as body"
+        );
+        assert_eq!(
+            unended_header_line(out).as_deref(),
+            Some("Content-Type: application/json")
+        );
+        assert_eq!(
+            unended_header_line(b"status: 201\r\nbody").as_deref(),
+            Some("status: 201")
+        );
+        assert_eq!(unended_header_line(b"Note: a plain body\n"), None);
+        assert_eq!(unended_header_line(b"hello, world\n"), None);
     }
 
     #[test]

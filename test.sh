@@ -38,6 +38,10 @@ cargo test --release --workspace --lib --tests --benches --examples --bin wasmga
 python3 tests/e2e/prometheus.py
 python3 tests/e2e/status_page.py
 
+# A first function: every `wasmgate new` template built with its own README's toolchain
+# (installed when missing) and served.
+python3 tests/e2e/templates.py
+
 # Deployment: three replicas behind HAProxy through a deploy and a rolling restart; a
 # fleet of three following an OCI tag in a real registry; a fleet of three sharing a
 # counter through one Redis; and the Kubernetes, systemd and Docker files.

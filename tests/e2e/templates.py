@@ -150,7 +150,8 @@ def main():
                 shutil.copy(module, modules)
                 built[lang] = module
         if built:
-            gateway = Gateway(modules, os.path.join(work, "cache"))
+            # The cache `wasmgate run` filled (its default, in the directory it ran in).
+            gateway = Gateway(modules, os.path.join(work, ".wasmgate-cache"))
             log_path = os.path.join(work, "gateway.log")
             gateway.start(log_path)
             try:

@@ -183,7 +183,8 @@ mod tests {
     #[test]
     fn every_language_has_a_template_with_a_readme_and_a_build_script() {
         for language in Language::ALL {
-            let dir = TEMPLATES.get_dir(language.name()).expect(language.name());
+            let dir = TEMPLATES.get_dir(language.name());
+            let dir = dir.unwrap_or_else(|| panic!("no template for {}", language.name()));
             for file in ["README.md", "build.sh"] {
                 let path = Path::new(language.name()).join(file);
                 assert!(dir.get_file(&path).is_some(), "{}", path.display());

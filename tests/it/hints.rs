@@ -6,8 +6,8 @@
 
 use crate::common;
 
-use common::fixture;
 use common::served::Served;
+use common::{fixture, printing};
 
 /// A module that exits with `code` after printing a line.
 fn exiting_with(code: u32) -> Vec<u8> {
@@ -16,23 +16,6 @@ fn exiting_with(code: u32) -> Vec<u8> {
   (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
   (memory (export "memory") 1)
   (func (export "_start") (call $exit (i32.const {code}))))"#
-    ))
-    .unwrap()
-}
-
-/// A module that prints `text` and returns.
-fn printing(text: &str) -> Vec<u8> {
-    let data: String = text.bytes().map(|b| format!("\\{b:02x}")).collect();
-    wat::parse_str(format!(
-        r#"(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 64) "{data}")
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 64))
-    (i32.store (i32.const 4) (i32.const {}))
-    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
-        text.len()
     ))
     .unwrap()
 }

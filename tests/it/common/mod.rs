@@ -40,16 +40,22 @@ pub fn component(name: &str) -> Vec<u8> {
 
 /// A distinct hello module answering `text`.
 pub fn hello_saying(text: &str) -> Vec<u8> {
-    let len = text.len() + 1;
+    printing(&format!("{text}\n"))
+}
+
+/// A module that writes `text` to stdout and returns.
+pub fn printing(text: &str) -> Vec<u8> {
+    let data: String = text.bytes().map(|b| format!("\\{b:02x}")).collect();
     wat::parse_str(format!(
         r#"(module
           (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
           (memory (export "memory") 1)
-          (data (i32.const 16) "{text}\n")
+          (data (i32.const 16) "{data}")
           (func (export "_start")
             (i32.store (i32.const 0) (i32.const 16))
-            (i32.store (i32.const 4) (i32.const {len}))
-            (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#
+            (i32.store (i32.const 4) (i32.const {}))
+            (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
+        text.len()
     ))
     .unwrap()
 }

@@ -115,7 +115,10 @@ impl PublicService {
             _ => Early(Outcome::BadRequest, format!("invalid module name: {e}")),
         })?;
         let found = match self.table.lookup(name.as_str()) {
-            Lookup::Loading(..) => self.table.lookup_settled(name.as_str(), LOADING_HOLD).await,
+            // Boxed: the wait is rare, and the future of every request stays small.
+            Lookup::Loading(..) => {
+                Box::pin(self.table.lookup_settled(name.as_str(), LOADING_HOLD)).await
+            }
             found => found,
         };
         match found {

@@ -169,24 +169,13 @@ impl Loader {
                     within: Some(&dir),
                     max_bytes,
                 };
-                let read = || read_module_file(&path, limits);
-                let mut bytes = match read() {
-                    Ok(bytes) => bytes,
-                    Err(_) if !path.exists() => return Step::Gone,
-                    Err(error) => return Step::Failed(LoadFailure::new(None, error.into())),
-                };
-                let mut rereads = 0;
-                loop {
-                    let step = compile_if_changed(compiler, &bytes, current, needs, &announce);
-                    if !matches!(step, Step::Failed(_)) || rereads == MAX_REREADS {
-                        return step;
+                match read_module_file(&path, limits) {
+                    Ok(bytes) => {
+                        let reread = || read_module_file(&path, limits).ok();
+                        compile_unless_rewritten(compiler, bytes, current, needs, &announce, reread)
                     }
-                    rereads += 1;
-                    std::thread::sleep(REREAD_PAUSE);
-                    match read() {
-                        Ok(again) if again != bytes => bytes = again,
-                        _ => return step,
-                    }
+                    Err(_) if !path.exists() => Step::Gone,
+                    Err(error) => Step::Failed(LoadFailure::new(None, error.into())),
                 }
             })
             .await;
@@ -394,6 +383,31 @@ fn compile_if_changed(
     }
 }
 
+/// Compiles a file's `bytes`; when they fail, reads the file again after [`REREAD_PAUSE`]
+/// (`reread`), and compiles what it holds now if that changed: bytes read while the file
+/// was still being written fail, and must not be reported as the file's.
+fn compile_unless_rewritten(
+    compiler: &Compiler,
+    mut bytes: Vec<u8>,
+    current: Option<Digest>,
+    needs: Needs,
+    announce: &impl Fn(Digest),
+    reread: impl Fn() -> Option<Vec<u8>>,
+) -> Step {
+    for _ in 0..MAX_REREADS {
+        let step = compile_if_changed(compiler, &bytes, current, needs, announce);
+        if !matches!(step, Step::Failed(_)) {
+            return step;
+        }
+        std::thread::sleep(REREAD_PAUSE);
+        match reread() {
+            Some(again) if again != bytes => bytes = again,
+            _ => return step,
+        }
+    }
+    compile_if_changed(compiler, &bytes, current, needs, announce)
+}
+
 fn stopped() -> LoadError {
     LoadError::Compile("the compiler stopped unexpectedly".into())
 }
@@ -444,4 +458,45 @@ pub(crate) fn module_files(dir: &Path) -> io::Result<Vec<String>> {
     }
     names.sort();
     Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::config::Overrides;
+    use crate::runtime::{AllocatorChoice, GuestRuntime};
+
+    const HELLO: &str = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
+
+    fn compiler() -> (Compiler, Needs) {
+        let config = Config::load(None, Overrides::default()).unwrap();
+        let runtime = GuestRuntime::new(&config, AllocatorChoice::OnDemand).unwrap();
+        let needs = Needs::of(&config.module_settings("m"));
+        (Compiler::new(&runtime, None), needs)
+    }
+
+    /// A file read while it was still being written fails to compile; read again, it is
+    /// whole, and that is what is compiled, not reported.
+    #[test]
+    fn bytes_read_mid_write_are_read_again_not_reported() {
+        let (compiler, needs) = compiler();
+        let whole = wat::parse_str(HELLO).unwrap();
+        let half = whole[..whole.len() / 2].to_vec();
+        let rereads = Cell::new(0);
+        let reread = || {
+            rereads.set(rereads.get() + 1);
+            Some(whole.clone())
+        };
+        let step = compile_unless_rewritten(&compiler, half.clone(), None, needs, &|_| {}, reread);
+        assert!(matches!(step, Step::Compiled(_)));
+        assert_eq!(rereads.get(), 1);
+
+        // A file that is broken as it stands is reported after one look more.
+        let step = compile_unless_rewritten(&compiler, half.clone(), None, needs, &|_| {}, || {
+            Some(half.clone())
+        });
+        assert!(matches!(step, Step::Failed(_)));
+    }
 }

@@ -150,13 +150,7 @@ async fn a_new_module_copied_slowly_is_waited_for_never_missing_or_broken() {
     let writer =
         std::thread::spawn(move || write_slowly(&path, &bytes, 12, Duration::from_secs(1)));
     eventually("the new module shows as loading", async || {
-        let modules = gw.modules().await;
-        let fresh = modules
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["name"] == "fresh");
-        fresh.is_some_and(|m| {
+        gw.module("fresh").await.is_some_and(|m| {
             m["state"] == "loading"
                 && m["pending"]["digest"].is_null()
                 && m["pending"]["since"].is_u64()
@@ -199,13 +193,7 @@ async fn a_new_module_copied_slowly_is_waited_for_never_missing_or_broken() {
         );
     }
     assert_eq!(gw.requests("fresh", "unavailable").await, 0);
-    let modules = gw.modules().await;
-    let fresh = modules
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == "fresh")
-        .unwrap();
+    let fresh = gw.module("fresh").await.expect("fresh in /modules");
     assert_eq!(fresh["state"], "ready");
     assert!(
         fresh["pending"].is_null() && fresh["error"].is_null(),

@@ -139,6 +139,13 @@ impl TestGateway {
         serde_json::from_slice(&reply.body).expect("/modules is JSON")
     }
 
+    /// Module `name`'s entry in `/modules`, if it is listed.
+    pub async fn module(&self, name: &str) -> Option<serde_json::Value> {
+        let modules = self.modules().await;
+        let found = modules.as_array()?.iter().find(|m| m["name"] == name);
+        found.cloned()
+    }
+
     /// The admin listener's `/metrics` text.
     pub async fn metrics(&self) -> String {
         get(self.admin, "/metrics")

@@ -3,6 +3,7 @@
 //! ([`cgi::run`](super::cgi::run)) and the wasi:http path ([`wasi_http`](super::wasi_http))
 //! both start from [`Bounds`], so a limit means the same on either.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,6 +13,7 @@ use wasmtime_wasi::I32Exit;
 use super::cgi::stdout::OutputFate;
 use super::deadline::{DeadlinePassed, deadline_by_epoch};
 use super::host_limits;
+use super::lazy_sleep::unless_past;
 use super::store::{Footprint, GuestLimiter, StoreState};
 use super::swap::SlotResetCheck;
 use crate::guest::body::BodyError;
@@ -185,6 +187,18 @@ impl Bounds {
         deadline_by_epoch(&mut store, self.deadline);
         host_limits::cap_store(&mut store);
         store
+    }
+
+    /// Runs `call` until it ends or the deadline passes, whichever is first: a call still
+    /// running then (waiting in a host call, where the epoch cannot stop it) ends as a
+    /// deadline failure.
+    pub(crate) async fn before_deadline(
+        &self,
+        call: impl Future<Output = Result<(), Failure>>,
+    ) -> Result<(), Failure> {
+        unless_past(self.deadline, call)
+            .await
+            .unwrap_or_else(|| Err(Failure::Run(DeadlinePassed.into())))
     }
 
     /// The fuel a fresh store of these bounds holds.

@@ -119,7 +119,9 @@ const TELLTALE_HEADERS: [&str; 5] = [
 /// `Content-Type: application/json`: a header block whose ending empty line is missing
 /// (quoted, cut at [`QUOTED_LINE_BYTES`]).
 pub(crate) fn unended_header_line(out: &[u8]) -> Option<String> {
-    let line = out.split(|&b| b == b'\n').next()?;
+    // A header line is short: a body's first line is looked at no further than a block's.
+    let window = &out[..out.len().min(MAX_HEADER_BLOCK)];
+    let line = window.split(|&b| b == b'\n').next()?;
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let (name, _) = split_header(line)?;
     let name = std::str::from_utf8(name).ok()?;

@@ -24,9 +24,7 @@ use super::stderr::{GuestLog, LogStream};
 use super::stdin::Stdin;
 use super::stdout::Stdout;
 use crate::guest::bounds::{Bounds, Failure, GuestError};
-use crate::guest::deadline::DeadlinePassed;
 use crate::guest::host_limits::MAX_RESOURCES;
-use crate::guest::lazy_sleep::unless_past;
 use crate::guest::linkers::{CgiModule, GatewayStore, Prepared, WasiStore};
 use crate::guest::module::GuestModule;
 use crate::guest::store::{Footprint, StoreState};
@@ -138,9 +136,7 @@ impl Run<'_> {
         let call = self.run_start(&mut store, pre, start, attach);
         let result = match waits {
             HostWaits::Bounded => call.await,
-            HostWaits::Unbounded => unless_past(bounds.deadline, call)
-                .await
-                .unwrap_or_else(|| Err(Failure::Run(DeadlinePassed.into()))),
+            HostWaits::Unbounded => bounds.before_deadline(call).await,
         };
         bounds.record_fuel(&store, budget, self.module.metrics());
         bounds.name(&store, result, self.stdout.fate())

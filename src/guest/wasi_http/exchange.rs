@@ -28,9 +28,7 @@ use crate::guest::body::{LimitedBody, RequestBody, declared_length};
 use crate::guest::bounds::{Bounds, Failure as RunFailure, GuestError};
 use crate::guest::cgi::stdout::OutputFate;
 use crate::guest::conn::ConnInfo;
-use crate::guest::deadline::DeadlinePassed;
 use crate::guest::exchange::{Exchange, Failure, Reply};
-use crate::guest::lazy_sleep::unless_past;
 use crate::guest::linkers::Prepared;
 use crate::guest::module::GuestModule;
 use crate::guest::reply_body::ReplyBody;
@@ -212,9 +210,7 @@ async fn run<B: RequestBody>(
             .await
             .map_err(RunFailure::Run)
     };
-    let result = unless_past(bounds.deadline, call)
-        .await
-        .unwrap_or_else(|| Err(RunFailure::Run(DeadlinePassed.into())));
+    let result = bounds.before_deadline(call).await;
     finish(module, &bounds, &store, budget, result)
 }
 

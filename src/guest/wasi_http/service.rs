@@ -29,9 +29,7 @@ use super::tracked::{ServiceBody, Tracked};
 use crate::guest::body::RequestBody;
 use crate::guest::bounds::{Bounds, Failure as RunFailure, GuestError};
 use crate::guest::conn::ConnInfo;
-use crate::guest::deadline::DeadlinePassed;
 use crate::guest::exchange::Failure;
-use crate::guest::lazy_sleep::unless_past;
 use crate::guest::linkers::Prepared;
 use crate::guest::module::GuestModule;
 use crate::guest::reply_body::ReplyBody;
@@ -110,9 +108,7 @@ async fn run<B: RequestBody>(
             .and_then(|answered| answered)
             .map_err(RunFailure::Run)
     };
-    let result = unless_past(bounds.deadline, call)
-        .await
-        .unwrap_or_else(|| Err(RunFailure::Run(DeadlinePassed.into())));
+    let result = bounds.before_deadline(call).await;
     finish(module, &bounds, &store, budget, result)
 }
 
